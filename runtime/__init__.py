@@ -1,0 +1,26 @@
+"""onnxembed: a torch-free sentence embedder on ONNX Runtime.
+
+>>> from onnxembed import Embedder                      # doctest: +SKIP
+>>> Embedder.load("artifacts/all-minilm-l6-v2").encode(["hello"]).shape
+(1, 384)
+"""
+
+from __future__ import annotations
+
+from .errors import IntegrityError as IntegrityError
+from .errors import ManifestError as ManifestError
+from .errors import ProviderUnavailableError as ProviderUnavailableError
+from .errors import ValidationError as ValidationError
+from .manifest import Manifest as Manifest
+from .manifest import load_manifest as load_manifest
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IntegrityError",
+    "Manifest",
+    "ManifestError",
+    "ProviderUnavailableError",
+    "ValidationError",
+    "load_manifest",
+]

@@ -1,0 +1,196 @@
+"""``manifest.json``: what an artifact folder holds and how to use it.
+
+The manifest is the contract between the build (``onnxembed.export``) and the runtime: pooling,
+normalization, prefixes, input names and one entry per model file (variant) with its sha256.
+Reading it needs only the standard library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import IntegrityError, ManifestError
+
+__all__ = ["Manifest", "Variant", "load_manifest", "sha256_file", "MANIFEST_NAME", "FORMAT_VERSION"]
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len", "lasttoken")
+ALLOWED_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model file of an artifact folder.
+
+    Attributes:
+        name: variant key, e.g. ``fp32``, ``O2``, ``O4``, ``qint8_avx512_vnni``.
+        file: path relative to the artifact folder, e.g. ``onnx/model_O2.onnx``.
+        sha256: hex digest of the file.
+        size: size in bytes.
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        device: ``cpu``, ``cuda`` or ``any``.
+        info: everything else recorded for it (validation figures, fused op counts, recipe).
+    """
+
+    name: str
+    file: str
+    sha256: str
+    size: int
+    precision: str
+    device: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed ``manifest.json`` of an artifact folder."""
+
+    root: Path
+    name: str
+    dim: int
+    max_length: int
+    pooling: str
+    normalize: bool
+    prefixes: dict[str, str]
+    input_names: tuple[str, ...]
+    output_name: str
+    vocab_size: int
+    tokenizer_file: str
+    variants: dict[str, Variant]
+    raw: dict[str, Any]
+
+    def path_of(self, variant: str) -> Path:
+        """Absolute path of a variant's file."""
+        return self.root / self.variant(variant).file
+
+    def variant(self, name: str) -> Variant:
+        """The named variant, or ManifestError naming the ones present."""
+        try:
+            return self.variants[name]
+        except KeyError:
+            raise ManifestError(
+                f"variant {name!r} is not in {self.root / MANIFEST_NAME}; present: {sorted(self.variants)}"
+            ) from None
+
+    def verify_file(self, name: str) -> None:
+        """Check a variant's file exists and matches the recorded size and sha256.
+
+        Raises:
+            IntegrityError: the file is missing, truncated or altered.
+        """
+        v = self.variant(name)
+        p = self.root / v.file
+        if not p.is_file():
+            raise IntegrityError(f"variant {name!r}: file {p} is missing; rebuild the folder or download it again")
+        size = p.stat().st_size
+        if size != v.size:
+            raise IntegrityError(
+                f"variant {name!r}: {p} has {size} bytes, manifest says {v.size}; the file is truncated or replaced"
+            )
+        digest = sha256_file(p)
+        if digest != v.sha256:
+            raise IntegrityError(
+                f"variant {name!r}: sha256 of {p} is {digest}, manifest says {v.sha256}; the file is corrupt or"
+                " was changed after the build (pass verify=False to skip this check)"
+            )
+
+
+def _field(raw: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
+    if key not in raw:
+        raise ManifestError(f"{where}: missing field {key!r}")
+    val = raw[key]
+    if not isinstance(val, typ) or (typ is int and isinstance(val, bool)):
+        raise ManifestError(f"{where}: field {key!r} should be {typ}, found {type(val).__name__} {val!r}")
+    return val
+
+
+def parse_manifest(raw: dict[str, Any], root: Path) -> Manifest:
+    """Validate a manifest dict and turn it into a :class:`Manifest`."""
+    where = str(root / MANIFEST_NAME)
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{where}: expected a JSON object, found {type(raw).__name__}")
+    fmt = _field(raw, "format", int, where)
+    if fmt > FORMAT_VERSION:
+        raise ManifestError(f"{where}: format {fmt} is newer than this onnxembed reads ({FORMAT_VERSION}); upgrade onnxembed")
+    pooling = _field(raw, "pooling", str, where)
+    if pooling not in POOLING_MODES:
+        raise ManifestError(f"{where}: unknown pooling {pooling!r}; known: {list(POOLING_MODES)}")
+    inputs = tuple(_field(raw, "input_names", list, where))
+    bad = [n for n in inputs if n not in ALLOWED_INPUTS]
+    if bad or "input_ids" not in inputs:
+        raise ManifestError(f"{where}: input_names {list(inputs)} must include input_ids and only {list(ALLOWED_INPUTS)}")
+    prefixes = _field(raw, "prefixes", dict, where)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in prefixes.items()):
+        raise ManifestError(f"{where}: prefixes must map strings to strings, found {prefixes!r}")
+    variants: dict[str, Variant] = {}
+    for vname, vraw in _field(raw, "variants", dict, where).items():
+        vwhere = f"{where}: variants.{vname}"
+        if not isinstance(vraw, dict):
+            raise ManifestError(f"{vwhere}: expected an object")
+        info = {k: v for k, v in vraw.items() if k not in ("file", "sha256", "size", "precision", "device")}
+        variants[vname] = Variant(
+            name=vname,
+            file=_field(vraw, "file", str, vwhere),
+            sha256=_field(vraw, "sha256", str, vwhere),
+            size=_field(vraw, "size", int, vwhere),
+            precision=_field(vraw, "precision", str, vwhere),
+            device=_field(vraw, "device", str, vwhere),
+            info=info,
+        )
+    if not variants:
+        raise ManifestError(f"{where}: no variants; the build did not finish — rebuild the folder")
+    return Manifest(
+        root=root,
+        name=_field(raw, "name", str, where),
+        dim=_field(raw, "dim", int, where),
+        max_length=_field(raw, "max_length", int, where),
+        pooling=pooling,
+        normalize=_field(raw, "normalize", bool, where),
+        prefixes=dict(prefixes),
+        input_names=inputs,
+        output_name=_field(raw, "output_name", str, where),
+        vocab_size=_field(raw, "vocab_size", int, where),
+        tokenizer_file=_field(raw, "tokenizer", str, where),
+        variants=variants,
+        raw=raw,
+    )
+
+
+def load_manifest(folder: str | Path) -> Manifest:
+    """Read and validate ``folder/manifest.json``.
+
+    >>> m = load_manifest("artifacts/all-minilm-l6-v2")  # doctest: +SKIP
+    >>> m.pooling, m.dim
+    ('mean', 384)
+
+    Raises:
+        ManifestError: the folder or manifest is missing or malformed.
+    """
+    root = Path(folder)
+    path = root / MANIFEST_NAME
+    if not root.is_dir():
+        raise ManifestError(f"artifact folder {root} does not exist; build it with `onnxembed build MODEL --out {root}`")
+    if not path.is_file():
+        raise ManifestError(
+            f"{path} is missing: {root} is not a finished onnxembed artifact folder; build it with "
+            f"`onnxembed build MODEL --out {root}`"
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{path} is not valid JSON ({e}); rebuild the folder") from e
+    return parse_manifest(raw, root.resolve())
