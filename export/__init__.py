@@ -1,0 +1,13 @@
+"""onnxembed.export: checkpoint -> validated ONNX artifact folder (needs the ``export`` extra)."""
+
+from __future__ import annotations
+
+from .build import ALL_VARIANTS as ALL_VARIANTS
+from .build import build_model as build_model
+from .checkpoint import resolve_checkpoint as resolve_checkpoint
+from .registry import ModelSpec as ModelSpec
+from .registry import RegistryError as RegistryError
+from .registry import get_spec as get_spec
+from .registry import load_registry as load_registry
+
+__all__ = ["ALL_VARIANTS", "ModelSpec", "RegistryError", "build_model", "get_spec", "load_registry", "resolve_checkpoint"]

