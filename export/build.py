@@ -15,7 +15,7 @@ from typing import Any, Iterable
 from ..manifest import FORMAT_VERSION, MANIFEST_NAME, load_manifest, sha256_file
 from .checkpoint import Checkpoint, resolve_checkpoint, weights_sha256
 from .onnx_export import export_onnx
-from .registry import ModelSpec
+from .registry import ModelSpec, load_registry
 from .st_files import write_model_files
 from .validate import validate_against_torch
 
@@ -109,6 +109,7 @@ def build_model(
     force: bool = False,
     revision: str | None = None,
     opset: int | None = None,
+    registry: str | Path | None = None,
 ) -> Path:
     """Build an artifact folder: fp32 ONNX validated against PyTorch, then the requested variants.
 
@@ -123,6 +124,7 @@ def build_model(
         force: replace an existing ``out``.
         revision: hub revision overriding the registry's.
         opset: ONNX opset for the export (None: the exporter's default).
+        registry: another ``models.yaml`` to resolve registry names with (None: the packaged one).
 
     Returns:
         The finished folder.
@@ -137,7 +139,7 @@ def build_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale(out)
     started = time.perf_counter()
-    ck = resolve_checkpoint(model, revision=revision)
+    ck = resolve_checkpoint(model, revision=revision, registry=load_registry(registry))
     spec = ck.spec
     work = out.parent / f".{out.name}{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     work.mkdir()
@@ -161,6 +163,7 @@ def build_model(
         manifest["build"] = {
             "variants": wanted,
             "opset": opset,
+            "registry": str(registry) if registry else "packaged models.yaml",
             "seconds": round(time.perf_counter() - started, 2),
         }
         (work / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

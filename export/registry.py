@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ModelSpec", "RegistryError", "load_registry", "get_spec", "REGISTRY_FILE"]
+__all__ = ["ModelSpec", "RegistryError", "load_registry", "dump_registry", "get_spec", "REGISTRY_FILE"]
 
 REGISTRY_FILE = "models.yaml"
 ARCHITECTURES = ("bert", "distilbert")
@@ -172,3 +172,19 @@ def get_spec(name: str, registry: dict[str, ModelSpec] | None = None) -> ModelSp
     if name not in reg:
         raise RegistryError(f"unknown model {name!r}; known: {sorted(reg)}; registry: {REGISTRY_FILE}")
     return reg[name]
+
+
+def dump_registry(specs: dict[str, ModelSpec], path: str | Path) -> Path:
+    """Write specs as a ``models.yaml`` that :func:`load_registry` reads back unchanged."""
+    import yaml
+
+    models = {}
+    for name, spec in specs.items():
+        d = spec.as_dict()
+        d.pop("name")
+        for key in ("package_path", "alt_sources", "gates"):
+            if not d[key]:
+                d.pop(key)
+        models[name] = d
+    Path(path).write_text(yaml.safe_dump({"models": models}, sort_keys=False), encoding="utf-8")
+    return Path(path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .registry import ModelSpec
 
-__all__ = ["write_model_files"]
+__all__ = ["write_model_files", "write_sentence_transformers_files"]
 
 _POOLING_KEYS = {
     "mean": "pooling_mode_mean_tokens",
@@ -36,6 +36,11 @@ def write_model_files(checkpoint: Path, workdir: Path, spec: ModelSpec) -> None:
     if not getattr(tok, "is_fast", False):
         raise ValueError(f"{checkpoint}: no fast tokenizer could be built; onnxembed needs tokenizer.json")
     tok.save_pretrained(str(workdir))
+    write_sentence_transformers_files(workdir, spec)
+
+
+def write_sentence_transformers_files(workdir: Path, spec: ModelSpec) -> None:
+    """modules.json, sentence_bert_config.json, 1_Pooling/config.json, config_sentence_transformers.json."""
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},

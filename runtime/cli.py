@@ -64,6 +64,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         force=args.force,
         revision=args.revision,
         opset=args.opset,
+        registry=args.registry,
     )
     print(f"built {out}")
     print_manifest_summary(out)
@@ -78,6 +79,7 @@ def _add_build(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
     p.add_argument("--revision", default=None, help="hub revision (overrides models.yaml)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--registry", default=None, type=Path, help="another models.yaml (default: the packaged one)")
     p.set_defaults(func=_cmd_build)
 
 

@@ -1,0 +1,91 @@
+"""Random-weight checkpoints with a registry entry's exact architecture, for offline tests and timing.
+
+The five hub models cannot be downloaded everywhere (CI has no hub access), so tests and benchmarks
+build checkpoints with the same transformers config family, vocabulary and sentence-transformers
+files, either at the real sizes (for timing) or tiny (for unit tests), and can place them in a
+Hugging Face cache so the normal hub-loading path runs with ``HF_HUB_OFFLINE=1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+from .registry import ModelSpec
+
+__all__ = ["make_random_checkpoint", "tiny_spec", "put_in_hf_cache", "TOKENIZER_FILES"]
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+FAKE_COMMIT = "0" * 39 + "1"  # the cache's snapshot name; not a hub revision
+
+
+def tiny_spec(spec: ModelSpec, *, hidden_size: int = 32, num_layers: int = 2, num_heads: int = 4) -> ModelSpec:
+    """The same entry at a tiny size (for unit tests)."""
+    return dataclasses.replace(spec, hidden_size=hidden_size, embedding_dim=hidden_size, num_layers=num_layers, num_heads=num_heads)
+
+
+def _config(spec: ModelSpec):  # type: ignore[no-untyped-def]
+    from transformers import BertConfig, DistilBertConfig
+
+    if spec.architecture == "distilbert":
+        return DistilBertConfig(
+            vocab_size=30522, dim=spec.hidden_size, n_layers=spec.num_layers, n_heads=spec.num_heads,
+            hidden_dim=4 * spec.hidden_size, max_position_embeddings=512,
+        )
+    return BertConfig(
+        vocab_size=30522, hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads, intermediate_size=4 * spec.hidden_size,
+        max_position_embeddings=512, type_vocab_size=2,
+    )
+
+
+def make_random_checkpoint(spec: ModelSpec, folder: str | Path, *, vocab_from: str | Path, seed: int = 0) -> Path:
+    """Write a random-init checkpoint for ``spec`` (config, safetensors, tokenizer, sentence-transformers files).
+
+    Args:
+        spec: the architecture to build (use :func:`tiny_spec` for a small one).
+        folder: where to write it.
+        vocab_from: a folder with the uncased BERT tokenizer files (e.g. the embedded model's).
+        seed: torch seed, so the same call gives the same weights.
+    """
+    import torch
+    from transformers import AutoModel
+
+    from .st_files import write_sentence_transformers_files
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(_config(spec)).eval()
+    model.save_pretrained(str(folder), safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        src = Path(vocab_from) / name
+        if src.is_file():
+            shutil.copyfile(src, folder / name)
+    tok_cfg = folder / "tokenizer_config.json"
+    if tok_cfg.is_file():
+        cfg = json.loads(tok_cfg.read_text(encoding="utf-8"))
+        cfg["model_max_length"] = spec.max_length
+        if spec.architecture == "distilbert":  # as the real DistilBERT checkpoints ship it: no token_type_ids
+            cfg["tokenizer_class"] = "DistilBertTokenizer"
+            cfg["model_input_names"] = ["input_ids", "attention_mask"]
+        tok_cfg.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    write_sentence_transformers_files(folder, spec)
+    return folder
+
+
+def put_in_hf_cache(checkpoint: str | Path, repo_id: str, cache_dir: str | Path) -> Path:
+    """Place a checkpoint folder into a Hugging Face hub cache as ``repo_id`` at revision ``main``.
+
+    ``cache_dir`` is what ``HF_HUB_CACHE`` points to. Returns the snapshot folder.
+    """
+    repo = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
+    snap = repo / "snapshots" / FAKE_COMMIT
+    if snap.exists():
+        shutil.rmtree(snap)
+    shutil.copytree(checkpoint, snap)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(FAKE_COMMIT, encoding="utf-8")
+    return snap
