@@ -10,7 +10,8 @@ import time
 import uuid
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
 
 from ..manifest import FORMAT_VERSION, MANIFEST_NAME, load_manifest, sha256_file
 from .checkpoint import Checkpoint, resolve_checkpoint, weights_sha256
@@ -19,7 +20,7 @@ from .registry import ModelSpec, load_registry
 from .st_files import write_model_files
 from .validate import validate_against_torch
 
-__all__ = ["build_model", "ALL_VARIANTS", "tool_versions"]
+__all__ = ["build_model", "build_models", "BuildResult", "ALL_VARIANTS", "tool_versions", "inputs_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +71,11 @@ def _normalize_variants(variants: Iterable[str] | str | None) -> list[str]:
     return [v for v in ALL_VARIANTS if v in wanted]
 
 
-def _base_manifest(ck: Checkpoint, spec: ModelSpec) -> dict[str, Any]:
+def _base_manifest(ck: Checkpoint, spec: ModelSpec, weights: str) -> dict[str, Any]:
     return {
         "format": FORMAT_VERSION,
         "name": spec.name,
-        "source": {**ck.source, "weights_sha256": weights_sha256(ck.path), "alt_sources": list(spec.alt_sources)},
+        "source": {**ck.source, "weights_sha256": weights, "alt_sources": list(spec.alt_sources)},
         "license": spec.license,
         "architecture": spec.architecture,
         "dim": spec.embedding_dim,
@@ -101,6 +102,81 @@ def file_entry(workdir: Path, rel: str, precision: str, device: str, **info: Any
     return {"file": rel, "sha256": sha256_file(p), "size": p.stat().st_size, "precision": precision, "device": device, **info}
 
 
+@dataclass
+class BuildResult:
+    """What one model's build did: ``status`` is ``built``, ``skipped`` (inputs unchanged) or ``failed``."""
+
+    model: str
+    out: Path
+    status: str
+    seconds: float = 0.0
+    reason: str = ""
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "out": str(self.out), "status": self.status, "seconds": round(self.seconds, 2),
+                "reason": self.reason, "variants": self.variants}
+
+
+def _source_digest() -> str:
+    """sha256 over onnxembed's own Python sources: a code change invalidates incremental builds."""
+    import hashlib
+
+    import onnxembed
+    import onnxembed.export
+    import onnxembed.quantize
+
+    h = hashlib.sha256()
+    for pkg in (onnxembed, onnxembed.export, onnxembed.quantize):
+        root = Path(pkg.__file__).parent
+        for f in sorted(root.glob("*.py")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def inputs_key(weights_sha256: str, spec: ModelSpec, variants: list[str], opset: int | None) -> str:
+    """sha256 of everything that determines a build's outputs: weights, registry entry, tools, code, options."""
+    import hashlib
+
+    blob = json.dumps(
+        {"weights": weights_sha256, "spec": spec.as_dict(), "tools": tool_versions(), "code": _source_digest(),
+         "variants": variants, "opset": opset},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _existing_key(out: Path) -> str | None:
+    """The inputs key of a finished onnxembed folder at ``out``, or None if it is not one."""
+    try:
+        return load_manifest(out).raw.get("build", {}).get("inputs_key")
+    except Exception:  # noqa: BLE001 - any unreadable folder is "not ours"
+        return None
+
+
+def _record_files(work: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every non-model file (tokenizer, configs), so verify can check them too."""
+    out = {}
+    for p in sorted(work.rglob("*")):
+        rel = p.relative_to(work).as_posix()
+        if p.is_file() and not rel.startswith("onnx/") and rel != MANIFEST_NAME:
+            out[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size}
+    return out
+
+
+def _variant_summary(out: Path) -> dict[str, dict[str, Any]]:
+    m = load_manifest(out)
+    summary = {}
+    for v in m.variants.values():
+        row: dict[str, Any] = {"file": v.file, "size": v.size, "sha256": v.sha256}
+        for key in ("validation", "accuracy", "fused_ops"):
+            if key in v.info:
+                row[key] = v.info[key]
+        summary[v.name] = row
+    return summary
+
+
 def build_model(
     model: str,
     out: str | Path,
@@ -110,47 +186,65 @@ def build_model(
     revision: str | None = None,
     opset: int | None = None,
     registry: str | Path | None = None,
-) -> Path:
+    progress: Callable[[str], None] | None = None,
+) -> BuildResult:
     """Build an artifact folder: fp32 ONNX validated against PyTorch, then the requested variants.
 
     Everything is written into a hidden temporary folder beside ``out`` and renamed at the end, with
     ``manifest.json`` written last: an interrupted build never leaves a folder that looks complete.
+    An existing onnxembed folder built from the same inputs (weights, registry entry, tool versions,
+    onnxembed's code, options) is left as it is (status ``skipped``); one built from other inputs is
+    rebuilt. A folder that is not an onnxembed build is replaced only with ``force``.
 
     Args:
         model: registry name (``models.yaml``), local checkpoint folder, or hub id.
         out: the artifact folder to create.
         variants: ``"all"``/None, or a list / comma-separated string of ``fp32``, ``O1``..``O4``,
             ``qint8_avx512_vnni``, ``quint8_avx2``, ``qint8_arm64``.
-        force: replace an existing ``out``.
+        force: rebuild even when up to date, and replace a folder that is not an onnxembed build.
         revision: hub revision overriding the registry's.
         opset: ONNX opset for the export (None: the exporter's default).
         registry: another ``models.yaml`` to resolve registry names with (None: the packaged one).
+        progress: called with a short message as each stage starts.
 
     Returns:
-        The finished folder.
+        A :class:`BuildResult` (``status`` built or skipped; failures raise).
 
-    >>> build_model("all-minilm-l6-v2", "artifacts/all-minilm-l6-v2", variants="fp32")  # doctest: +SKIP
-    PosixPath('artifacts/all-minilm-l6-v2')
+    >>> build_model("all-minilm-l6-v2", "artifacts/all-minilm-l6-v2", variants="fp32").status  # doctest: +SKIP
+    'built'
     """
+    say = progress or (lambda msg: logger.info("%s", msg))
     out = Path(out)
     wanted = _normalize_variants(variants)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} already exists; pass force=True (--force) to rebuild it, or choose another --out")
+    existing = _existing_key(out) if out.exists() else None
+    if out.exists() and existing is None and not force:
+        raise FileExistsError(
+            f"{out} already exists and is not an onnxembed artifact folder; pass force=True (--force) to "
+            "replace it, or choose another --out"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale(out)
     started = time.perf_counter()
+    say(f"{model}: resolving checkpoint")
     ck = resolve_checkpoint(model, revision=revision, registry=load_registry(registry))
     spec = ck.spec
+    weights = weights_sha256(ck.path)
+    key = inputs_key(weights, spec, wanted, opset)
+    if existing == key and not force:
+        say(f"{model}: up to date (inputs unchanged), skipped")
+        return BuildResult(spec.name, out, "skipped", time.perf_counter() - started, "inputs unchanged", _variant_summary(out))
     work = out.parent / f".{out.name}{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     work.mkdir()
     try:
-        manifest = _base_manifest(ck, spec)
+        manifest = _base_manifest(ck, spec, weights)
         write_model_files(ck.path, work, spec)
         vocab = json.loads((work / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
         manifest["vocab_size"] = len(vocab)
+        say(f"{model}: exporting fp32 ONNX")
         t0 = time.perf_counter()
         export_onnx(ck.path, work / "onnx" / "model.onnx", expected_inputs=spec.input_names, opset=opset)
         export_s = time.perf_counter() - t0
+        say(f"{model}: validating against PyTorch")
         figures = validate_against_torch(work / "onnx" / "model.onnx", ck.path, spec)
         manifest["variants"]["fp32"] = file_entry(
             work, "onnx/model.onnx", "fp32", "any", validation=figures, export_seconds=round(export_s, 2)
@@ -159,11 +253,16 @@ def build_model(
         if rest:
             from .variants import add_variants
 
+            say(f"{model}: building {', '.join(rest)}")
             add_variants(work, manifest, rest, gates=dict(spec.gates))
+        manifest["files"] = _record_files(work)
+        say(f"{model}: recording fingerprints")
+        _add_fingerprints(work, manifest)
         manifest["build"] = {
             "variants": wanted,
             "opset": opset,
             "registry": str(registry) if registry else "packaged models.yaml",
+            "inputs_key": key,
             "seconds": round(time.perf_counter() - started, 2),
         }
         (work / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -178,5 +277,62 @@ def build_model(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    logger.info("built %s into %s in %.1f s", spec.name, out, time.perf_counter() - started)
-    return out
+    seconds = time.perf_counter() - started
+    say(f"{model}: built into {out} in {seconds:.1f} s")
+    return BuildResult(spec.name, out, "built", seconds, "", _variant_summary(out))
+
+
+def _add_fingerprints(work: Path, manifest: dict[str, Any]) -> None:
+    """Embeddings of fixed probe sentences per variant, computed by the runtime, for ``onnxembed verify``."""
+    manifest_tmp = dict(manifest, build={})
+    (work / MANIFEST_NAME).write_text(json.dumps(manifest_tmp), encoding="utf-8")
+    try:
+        from ..verify import compute_fingerprints
+
+        try:  # TODO(integration): remove once runtime/embedder.py lands
+            import onnxembed.embedder  # noqa: F401
+        except ImportError:
+            return
+        manifest["fingerprint"] = compute_fingerprints(work)
+    finally:
+        (work / MANIFEST_NAME).unlink()
+
+
+def build_models(
+    models: Iterable[str],
+    outroot: str | Path,
+    *,
+    variants: Iterable[str] | str | None = None,
+    force: bool = False,
+    fail_fast: bool = False,
+    opset: int | None = None,
+    registry: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[BuildResult]:
+    """Build several models into ``outroot/NAME/`` and write ``outroot/build-report.json``.
+
+    One model's failure does not stop the others unless ``fail_fast``; its reason is in the report.
+    """
+    outroot = Path(outroot)
+    outroot.mkdir(parents=True, exist_ok=True)
+    results: list[BuildResult] = []
+    for name in models:
+        out = outroot / name
+        t0 = time.perf_counter()
+        try:
+            results.append(build_model(name, out, variants=variants, force=force, opset=opset, registry=registry, progress=progress))
+        except Exception as e:  # noqa: BLE001 - reported per model, the others go on
+            results.append(BuildResult(name, out, "failed", time.perf_counter() - t0, f"{type(e).__name__}: {e}"))
+            if progress:
+                progress(f"{name}: FAILED: {type(e).__name__}: {str(e).splitlines()[0]}")
+            if fail_fast:
+                break
+    report = {
+        "tools": tool_versions(),
+        "models": [r.as_dict() for r in results],
+        "ok": all(r.status != "failed" for r in results),
+    }
+    tmp = outroot / ".build-report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(outroot / "build-report.json")
+    return results

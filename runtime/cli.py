@@ -55,32 +55,70 @@ def print_manifest_summary(folder: Path) -> None:
         print(f"{v.name:<20} {v.file:<36} {_fmt_size(v.size):>9}  {'; '.join(figs)}")
 
 
+def _progress(msg: str) -> None:
+    print(f"[onnxembed] {msg}", file=sys.stderr, flush=True)
+
+
+def _print_build_table(results: list[Any]) -> None:
+    print(f"{'model':<28} {'status':<8} {'time s':>7}  variants (size MB)")
+    for r in results:
+        variants = ", ".join(f"{k} ({v['size'] / 1e6:.1f})" for k, v in r.variants.items())
+        print(f"{r.model:<28} {r.status:<8} {r.seconds:>7.1f}  {variants or r.reason.splitlines()[0] if r.reason else variants}")
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     export = _need_export()
-    out = export.build_model(
-        args.model,
-        args.out,
-        variants=args.variants,
-        force=args.force,
-        revision=args.revision,
-        opset=args.opset,
-        registry=args.registry,
-    )
-    print(f"built {out}")
-    print_manifest_summary(out)
+    common = dict(variants=args.variants, force=args.force, opset=args.opset, registry=args.registry, progress=_progress)
+    if args.all or args.models:
+        if args.model:
+            raise SystemExit("onnxembed build: give either MODEL or --all/--models, not both")
+        names = list(export.load_registry(args.registry)) if args.all else [m.strip() for m in args.models.split(",") if m.strip()]
+        results = export.build_models(names, args.out, fail_fast=args.fail_fast, **common)
+        _print_build_table(results)
+        failed = [r for r in results if r.status == "failed"]
+        for r in failed:
+            print(f"FAILED {r.model}: {r.reason}", file=sys.stderr)
+        print(f"report: {Path(args.out) / 'build-report.json'}")
+        return 1 if failed or len(results) < len(names) else 0
+    if not args.model:
+        raise SystemExit("onnxembed build: give MODEL, or --all / --models a,b with --out OUTROOT")
+    result = export.build_model(args.model, args.out, revision=args.revision, **common)
+    print(f"{result.status} {result.out}" + (f" ({result.reason})" if result.reason else ""))
+    print_manifest_summary(result.out)
     return 0
 
 
 def _add_build(sub: Any) -> None:
-    p = sub.add_parser("build", help="export a checkpoint to a validated ONNX artifact folder")
-    p.add_argument("model", help="registry name (models.yaml), local checkpoint folder, or hub id")
-    p.add_argument("--out", required=True, type=Path, help="artifact folder to create")
+    p = sub.add_parser("build", help="export checkpoints to validated ONNX artifact folders")
+    p.add_argument("model", nargs="?", help="registry name (models.yaml), local checkpoint folder, or hub id")
+    p.add_argument("--out", required=True, type=Path, help="artifact folder (or, with --all/--models, the folder of folders)")
+    p.add_argument("--all", action="store_true", help="build every registry model into OUT/NAME/")
+    p.add_argument("--models", default=None, help="comma-separated registry names to build into OUT/NAME/")
+    p.add_argument("--fail-fast", action="store_true", help="with --all/--models: stop at the first failure")
     p.add_argument("--variants", default="all", help="'all' or comma-separated: fp32,O1,O2,O3,O4,qint8_avx512_vnni,quint8_avx2,qint8_arm64")
-    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--force", action="store_true", help="rebuild even if up to date; replace a folder that is not an onnxembed build")
     p.add_argument("--revision", default=None, help="hub revision (overrides models.yaml)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     p.add_argument("--registry", default=None, type=Path, help="another models.yaml (default: the packaged one)")
     p.set_defaults(func=_cmd_build)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import format_report, report_json, verify_artifacts
+
+    variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
+    report = verify_artifacts(args.dir, variants=variants, run=not args.no_run)
+    print(report_json(report) if args.json else format_report(report))
+    return 0 if report.ok else 1
+
+
+def _add_verify(sub: Any) -> None:
+    p = sub.add_parser("verify", help="check an artifact folder: files, sha256, and each variant's fingerprint")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--variants", default=None, help="comma-separated variants (default: all)")
+    p.add_argument("--no-run", action="store_true", help="check files and hashes only, do not run the models")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.set_defaults(func=_cmd_verify)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -103,13 +141,15 @@ def _add_models(sub: Any) -> None:
 
 
 def _registrars() -> list[Callable[[Any], None]]:
-    regs: list[Callable[[Any], None]] = [_add_build, _add_models]
-    try:
-        from .cli_embed import register as embed_register
-    except ImportError:  # pragma: no cover - only while the runtime is incomplete
-        pass
-    else:
-        regs.append(embed_register)
+    regs: list[Callable[[Any], None]] = [_add_build, _add_models, _add_verify]
+    # TODO(integration): import these unconditionally once runtime/cli_embed.py and cli_bench.py land.
+    import importlib
+
+    for mod in ("cli_embed", "cli_bench"):
+        try:
+            regs.append(importlib.import_module(f"onnxembed.{mod}").register)
+        except ImportError:
+            pass
     return regs
 
 

@@ -1,0 +1,148 @@
+"""``onnxembed verify``: re-check an artifact folder someone downloaded.
+
+Checks that the manifest is well-formed, every recorded file is present with the recorded size and
+sha256, and every variant loads and reproduces the embeddings of fixed probe sentences recorded at
+build time (its fingerprint), within a tolerance per precision. Needs only the runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ManifestError
+from .manifest import MANIFEST_NAME, load_manifest, sha256_file
+
+__all__ = ["FINGERPRINT_SENTENCES", "VerifyReport", "compute_fingerprints", "format_report", "report_json", "verify_artifacts"]
+
+logger = logging.getLogger(__name__)
+
+FINGERPRINT_SENTENCES: tuple[str, ...] = (
+    "A man is playing a guitar.",
+    "query: how many people live in London?",
+    "passage: Around 9 million people live in London, the capital of the United Kingdom.",
+    "Ünïcödé, accents and 中文 are tokenized with the same vocabulary 🙂",
+    "ok",
+)
+# Minimum cosine between a recorded and a recomputed embedding. int8 kernels differ between CPUs
+# (VNNI vs AVX2 vs ARM), fp16 between GPUs, so those get looser bounds than fp32.
+MIN_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.99}
+
+
+def _embed(folder: Path, variant: str) -> np.ndarray:
+    from .embedder import Embedder
+
+    emb = Embedder.load(folder, variant=variant, providers=["CPUExecutionProvider"], verify=False)
+    return emb.encode(list(FINGERPRINT_SENTENCES))
+
+
+def compute_fingerprints(folder: str | Path) -> dict[str, Any]:
+    """Embeddings of :data:`FINGERPRINT_SENTENCES` for every CPU-runnable variant of a folder."""
+    m = load_manifest(folder)
+    out: dict[str, Any] = {"sentences": list(FINGERPRINT_SENTENCES), "min_cosine": MIN_COSINE, "variants": {}}
+    for name, v in m.variants.items():
+        if v.device == "cuda":
+            out["variants"][name] = {"skipped": "needs the CUDA provider"}
+            continue
+        vecs = _embed(m.root, name)
+        out["variants"][name] = {"embeddings": [[round(float(x), 6) for x in row] for row in vecs]}
+    return out
+
+
+@dataclass
+class VerifyReport:
+    """One line per problem; ``ok`` when there are none."""
+
+    folder: Path
+    problems: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    return (a64 * b64).sum(1) / np.maximum(np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1), 1e-30)
+
+
+def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, run: bool = True) -> VerifyReport:
+    """Check an artifact folder against its manifest.
+
+    Args:
+        folder: the artifact folder.
+        variants: only these variants (default: all).
+        run: also load each variant and compare with its recorded fingerprint.
+
+    >>> verify_artifacts("artifacts/all-minilm-l6-v2").ok  # doctest: +SKIP
+    True
+    """
+    root = Path(folder)
+    report = VerifyReport(root)
+    try:
+        m = load_manifest(root)
+    except ManifestError as e:
+        report.problems.append(f"{root / MANIFEST_NAME}: {e}")
+        return report
+    for rel, rec in sorted((m.raw.get("files") or {}).items()):
+        p = root / rel
+        if not p.is_file():
+            report.problems.append(f"{rel}: missing")
+        elif p.stat().st_size != rec["size"] or sha256_file(p) != rec["sha256"]:
+            report.problems.append(f"{rel}: sha256/size differ from the manifest (file altered or corrupt)")
+        else:
+            report.checked.append(rel)
+    names = variants or list(m.variants)
+    fp = (m.raw.get("fingerprint") or {}).get("variants", {})
+    for name in names:
+        if name not in m.variants:
+            report.problems.append(f"variant {name!r}: not in the manifest; present: {sorted(m.variants)}")
+            continue
+        v = m.variants[name]
+        try:
+            m.verify_file(name)
+        except ManifestError as e:
+            report.problems.append(f"{v.file}: {e}")
+            continue
+        report.checked.append(v.file)
+        if not run:
+            continue
+        rec = fp.get(name)
+        if rec is None:
+            report.problems.append(f"{v.file}: no fingerprint recorded for variant {name!r}")
+            continue
+        if "skipped" in rec:
+            logger.info("%s: fingerprint not checked (%s)", v.file, rec["skipped"])
+            continue
+        try:
+            got = _embed(root, name)
+        except Exception as e:  # noqa: BLE001 - reported as a problem of this file
+            report.problems.append(f"{v.file}: does not load or run: {type(e).__name__}: {e}")
+            continue
+        want = np.asarray(rec["embeddings"], dtype=np.float32)
+        bound = MIN_COSINE.get(v.precision, MIN_COSINE["fp32"])
+        if got.shape != want.shape:
+            report.problems.append(f"{v.file}: embeddings have shape {got.shape}, fingerprint {want.shape}")
+            continue
+        worst = float(_cos(got, want).min())
+        if worst < bound:
+            report.problems.append(f"{v.file}: fingerprint mismatch, min cosine {worst:.6f} < {bound} ({v.precision})")
+    return report
+
+
+def format_report(report: VerifyReport) -> str:
+    """Human-readable report, one line per file."""
+    lines = [f"{report.folder}: {'OK' if report.ok else 'FAILED'} ({len(report.checked)} files checked)"]
+    lines += [f"  ok      {c}" for c in report.checked]
+    lines += [f"  PROBLEM {p}" for p in report.problems]
+    return "\n".join(lines)
+
+
+def report_json(report: VerifyReport) -> str:
+    return json.dumps({"folder": str(report.folder), "ok": report.ok, "checked": report.checked, "problems": report.problems}, indent=2)
