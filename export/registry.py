@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.resources
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 __all__ = ["ModelSpec", "RegistryError", "load_registry", "dump_registry", "get_spec", "REGISTRY_FILE"]
 
 REGISTRY_FILE = "models.yaml"
+REGISTRY_ENV = "ONNXEMBED_REGISTRY"
 ARCHITECTURES = ("bert", "distilbert")
 POOLINGS = ("mean", "cls", "max", "mean_sqrt_len")
 SOURCES = ("hub", "package", "local")
@@ -140,7 +142,8 @@ def load_registry(path: str | Path | None = None) -> dict[str, ModelSpec]:
     """Parse and validate the registry.
 
     Args:
-        path: a ``models.yaml``; None reads the one shipped with the package.
+        path: a ``models.yaml``; None reads ``$ONNXEMBED_REGISTRY`` if set, else the one shipped
+            with the package.
 
     Raises:
         RegistryError: naming the entry and field that is wrong.
@@ -152,6 +155,8 @@ def load_registry(path: str | Path | None = None) -> dict[str, ModelSpec]:
         import yaml
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("reading models.yaml needs PyYAML: pip install 'onnxembed[export]'") from e
+    if path is None and os.environ.get(REGISTRY_ENV):
+        path = os.environ[REGISTRY_ENV]
     if path is None:
         text, where = _default_registry_text()
     else:
