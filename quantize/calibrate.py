@@ -1,0 +1,164 @@
+"""Calibration and evaluation text, tokenization, pooled embeddings and activation statistics."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from .qdq import ActStats
+
+__all__ = ["data_dir", "read_sts", "unique_sentences", "heldout_sentences", "Encoder", "collect_stats", "pool"]
+
+logger = logging.getLogger(__name__)
+
+HELDOUT_FILES = ("sts12.tsv", "sts13.tsv", "sts14.tsv", "sts15.tsv", "sts16.tsv", "sick-r.tsv")
+
+
+def data_dir(override: str | Path | None = None) -> Path:
+    """The shared evaluation data folder: ``override``, ``$ONNXEMBED_DATA``, or ``shared/data`` beside the repository."""
+    for cand in (override, os.environ.get("ONNXEMBED_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data"):
+        if cand and (Path(cand) / "sts" / "stsb-dev.tsv").is_file():
+            return Path(cand)
+    raise FileNotFoundError(
+        "int8 calibration needs the STS data (sts/stsb-dev.tsv, sts/stsb-test.tsv, ...); not found in "
+        f"{override or '$ONNXEMBED_DATA'} nor beside the repository; pass data_dir= or set ONNXEMBED_DATA"
+    )
+
+
+def read_sts(path: Path) -> list[tuple[float, str, str]]:
+    """Rows of an STS file: header ``score<TAB>sentence1<TAB>sentence2``, no quoting."""
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(reader)
+        return [(float(r[0]), r[1], r[2]) for r in reader]
+
+
+def unique_sentences(rows: Sequence[tuple[float, str, str]]) -> list[str]:
+    """Both sentences of every row, first occurrence order, duplicates and blanks removed."""
+    seen: dict[str, None] = {}
+    for _, a, b in rows:
+        for t in (a, b):
+            if t.strip():
+                seen.setdefault(t, None)
+    return list(seen)
+
+
+def heldout_sentences(root: Path, n: int = 500) -> list[str]:
+    """``n`` fixed sentences spread over STS12-16 and SICK-R (never STS-B): the held-out accuracy set."""
+    pools = [unique_sentences(read_sts(root / "sts" / f)) for f in HELDOUT_FILES]
+    out: dict[str, None] = {}
+    for i in range(max(len(p) for p in pools)):
+        for p in pools:
+            out.setdefault(p[(i * 37) % len(p)], None)  # a stride through each file, not its first rows
+        if len(out) >= n:
+            break
+    return list(out)[:n]
+
+
+def pool(hidden: npt.NDArray[np.float32], mask: npt.NDArray[np.int64], pooling: str, normalize: bool) -> npt.NDArray[np.float32]:
+    """Pool token states into one vector per text (the manifest's pooling and normalize)."""
+    m = mask[..., None].astype(np.float32)
+    if pooling == "mean":
+        out = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+    elif pooling == "cls":
+        out = hidden[:, 0]
+    elif pooling == "max":
+        out = np.where(m > 0, hidden, -1e9).max(1)
+    elif pooling == "mean_sqrt_len":
+        out = (hidden * m).sum(1) / np.sqrt(np.maximum(m.sum(1), 1e-9))
+    elif pooling == "lasttoken":
+        out = hidden[np.arange(len(hidden)), np.maximum(mask.sum(1) - 1, 0)]
+    else:
+        raise ValueError(f"unknown pooling {pooling!r}; known: mean, cls, max, mean_sqrt_len, lasttoken")
+    if normalize:
+        out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out.astype(np.float32)
+
+
+class Encoder:
+    """Tokenizes with the artifact folder's tokenizer and pools a session's output like the manifest says."""
+
+    def __init__(self, model_dir: Path, manifest: dict[str, Any], *, max_length: int | None = None, batch_size: int = 32) -> None:
+        from transformers import AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(str(model_dir))
+        self.input_names = list(manifest["input_names"])
+        self.max_length = int(max_length or manifest["max_length"])
+        self.pooling = manifest["pooling"]
+        self.normalize = bool(manifest["normalize"])
+        self.batch_size = batch_size
+
+    def feeds(self, texts: Sequence[str]) -> dict[str, npt.NDArray[np.int64]]:
+        """One padded batch with exactly the graph's inputs."""
+        enc = self.tok(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        out = {}
+        for name in self.input_names:
+            out[name] = enc[name].astype(np.int64) if name in enc else np.zeros_like(enc["input_ids"], dtype=np.int64)
+        return out
+
+    def batches(self, texts: Sequence[str]) -> list[npt.NDArray[np.int64]]:
+        """Index batches sorted by length (little padding), deterministic."""
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        return [order[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+
+    def embed(self, session: Any, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Pooled embeddings of ``texts`` with an onnxruntime session, in input order."""
+        out: npt.NDArray[np.float32] | None = None
+        for idx in self.batches(texts):
+            f = self.feeds([texts[i] for i in idx])
+            emb = pool(session.run(None, f)[0], f["attention_mask"], self.pooling, self.normalize)
+            if out is None:
+                out = np.zeros((len(texts), emb.shape[1]), np.float32)
+            out[idx] = emb
+        return out if out is not None else np.zeros((0, 0), np.float32)
+
+
+def make_session(model: Any, threads: int = 0) -> Any:
+    """A CPU session on a path or an in-memory ``onnx.ModelProto``."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    src = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+
+
+def collect_stats(model: Any, activations: Sequence[str], enc: Encoder, texts: Sequence[str], *, sample_rows: int = 1024) -> dict[str, ActStats]:
+    """Per-channel min/max of each named activation over the real (non-padding) tokens of ``texts``.
+
+    Also keeps a fixed, evenly spaced subsample of token rows for the sensitivity measure.
+    """
+    import onnx
+
+    probe = onnx.ModelProto.FromString(model.SerializeToString())
+    present = {o.name for o in probe.graph.output}
+    for name in activations:
+        if name not in present:
+            probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    sess = make_session(probe)
+    names = list(activations)
+    lo: dict[str, npt.NDArray[np.float64]] = {}
+    hi: dict[str, npt.NDArray[np.float64]] = {}
+    rows: dict[str, list[npt.NDArray[np.float32]]] = {n: [] for n in names}
+    for idx in enc.batches(texts):
+        f = enc.feeds([texts[i] for i in idx])
+        real = f["attention_mask"].astype(bool).reshape(-1)
+        outs = sess.run(names, f)
+        for name, x in zip(names, outs):
+            x2 = x.reshape(-1, x.shape[-1])[real].astype(np.float64)
+            lo[name] = np.minimum(lo[name], x2.min(0)) if name in lo else x2.min(0)
+            hi[name] = np.maximum(hi[name], x2.max(0)) if name in hi else x2.max(0)
+            rows[name].append(x2[:: max(1, len(x2) // 16)].astype(np.float32))
+    stats = {}
+    for name in names:
+        sample = np.concatenate(rows[name])
+        step = max(1, len(sample) // sample_rows)
+        stats[name] = ActStats(cmin=lo[name], cmax=hi[name], sample=sample[::step][:sample_rows])
+    return stats

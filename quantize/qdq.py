@@ -1,0 +1,191 @@
+"""Static int8 QDQ rewriting of a plain fp32 graph, with SmoothQuant-style scaling.
+
+Each quantized MatMul ``Y = X @ W`` (W an initializer) becomes
+
+    X -> Mul(1/s) -> QuantizeLinear(scale_x, zp_x) -> DequantizeLinear ->  MatMul -> Y
+                     W*s[:, None] as int8/uint8, per output channel -> DequantizeLinear -^
+
+``s`` (one factor per input channel, SmoothQuant) moves activation outliers into the weights, where
+per-channel scales absorb them. The activation scale is fixed at build time (static calibration), so a
+text's embedding never depends on the other texts of its batch. onnxruntime's CPU provider fuses each
+``DQ -> MatMul`` pair into an integer MatMul; the OpenVINO provider reads the same QDQ file.
+
+All arithmetic is numpy with fixed rounding: the same inputs always give byte-identical files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["ActStats", "QuantScheme", "quantizable_matmuls", "smoothing_factors", "quantize_graph", "fake_quant_error"]
+
+
+@dataclass(frozen=True)
+class QuantScheme:
+    """How numbers are stored: the part of a preset that shapes the arithmetic.
+
+    Attributes:
+        weight_dtype: ``int8`` (symmetric, zero point 0) or ``uint8`` (symmetric around 128).
+        reduce_range: 7-bit weights (for AVX2 without VNNI, where u8 x s8 pairs saturate int16).
+        smooth_alpha: SmoothQuant migration strength (0 turns smoothing off).
+    """
+
+    weight_dtype: str = "int8"
+    reduce_range: bool = False
+    smooth_alpha: float = 0.5
+
+
+@dataclass
+class ActStats:
+    """Per-input-channel statistics of one activation tensor over the calibration tokens (padding excluded)."""
+
+    cmin: npt.NDArray[np.float64]
+    cmax: npt.NDArray[np.float64]
+    sample: npt.NDArray[np.float32]  # a fixed subsample of token rows, for the sensitivity measure
+
+
+def quantizable_matmuls(model: Any) -> list[Any]:
+    """MatMul nodes whose second input is a 2-D float initializer (the weight MatMuls), in graph order."""
+    inits = {i.name: i for i in model.graph.initializer}
+    out = []
+    for node in model.graph.node:
+        if node.op_type == "MatMul" and node.input[1] in inits and len(inits[node.input[1]].dims) == 2:
+            if inits[node.input[1]].data_type == 1:  # FLOAT
+                out.append(node)
+    return out
+
+
+def smoothing_factors(act_absmax: npt.NDArray[np.float64], weights: list[npt.NDArray[np.float32]], alpha: float) -> npt.NDArray[np.float64]:
+    """SmoothQuant factors ``s_j = max|X_j|^a / max|W_j|^(1-a)`` for one activation shared by ``weights``."""
+    if alpha <= 0:
+        return np.ones_like(act_absmax)
+    w_absmax = np.max([np.abs(w).max(axis=1) for w in weights], axis=0).astype(np.float64)
+    s = np.power(np.maximum(act_absmax, 1e-5), alpha) / np.power(np.maximum(w_absmax, 1e-5), 1.0 - alpha)
+    return np.clip(s, 1e-2, 1e2)
+
+
+def _act_qparams(lo: float, hi: float) -> tuple[np.float32, np.uint8]:
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = np.float32(max(hi - lo, 1e-8) / 255.0)
+    zp = np.uint8(np.clip(np.round(-lo / float(scale)), 0, 255))
+    return scale, zp
+
+
+def _quantize_weight(w: npt.NDArray[np.float64], scheme: QuantScheme) -> tuple[npt.NDArray[Any], npt.NDArray[np.float32], npt.NDArray[Any]]:
+    qmax = 63 if scheme.reduce_range else 127
+    absmax = np.abs(w).max(axis=0)
+    scale = (np.maximum(absmax, 1e-12) / qmax).astype(np.float32)
+    q = np.clip(np.round(w / scale.astype(np.float64)), -qmax, qmax)
+    if scheme.weight_dtype == "uint8":
+        return (q + 128).astype(np.uint8), scale, np.full(scale.shape, 128, np.uint8)
+    return q.astype(np.int8), scale, np.zeros(scale.shape, np.int8)
+
+
+def fake_quant_error(stats: ActStats, w: npt.NDArray[np.float32], s: npt.NDArray[np.float64], scheme: QuantScheme) -> float:
+    """Relative Frobenius error of the quantized MatMul on the calibration sample (the sensitivity measure)."""
+    x = stats.sample.astype(np.float64)
+    lo, hi = float((stats.cmin / s).min()), float((stats.cmax / s).max())
+    a_scale, a_zp = _act_qparams(lo, hi)
+    xq = (np.clip(np.round(x / s / float(a_scale)) + int(a_zp), 0, 255) - int(a_zp)) * float(a_scale)
+    wq, w_scale, w_zp = _quantize_weight(w.astype(np.float64) * s[:, None], scheme)
+    wd = (wq.astype(np.float64) - w_zp.astype(np.float64)) * w_scale.astype(np.float64)
+    ref = x @ w.astype(np.float64)
+    return float(np.linalg.norm(xq @ wd - ref) / max(np.linalg.norm(ref), 1e-12))
+
+
+def quantize_graph(
+    model: Any,
+    stats: dict[str, ActStats],
+    scheme: QuantScheme,
+    *,
+    exclude: set[str] | frozenset[str] = frozenset(),
+) -> tuple[Any, dict[str, Any]]:
+    """Return a QDQ copy of ``model`` with every weight MatMul not in ``exclude`` quantized.
+
+    Args:
+        model: the plain fp32 ``onnx.ModelProto`` (not modified).
+        stats: calibration statistics keyed by activation tensor name (MatMul input 0).
+        scheme: storage and smoothing settings.
+        exclude: MatMul node names to keep in fp32.
+
+    Returns:
+        (quantized model, {"quantized": [...], "fp32": [...]}) with node names sorted by graph order.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    targets = [n for n in quantizable_matmuls(model) if n.name not in exclude]
+    by_act: dict[str, list[Any]] = {}
+    for node in targets:
+        by_act.setdefault(node.input[0], []).append(node)
+
+    new_nodes: dict[int, list[Any]] = {}  # insert before the first consumer (keeps topological order)
+    order = {id(n): i for i, n in enumerate(graph.node)}
+    drop_inits: set[str] = set()
+    add_inits = []
+    for k, (act, nodes) in enumerate(by_act.items()):
+        st = stats[act]
+        weights = [numpy_helper.to_array(inits[n.input[1]]).astype(np.float32) for n in nodes]
+        s = smoothing_factors(np.maximum(np.abs(st.cmin), np.abs(st.cmax)), weights, scheme.smooth_alpha)
+        lo, hi = float((st.cmin / s).min()), float((st.cmax / s).max())
+        a_scale, a_zp = _act_qparams(lo, hi)
+        tag = f"oe_q{k}"
+        chain = []
+        src = act
+        if scheme.smooth_alpha > 0:
+            add_inits.append(numpy_helper.from_array((1.0 / s).astype(np.float32), f"{tag}_inv_s"))
+            chain.append(helper.make_node("Mul", [src, f"{tag}_inv_s"], [f"{tag}_smoothed"], name=f"{tag}_Smooth"))
+            src = f"{tag}_smoothed"
+        add_inits += [numpy_helper.from_array(np.array(a_scale, np.float32), f"{tag}_x_scale"),
+                      numpy_helper.from_array(np.array(a_zp, np.uint8), f"{tag}_x_zp")]
+        chain.append(helper.make_node("QuantizeLinear", [src, f"{tag}_x_scale", f"{tag}_x_zp"], [f"{tag}_xq"], name=f"{tag}_QuantizeLinear"))
+        chain.append(helper.make_node("DequantizeLinear", [f"{tag}_xq", f"{tag}_x_scale", f"{tag}_x_zp"], [f"{tag}_xdq"], name=f"{tag}_DequantizeLinear"))
+        for node, w in zip(nodes, weights):
+            wq, w_scale, w_zp = _quantize_weight(w.astype(np.float64) * s[:, None], scheme)
+            wname = node.input[1]
+            add_inits += [numpy_helper.from_array(wq, f"{wname}_quantized"),
+                          numpy_helper.from_array(w_scale, f"{wname}_scale"),
+                          numpy_helper.from_array(w_zp, f"{wname}_zero_point")]
+            chain.append(helper.make_node("DequantizeLinear", [f"{wname}_quantized", f"{wname}_scale", f"{wname}_zero_point"],
+                                          [f"{wname}_dequantized"], name=f"{node.name}_weight_DequantizeLinear", axis=1))
+            drop_inits.add(wname)
+            node.input[0] = f"{tag}_xdq"
+            node.input[1] = f"{wname}_dequantized"
+        new_nodes[min(order[id(n)] for n in nodes)] = chain
+
+    nodes_out = []
+    for i, node in enumerate(graph.node):
+        nodes_out.extend(new_nodes.get(i, []))
+        nodes_out.append(node)
+    still_used = {x for n in nodes_out for x in n.input}
+    kept = [i for i in graph.initializer if i.name not in drop_inits or i.name in still_used]
+    del graph.node[:]
+    graph.node.extend(nodes_out)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + add_inits)
+    opset = next((o for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and opset.version < 13:
+        opset.version = 13  # per-axis DequantizeLinear
+    all_names = [n.name for n in quantizable_matmuls_names(model, include_quantized=True)]
+    q = sorted({n.name for n in targets}, key=all_names.index)
+    f = sorted(set(exclude) & set(all_names), key=all_names.index)
+    return model, {"quantized": q, "fp32": f}
+
+
+def quantizable_matmuls_names(model: Any, include_quantized: bool = False) -> list[Any]:
+    """Weight MatMuls in graph order; with ``include_quantized`` also those already fed by a weight DequantizeLinear."""
+    inits = {i.name for i in model.graph.initializer}
+    out = []
+    for node in model.graph.node:
+        if node.op_type != "MatMul":
+            continue
+        if node.input[1] in inits or (include_quantized and node.input[1].endswith("_dequantized")):
+            out.append(node)
+    return out
