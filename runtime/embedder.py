@@ -1,0 +1,409 @@
+"""The :class:`Embedder`: an artifact folder's model on an onnxruntime session, texts in, vectors out.
+
+``tokenize -> plan length-sorted batches -> run -> pool -> normalize -> restore order``. The Embedder
+is the only stateful object of the runtime: it owns the session, the tokenizer and a truncation
+counter; every stage it calls is a pure function.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence, Union
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from .batching import chunked, plan_batches
+from .errors import ManifestError, ProviderUnavailableError
+from .manifest import Manifest, load_manifest
+from .pooling import cosine_similarity, l2_normalize, pool
+from .providers import (
+    CPU,
+    CpuFeatures,
+    Plan,
+    ProviderSpec,
+    auto_plans,
+    check_installed,
+    detect_cpu_features,
+    explicit_plan,
+    fallen_back,
+    normalize_providers,
+)
+from .tokenizer import Tokenizer
+
+__all__ = ["DEFAULT_MAX_TOKENS", "Embedder"]
+
+logger = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+Progress = Union[bool, Callable[[int, int], None]]
+# Padded tokens per batch: 32 texts x 256 tokens. A batch of 512-token texts gets 16 rows.
+DEFAULT_MAX_TOKENS = 8192
+KINDS = ("query", "passage")
+
+
+class Embedder:
+    """Sentence embeddings from an onnxembed artifact folder, with onnxruntime only.
+
+    Build one with :meth:`load`. ``encode`` is safe to call from several threads at once.
+
+    >>> emb = Embedder.load("artifacts/all-minilm-l6-v2")  # doctest: +SKIP
+    >>> emb.encode(["A man is playing a guitar."]).shape  # doctest: +SKIP
+    (1, 384)
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        session: ort.InferenceSession,
+        tokenizer: Tokenizer,
+        variant: str,
+        *,
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
+        reason: str = "",
+    ) -> None:
+        self._manifest = manifest
+        self._session = session
+        self._tokenizer = tokenizer
+        self._variant = variant
+        self._reason = reason
+        self.max_tokens = max_tokens
+        self._input_names = tuple(i.name for i in session.get_inputs())
+        self._int32_inputs = {i.name for i in session.get_inputs() if i.type == "tensor(int32)"}
+        self._pad_names = tuple(dict.fromkeys((*self._input_names, "attention_mask")))
+        self._lock = threading.Lock()
+        self._truncated = 0
+        self._warned_truncation = False
+        _check_graph(manifest, session)
+
+    # ------------------------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | Path,
+        variant: str = "auto",
+        providers: str | Sequence[ProviderSpec] | None = None,
+        threads: int | None = None,
+        verify: bool = True,
+        *,
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
+        cpu_mem_arena: bool = True,
+        session_options: ort.SessionOptions | None = None,
+        cpu_features: CpuFeatures | None = None,
+    ) -> Embedder:
+        """Load an artifact folder built by ``onnxembed build``.
+
+        Args:
+            folder: the artifact folder (with ``manifest.json``).
+            variant: ``"auto"`` (best file for this machine), a manifest key such as ``"fp32"``,
+                ``"O2"``, ``"O4"``, ``"qint8_avx512_vnni"``, or ``"int8"`` for this CPU's int8 file.
+            providers: onnxruntime execution providers, names or ``(name, options)`` pairs. None
+                chooses automatically. Explicit providers must really be used: a session that
+                silently fell back to the CPU raises :class:`ProviderUnavailableError`.
+            threads: ``intra_op_num_threads`` (None: onnxruntime's default, one per core).
+            verify: check the chosen file's sha256 against the manifest (False skips it, faster).
+            max_tokens: most padded tokens per batch (None: only ``batch_size`` limits a batch).
+            cpu_mem_arena: onnxruntime's CPU memory arena (faster; False returns memory after
+                each run, for long-lived processes with rare large batches).
+            session_options: a full ``onnxruntime.SessionOptions`` (``threads`` and
+                ``cpu_mem_arena`` are applied on top of it).
+            cpu_features: override the detected CPU features (tests, benchmarks).
+
+        Raises:
+            ManifestError: missing folder or manifest, unknown variant, tokenizer or graph that does
+                not match the manifest. IntegrityError (a ManifestError) for a corrupt file.
+            ProviderUnavailableError: an explicit provider is missing or silently fell back.
+        """
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1 or None, found {threads}")
+        m = load_manifest(folder)
+        features = cpu_features or detect_cpu_features()
+        available = ort.get_available_providers()
+        requested = normalize_providers(providers) if providers is not None else None
+        if variant == "auto" and requested is None:
+            plans, strict = auto_plans(m.variants, available, features), False
+        else:
+            plans, strict = [explicit_plan(variant, requested, m.variants, features)], True
+            check_installed(plans[0].providers, available)
+        tokenizer = _load_tokenizer(m)
+        opts = _session_options(session_options, threads, cpu_mem_arena)
+        verified: set[str] = set()
+        for i, plan in enumerate(plans):
+            if verify and plan.variant not in verified:
+                m.verify_file(plan.variant)
+                verified.add(plan.variant)
+            last = i == len(plans) - 1
+            session = _create_session(m, plan, opts, strict=strict, last=last)
+            if session is None:
+                continue
+            logger.info("%s: variant %s on %s (%s)", m.name, plan.variant, session.get_providers(), plan.reason)
+            return cls(m, session, tokenizer, plan.variant, max_tokens=max_tokens, reason=plan.reason)
+        raise RuntimeError("no plan produced a session")  # pragma: no cover (the last plan raises)
+
+    # --------------------------------------------------------------------------------- properties
+
+    @property
+    def dim(self) -> int:
+        """Embedding size."""
+        return self._manifest.dim
+
+    @property
+    def variant(self) -> str:
+        """The manifest key of the model file in use."""
+        return self._variant
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers the session really uses (``session.get_providers()``)."""
+        return list(self._session.get_providers())
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per text, [CLS] and [SEP] included; longer texts are truncated."""
+        return self._manifest.max_length
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The onnxruntime session (for benchmarks and inspection)."""
+        return self._session
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._tokenizer
+
+    @property
+    def truncated(self) -> int:
+        """How many texts were longer than ``max_length`` and truncated, over this Embedder's life."""
+        with self._lock:
+            return self._truncated
+
+    def __repr__(self) -> str:
+        return (
+            f"Embedder({self._manifest.name!r}, variant={self._variant!r}, providers={self.providers}, "
+            f"dim={self.dim}, max_length={self.max_length})"
+        )
+
+    # ----------------------------------------------------------------------------------- encoding
+
+    def encode(
+        self,
+        texts: str | Iterable[str],
+        kind: str | None = None,
+        batch_size: int = 32,
+        show_progress: Progress = False,
+        *,
+        max_tokens: int | None = -1,
+    ) -> F32:
+        """Embed texts.
+
+        Args:
+            texts: a string or an iterable of strings.
+            kind: ``"query"`` or ``"passage"`` to add the manifest's prefix (e5 needs it); None
+                embeds the text as given.
+            batch_size: most texts per onnxruntime run.
+            show_progress: True logs progress at INFO level; a callable gets ``(done, total)``.
+            max_tokens: padded-token budget per batch (default: the one given to :meth:`load`).
+
+        Returns:
+            float32 array of shape ``(len(texts), dim)``, always 2-D (a single string gives
+            ``(1, dim)``, an empty list ``(0, dim)``), rows in input order.
+
+        Raises:
+            TypeError: an item is not a string (the message names its index).
+            ValueError: unknown ``kind``.
+
+        >>> emb.encode(["hello", "world"]).shape  # doctest: +SKIP
+        (2, 384)
+        """
+        items = [texts] if isinstance(texts, str) else list(texts)
+        budget = self.max_tokens if max_tokens == -1 else max_tokens
+        return self._encode_list(items, kind, batch_size, budget, show_progress, offset=0)
+
+    def encode_queries(self, texts: str | Iterable[str], **kwargs: Any) -> F32:
+        """``encode(texts, kind="query")``."""
+        return self.encode(texts, kind="query", **kwargs)
+
+    def encode_passages(self, texts: str | Iterable[str], **kwargs: Any) -> F32:
+        """``encode(texts, kind="passage")``."""
+        return self.encode(texts, kind="passage", **kwargs)
+
+    def encode_iter(
+        self,
+        texts: Iterable[str],
+        kind: str | None = None,
+        batch_size: int = 32,
+        *,
+        chunk_size: int | None = None,
+        max_tokens: int | None = -1,
+    ) -> Iterator[F32]:
+        """Embed a stream of texts with bounded memory.
+
+        Reads ``chunk_size`` texts at a time (default ``32 * batch_size``), sorts them by length
+        within the chunk, and yields one ``(k, dim)`` array per chunk; concatenated, the arrays are
+        in input order. Memory holds one chunk, whatever the stream's length.
+
+        >>> for block in emb.encode_iter(open("corpus.txt")):  # doctest: +SKIP
+        ...     index.add(block)
+        """
+        size = chunk_size or 32 * batch_size
+        budget = self.max_tokens if max_tokens == -1 else max_tokens
+        done = 0
+        for chunk in chunked(texts, size):
+            yield self._encode_list(chunk, kind, batch_size, budget, False, offset=done)
+            done += len(chunk)
+
+    def similarity(self, a: npt.ArrayLike, b: npt.ArrayLike) -> F32:
+        """Cosine similarity matrix of two sets of embeddings, shape ``(len(a), len(b))``."""
+        return cosine_similarity(a, b)
+
+    # ---------------------------------------------------------------------------------- internals
+
+    def _prefix(self, kind: str | None) -> str:
+        if kind is None:
+            return ""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be None, 'query' or 'passage', found {kind!r}")
+        return self._manifest.prefixes.get(kind, "")
+
+    def _encode_list(
+        self, items: list[Any], kind: str | None, batch_size: int, max_tokens: int | None, progress: Progress, offset: int
+    ) -> F32:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, found {batch_size}")
+        for i, t in enumerate(items):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{offset + i}] is {type(t).__name__} {t!r:.60}, expected str")
+        prefix = self._prefix(kind)
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        if not items:
+            return out
+        if prefix:
+            items = [prefix + t for t in items]
+        ids, lengths = self._tokenizer.encode_batch(items, max_length=self.max_length)
+        self._count_truncated(sum(1 for n in lengths if n > self.max_length), len(items))
+        report = _progress_reporter(progress, len(items))
+        done = 0
+        for batch in plan_batches([len(x) for x in ids], batch_size, max_tokens):
+            out[batch] = self._embed_ids([ids[i] for i in batch])
+            done += len(batch)
+            report(done)
+        return out
+
+    def _embed_ids(self, ids: list[list[int]]) -> F32:
+        """One onnxruntime run: pad, feed exactly the graph's inputs, pool, normalize."""
+        arrays = self._tokenizer.pad(ids, input_names=self._pad_names)
+        feed = {
+            name: arrays[name].astype(np.int32) if name in self._int32_inputs else arrays[name]
+            for name in self._input_names
+        }
+        hidden = self._session.run([self._manifest.output_name], feed)[0]
+        vecs = pool(hidden, arrays["attention_mask"], self._manifest.pooling)
+        return l2_normalize(vecs) if self._manifest.normalize else vecs
+
+    def _count_truncated(self, n: int, total: int) -> None:
+        if not n:
+            return
+        with self._lock:
+            self._truncated += n
+            first = not self._warned_truncation
+            self._warned_truncation = True
+        if first:
+            logger.warning(
+                "%s: %d of %d texts were longer than max_length=%d tokens and were truncated "
+                "(logged once; Embedder.truncated keeps the count)",
+                self._manifest.name, n, total, self.max_length,
+            )
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _load_tokenizer(m: Manifest) -> Tokenizer:
+    path = m.root / m.tokenizer_file
+    if not path.is_file():
+        raise ManifestError(f"tokenizer file {path} named by the manifest is missing; rebuild or re-download the folder")
+    tok = Tokenizer.from_file(path)
+    if tok.vocab_size != m.vocab_size:
+        raise ManifestError(
+            f"{path} has a vocabulary of {tok.vocab_size} tokens but the model expects vocab_size={m.vocab_size} "
+            "(manifest.json); the tokenizer belongs to another model: rebuild the folder"
+        )
+    return tok
+
+
+def _session_options(base: ort.SessionOptions | None, threads: int | None, arena: bool) -> ort.SessionOptions:
+    so = base if base is not None else ort.SessionOptions()
+    if threads is not None:
+        so.intra_op_num_threads = threads
+    so.enable_cpu_mem_arena = arena
+    return so
+
+
+def _create_session(m: Manifest, plan: Plan, opts: ort.SessionOptions, *, strict: bool, last: bool) -> ort.InferenceSession | None:
+    """A session for the plan, or None (auto mode, not the last plan) when its provider did not come up."""
+    path = m.path_of(plan.variant)
+    if not path.is_file():
+        raise ManifestError(f"variant {plan.variant!r}: file {path} is missing; rebuild the folder or download it again")
+    providers = [(name, opts_) if opts_ else name for name, opts_ in plan.providers]
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidArgument types
+        if plan.provider_names == [CPU] or last:
+            raise
+        if strict:
+            raise ProviderUnavailableError(f"{plan.provider_names[0]} failed to create a session for {path}: {e}") from e
+        logger.warning("%s: %s failed (%s); trying the next choice", m.name, plan.provider_names[0], e)
+        return None
+    missing = fallen_back(plan.provider_names, session.get_providers())
+    if not missing:
+        return session
+    msg = (
+        f"{', '.join(missing)} was requested for {m.name} ({plan.variant}) but the session runs on "
+        f"{session.get_providers()}: onnxruntime fell back silently (driver or libraries missing, or "
+        "options rejected; its log above says why)"
+    )
+    if strict:
+        raise ProviderUnavailableError(msg + "; pass providers=None for automatic choice")
+    logger.warning("%s; using the CPU choice instead", msg)
+    return None
+
+
+def _check_graph(m: Manifest, session: ort.InferenceSession) -> None:
+    """The graph must declare the manifest's inputs and output, and the manifest's dimension."""
+    graph_inputs = [i.name for i in session.get_inputs()]
+    if sorted(graph_inputs) != sorted(m.input_names):
+        raise ManifestError(
+            f"{m.name}: the model graph declares inputs {graph_inputs}, the manifest says {list(m.input_names)}; "
+            "the folder is inconsistent: rebuild it"
+        )
+    outputs = {o.name: o for o in session.get_outputs()}
+    if m.output_name not in outputs:
+        raise ManifestError(f"{m.name}: the graph has outputs {list(outputs)}, not {m.output_name!r} named by the manifest")
+    last = outputs[m.output_name].shape[-1] if outputs[m.output_name].shape else None
+    if isinstance(last, int) and last != m.dim:
+        raise ManifestError(f"{m.name}: the graph's {m.output_name} has size {last}, the manifest says dim={m.dim}")
+
+
+def _progress_reporter(progress: Progress, total: int) -> Callable[[int], None]:
+    if callable(progress):
+        return lambda done: progress(done, total)
+    if not progress:
+        return lambda done: None
+    state = {"t": time.monotonic()}
+
+    def report(done: int) -> None:
+        now = time.monotonic()
+        if done == total or now - state["t"] >= 1.0:
+            state["t"] = now
+            logger.info("encoded %d/%d texts", done, total)
+
+    return report

@@ -1,0 +1,331 @@
+"""Which model file to run on which execution provider, and catching a provider that silently fell back.
+
+Pure functions over data (the manifest's variants, the CPU's features, the installed providers), so
+the choice is unit-tested without a GPU. The :class:`~onnxembed.Embedder` tries the plans in order.
+
+``variant="auto"``:
+
+1. CUDA installed and working -> ``O4`` (fp16), else the plain fp32 file, on CUDA (never int8).
+2. A CPU with AMX and ``onnxruntime-openvino`` installed -> the plain fp32 file on OpenVINO with bf16
+   inference precision (``load_config``; ``precision="BF16"`` is rejected by the CPU plugin and the
+   session silently falls back to the CPU provider).
+3. The CPU provider: the int8 file for the CPU's instruction set (AVX512-VNNI, AVX2, arm64), else
+   the best fused fp32 file (``O2``, ``O1``, then ``fp32``). Never an fp16 file on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping, Sequence, Union
+
+from .errors import ManifestError, ProviderUnavailableError
+from .manifest import Variant
+
+__all__ = [
+    "CPU",
+    "CUDA",
+    "OPENVINO",
+    "CpuFeatures",
+    "Plan",
+    "ProviderSpec",
+    "auto_plans",
+    "detect_cpu_features",
+    "explicit_plan",
+    "fallen_back",
+    "normalize_providers",
+    "parse_cpu_flags",
+    "resolve_variant",
+]
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+OPENVINO = "OpenVINOExecutionProvider"
+GPU_PROVIDERS = (CUDA, "TensorrtExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider")
+OPENVINO_BF16_OPTIONS = {"device_type": "CPU", "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}})}
+FEATURES_ENV = "ONNXEMBED_CPU_FEATURES"
+
+# Per CPU int8 preset, the int8 files that run well on it, best first. An AVX512-VNNI CPU also has
+# AVX2, so the avx2 file is its fallback; the VNNI file (no reduce_range) is not safe on AVX2 alone.
+INT8_BY_PRESET: dict[str, tuple[str, ...]] = {
+    "avx512_vnni": ("qint8_avx512_vnni", "quint8_avx2"),
+    "avx2": ("quint8_avx2",),
+    "arm64": ("qint8_arm64",),
+}
+FUSED_FP32_ORDER = ("O2", "O1", "fp32")
+INSTALL_HINT = {
+    CUDA: "pip install onnxruntime-gpu (in an environment without the plain onnxruntime package), with CUDA and cuDNN",
+    OPENVINO: "pip install onnxruntime-openvino (in an environment without the plain onnxruntime package)",
+}
+
+ProviderSpec = Union[str, "tuple[str, Mapping[str, Any]]"]
+
+
+# --------------------------------------------------------------------------------------------- CPU
+
+
+@dataclass(frozen=True)
+class CpuFeatures:
+    """What the CPU can do, as far as the choice of model file goes.
+
+    Attributes:
+        machine: ``platform.machine()`` (``x86_64``, ``AMD64``, ``aarch64``, ``arm64``).
+        flags: the lower-case feature flags (``/proc/cpuinfo`` on Linux; empty where unknown).
+    """
+
+    machine: str
+    flags: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def arm64(self) -> bool:
+        return self.machine.lower() in ("arm64", "aarch64", "armv8", "armv8l") or "arm64" in self.flags
+
+    @property
+    def avx2(self) -> bool:
+        return "avx2" in self.flags
+
+    @property
+    def avx512_vnni(self) -> bool:
+        return "avx512_vnni" in self.flags
+
+    @property
+    def amx(self) -> bool:
+        """AMX tiles with bf16 (what OpenVINO's bf16 precision uses); amx_int8 alone does not count."""
+        return "amx_tile" in self.flags and "amx_bf16" in self.flags
+
+    @property
+    def int8_preset(self) -> str | None:
+        """``avx512_vnni``, ``avx2``, ``arm64``, or None when no int8 file suits this CPU."""
+        if self.arm64:
+            return "arm64"
+        if self.avx512_vnni:
+            return "avx512_vnni"
+        if self.avx2:
+            return "avx2"
+        return None
+
+
+def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
+    """Feature flags from the text of ``/proc/cpuinfo`` (``flags`` on x86, ``Features`` on ARM).
+
+    >>> sorted(parse_cpu_flags("processor : 0\\nflags : fpu avx2 avx512_vnni\\n"))
+    ['avx2', 'avx512_vnni', 'fpu']
+    """
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("flags", "features"):
+            return frozenset(value.lower().split())
+    return frozenset()
+
+
+def detect_cpu_features(cpuinfo: str | Path | None = None, machine: str | None = None) -> CpuFeatures:
+    """Read the CPU's features with the standard library only.
+
+    The environment variable ``ONNXEMBED_CPU_FEATURES`` (comma-separated flags, e.g.
+    ``avx2,avx512_vnni``, or ``none``) overrides the detected flags, for containers whose
+    ``/proc/cpuinfo`` misreports and for tests. Outside Linux the flags are unknown, so the choice
+    falls to the fused fp32 file on x86 (and the arm64 int8 file on ARM).
+
+    Args:
+        cpuinfo: another cpuinfo file (default ``/proc/cpuinfo``).
+        machine: override ``platform.machine()``.
+    """
+    mach = machine or platform.machine()
+    override = os.environ.get(FEATURES_ENV)
+    if override is not None:
+        flags = frozenset(f.strip().lower() for f in override.split(",") if f.strip() and f.strip().lower() != "none")
+        return CpuFeatures(mach, flags)
+    if cpuinfo is None:
+        return _detect_default(mach)
+    return CpuFeatures(mach, _read_flags(Path(cpuinfo)))
+
+
+@lru_cache(maxsize=4)
+def _detect_default(machine: str) -> CpuFeatures:
+    flags = _read_flags(Path("/proc/cpuinfo")) if sys.platform.startswith("linux") else frozenset()
+    return CpuFeatures(machine, flags)
+
+
+def _read_flags(path: Path) -> frozenset[str]:
+    try:
+        return parse_cpu_flags(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return frozenset()
+
+
+# ---------------------------------------------------------------------------------------- providers
+
+
+def normalize_providers(providers: str | Sequence[ProviderSpec]) -> list[tuple[str, dict[str, Any]]]:
+    """``"CUDAExecutionProvider"`` / ``["A", ("B", {...})]`` -> ``[(name, options), ...]``.
+
+    Raises:
+        TypeError: an entry is neither a name nor a (name, options) pair.
+        ValueError: an empty list.
+    """
+    items = [providers] if isinstance(providers, str) else list(providers)
+    if not items:
+        raise ValueError("providers is empty; pass None for automatic choice, or e.g. ['CPUExecutionProvider']")
+    out: list[tuple[str, dict[str, Any]]] = []
+    for i, p in enumerate(items):
+        if isinstance(p, str):
+            out.append((p, {}))
+        elif isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], Mapping):
+            out.append((p[0], dict(p[1])))
+        else:
+            raise TypeError(f"providers[{i}] should be a provider name or a (name, options dict) pair, found {p!r}")
+    return out
+
+
+def check_installed(requested: Sequence[tuple[str, dict[str, Any]]], available: Sequence[str]) -> None:
+    """Raise ProviderUnavailableError for a requested provider that this onnxruntime does not have."""
+    for name, _ in requested:
+        if name not in available:
+            hint = INSTALL_HINT.get(name, "install the onnxruntime package built with it")
+            raise ProviderUnavailableError(
+                f"execution provider {name!r} is not available in this onnxruntime; available: {list(available)}; "
+                f"to get it: {hint}"
+            )
+
+
+def fallen_back(requested: Sequence[str], actual: Sequence[str]) -> list[str]:
+    """The requested providers that the session is not using (the CPU provider never counts).
+
+    onnxruntime may create a session on the CPU with only a log line when, say, the CUDA libraries
+    are missing; compare what was asked with ``session.get_providers()``.
+
+    >>> fallen_back(["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"])
+    ['CUDAExecutionProvider']
+    """
+    return [p for p in requested if p != CPU and p not in actual]
+
+
+# ------------------------------------------------------------------------------------------ choice
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One (model file, providers) pair to try.
+
+    Attributes:
+        variant: the manifest's variant key.
+        providers: what to pass to ``onnxruntime.InferenceSession(providers=...)``.
+        reason: why this plan, for the logs.
+    """
+
+    variant: str
+    providers: tuple[tuple[str, dict[str, Any]], ...]
+    reason: str
+
+    @property
+    def provider_names(self) -> list[str]:
+        return [name for name, _ in self.providers]
+
+
+def _cpu_variant(variants: Mapping[str, Variant], features: CpuFeatures) -> tuple[str, str]:
+    preset = features.int8_preset
+    for key in INT8_BY_PRESET.get(preset or "", ()):
+        if key in variants:
+            return key, f"int8 file for this CPU ({preset})"
+    for key in FUSED_FP32_ORDER:
+        if key in variants:
+            why = "no int8 file for this CPU" if preset else "CPU without AVX2/AVX512-VNNI/arm64 int8 support"
+            return key, f"fp32 file ({why})"
+    fp32 = [k for k, v in variants.items() if v.precision == "fp32"]
+    if fp32:
+        return sorted(fp32)[0], "fp32 file"
+    raise ManifestError(
+        f"no variant runs on the CPU provider: present {sorted(variants)} (fp16 files need CUDA); "
+        "rebuild with --variants fp32"
+    )
+
+
+def _gpu_variant(variants: Mapping[str, Variant]) -> str | None:
+    if "O4" in variants:
+        return "O4"
+    cuda = sorted(k for k, v in variants.items() if v.device == "cuda" and v.precision != "int8")
+    if cuda:
+        return cuda[0]
+    return "fp32" if "fp32" in variants else None
+
+
+def auto_plans(variants: Mapping[str, Variant], available: Sequence[str], features: CpuFeatures) -> list[Plan]:
+    """The plans ``variant="auto"`` tries, best first; the last one is always on the CPU provider."""
+    plans: list[Plan] = []
+    if CUDA in available:
+        gpu = _gpu_variant(variants)
+        if gpu:
+            plans.append(Plan(gpu, ((CUDA, {}), (CPU, {})), f"CUDA available: {gpu} file"))
+    if OPENVINO in available and features.amx and "fp32" in variants:
+        plans.append(Plan("fp32", ((OPENVINO, dict(OPENVINO_BF16_OPTIONS)), (CPU, {})), "AMX CPU with OpenVINO: fp32 file, bf16"))
+    key, why = _cpu_variant(variants, features)
+    plans.append(Plan(key, ((CPU, {}),), why))
+    return plans
+
+
+def resolve_variant(name: str, variants: Mapping[str, Variant], features: CpuFeatures) -> str:
+    """An explicit variant name -> a manifest key. ``int8`` means this CPU's int8 file.
+
+    Raises:
+        ManifestError: the folder has no such variant (the message names the ones present).
+    """
+    if name == "int8":
+        preset = features.int8_preset
+        for key in INT8_BY_PRESET.get(preset or "", ()):
+            if key in variants:
+                return key
+        raise ManifestError(
+            f"variant 'int8': no int8 file for this CPU ({preset or 'no AVX2/AVX512-VNNI/arm64'}; wants "
+            f"{list(INT8_BY_PRESET.get(preset or '', ())) or 'none'}); present: {sorted(variants)}"
+        )
+    if name not in variants:
+        raise ManifestError(
+            f"unknown variant {name!r}; present in this folder: {sorted(variants)} "
+            "(or 'auto', or 'int8' for this CPU's int8 file)"
+        )
+    return name
+
+
+def explicit_plan(
+    variant: str,
+    providers: Sequence[tuple[str, dict[str, Any]]] | None,
+    variants: Mapping[str, Variant],
+    features: CpuFeatures,
+) -> Plan:
+    """The one plan for an explicit variant and/or explicit providers (no silent fallback allowed).
+
+    ``variant="auto"`` with explicit providers picks the file for the first provider. An explicit
+    variant without providers runs on CUDA if it is a CUDA file, else on the CPU provider.
+
+    Raises:
+        ManifestError: unknown variant.
+        ValueError: an fp16 file on the CPU provider, or an int8 file on a GPU provider.
+    """
+    if variant == "auto":
+        if providers is None:
+            raise ValueError("explicit_plan needs a variant or providers; use auto_plans for full auto")
+        first = providers[0][0]
+        if first in GPU_PROVIDERS:
+            key = _gpu_variant(variants)
+            if key is None:
+                raise ManifestError(f"no variant for {first}: present {sorted(variants)}; rebuild with --variants fp32,O4")
+        elif first != CPU and "fp32" in variants:
+            key = "fp32"  # OpenVINO, CoreML, DirectML...: the plain file, the provider fuses it itself
+        else:
+            key = _cpu_variant(variants, features)[0]
+        return Plan(key, tuple(providers), f"auto variant for {first}")
+    key = resolve_variant(variant, variants, features)
+    v = variants[key]
+    if providers is None:
+        providers = [(CUDA, {}), (CPU, {})] if v.device == "cuda" else [(CPU, {})]
+    first = providers[0][0]
+    if v.precision == "fp16" and first in (CPU, OPENVINO):
+        raise ValueError(f"variant {key!r} is fp16 and runs only on a GPU provider, not {first}; use 'auto', 'O2' or 'int8'")
+    if v.precision == "int8" and first in GPU_PROVIDERS:
+        raise ValueError(f"variant {key!r} is int8 for the CPU; on {first} use 'O4' or 'fp32'")
+    return Plan(key, tuple(providers), "explicit")
