@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ActStats", "QuantScheme", "quantizable_matmuls", "smoothing_factors", "quantize_graph", "fake_quant_error"]
+__all__ = ["ActStats", "QuantScheme", "quantizable_matmuls", "smoothing_factors", "quantize_graph", "fake_quant_error", "node_sensitivity"]
 
 
 @dataclass(frozen=True)
@@ -188,4 +188,25 @@ def quantizable_matmuls_names(model: Any, include_quantized: bool = False) -> li
             continue
         if node.input[1] in inits or (include_quantized and node.input[1].endswith("_dequantized")):
             out.append(node)
+    return out
+
+
+def node_sensitivity(model: Any, stats: dict[str, ActStats], scheme: QuantScheme) -> dict[str, float]:
+    """Per weight MatMul: relative error of that MatMul alone when quantized (see :func:`fake_quant_error`).
+
+    Uses the same smoothing factors :func:`quantize_graph` uses (shared by MatMuls reading the same tensor).
+    """
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    groups: dict[str, list[Any]] = {}
+    for node in quantizable_matmuls(model):
+        groups.setdefault(node.input[0], []).append(node)
+    out = {}
+    for act, nodes in groups.items():
+        st = stats[act]
+        weights = [numpy_helper.to_array(inits[n.input[1]]).astype(np.float32) for n in nodes]
+        s = smoothing_factors(np.maximum(np.abs(st.cmin), np.abs(st.cmax)), weights, scheme.smooth_alpha)
+        for node, w in zip(nodes, weights):
+            out[node.name] = fake_quant_error(st, w, s, scheme)
     return out

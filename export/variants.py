@@ -1,0 +1,129 @@
+"""The build's variant stage: fused (O1-O4) and int8 files beside the fp32 export, validated, in the manifest."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ValidationError
+from ..manifest import sha256_file
+from .fusion import FUSION_LEVELS, fuse_model
+
+__all__ = ["add_variants", "FUSED_THRESHOLDS", "validate_fused"]
+
+logger = logging.getLogger(__name__)
+
+# Per level: (max |diff| of last_hidden_state on real tokens or None, min pooled cosine) against fp32.
+FUSED_THRESHOLDS: dict[str, tuple[float | None, float]] = {
+    "O1": (1e-4, 0.99999),
+    "O2": (1e-4, 0.99999),
+    "O3": (None, 0.99999),  # FastGelu (tanh approximation) changes the numbers slightly
+    "O4": (None, 0.9999),  # fp16 weights, checked on the CPU provider
+}
+INT8_VARIANTS = {"qint8_avx512_vnni": "avx512_vnni", "quint8_avx2": "avx2", "qint8_arm64": "arm64"}
+
+
+def _entry(workdir: Path, rel: str, precision: str, device: str, **info: Any) -> dict[str, Any]:
+    p = workdir / rel
+    return {"file": rel, "sha256": sha256_file(p), "size": p.stat().st_size, "precision": precision, "device": device, **info}
+
+
+def _o4_structure(path: Path) -> list[str]:
+    import onnx
+
+    m = onnx.load(str(path))
+    fails = []
+    fp16 = sum(1 for i in m.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16)
+    if fp16 == 0:
+        fails.append(f"{path.name}: no fp16 initializers; expected fp16 weights")
+    for vi in list(m.graph.input) + list(m.graph.output):
+        t = vi.type.tensor_type.elem_type
+        if t not in (onnx.TensorProto.INT64, onnx.TensorProto.FLOAT):
+            fails.append(f"{path.name}: graph {vi.name} has element type {onnx.TensorProto.DataType.Name(t)}; expected fp32/int64 (keep_io_types)")
+    return fails
+
+
+def validate_fused(level: str, fused: Path, fp32: Path, enc: Any) -> tuple[dict[str, Any], list[str]]:
+    """Compare a fused file with the fp32 export on the probe sentences (a padded batch)."""
+    from ..export.validate import PROBE_SENTENCES
+    from ..quantize.calibrate import make_session, pool
+    from ..quantize.gates import cosines
+
+    feeds = enc.feeds(list(PROBE_SENTENCES))
+    mask = feeds["attention_mask"]
+    ref = make_session(fp32).run(None, feeds)[0]
+    got = make_session(fused).run(None, feeds)[0].astype(np.float32)
+    real = mask.astype(bool)
+    max_abs = float(np.abs(got - ref)[real].max())
+    min_cos = float(cosines(pool(got, mask, enc.pooling, enc.normalize), pool(ref, mask, enc.pooling, enc.normalize)).min())
+    lim_abs, lim_cos = FUSED_THRESHOLDS[level]
+    figures: dict[str, Any] = {"reference": "fp32", "provider": "CPUExecutionProvider", "sentences": len(PROBE_SENTENCES),
+                               "max_abs_diff": max_abs, "min_cosine": min_cos,
+                               "thresholds": {"max_abs_diff": lim_abs, "min_cosine": lim_cos}}
+    fails = []
+    if lim_abs is not None and not max_abs <= lim_abs:
+        fails.append(f"{level}: last_hidden_state max |diff| vs fp32 {max_abs:.3g} > {lim_abs:g}")
+    if not min_cos >= lim_cos:
+        fails.append(f"{level}: pooled embedding min cosine vs fp32 {min_cos:.7f} < {lim_cos}")
+    return figures, fails
+
+
+def add_variants(workdir: Path, manifest: dict[str, Any], variants: list[str], *, gates: dict[str, float] | None = None) -> None:
+    """Write ``onnx/model_<X>.onnx`` for each requested variant and record it in ``manifest['variants']``.
+
+    Args:
+        workdir: the artifact folder being built (tokenizer files, config.json, onnx/model.onnx exist).
+        manifest: the manifest dict being built (name, architecture, hidden_size, num_heads, pooling, ...).
+        variants: any of ``O1``..``O4``, ``qint8_avx512_vnni``, ``quint8_avx2``, ``qint8_arm64``.
+        gates: int8 gate overrides from models.yaml (defaults: :data:`onnxembed.quantize.DEFAULT_GATES`).
+
+    Raises:
+        ValidationError: a fused file differs from fp32 beyond its threshold or an int8 file fails a
+            gate; one line per failure. All requested files are written and checked first.
+
+    >>> add_variants(Path("build/x"), manifest, ["O2", "qint8_avx512_vnni"])  # doctest: +SKIP
+    """
+    from ..quantize import get_preset, quantize_model
+    from ..quantize.calibrate import Encoder
+
+    workdir = Path(workdir)
+    fp32 = workdir / "onnx" / "model.onnx"
+    unknown = [v for v in variants if v not in FUSION_LEVELS and v not in INT8_VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; known: {list(FUSION_LEVELS) + list(INT8_VARIANTS)}")
+    enc = Encoder(workdir, manifest)
+    failures: list[str] = []
+    for v in variants:
+        t0 = time.perf_counter()
+        if v in FUSION_LEVELS:
+            rel = f"onnx/model_{v}.onnx"
+            counts = fuse_model(fp32, workdir / rel, v, num_heads=int(manifest["num_heads"]), hidden_size=int(manifest["hidden_size"]),
+                                architecture=manifest.get("architecture", "bert"))
+            figures, fails = validate_fused(v, workdir / rel, fp32, enc)
+            if FUSION_LEVELS[v].fp16:
+                fails += _o4_structure(workdir / rel)
+            failures += fails
+            lv = FUSION_LEVELS[v]
+            manifest["variants"][v] = _entry(
+                workdir, rel, "fp16" if lv.fp16 else "fp32", lv.device, fused_ops=counts, validation=figures,
+                fusion={"optimizer": "onnxruntime.transformers.optimizer", "model_type": "bert", "ort_opt_level": lv.ort_level,
+                        "transformer_fusions": lv.transformer_fusions, "gelu_approximation": lv.gelu_approximation,
+                        "fp16_keep_io_types": lv.fp16},
+                seconds=round(time.perf_counter() - t0, 2),
+            )
+        else:
+            from .fusion import fused_op_counts
+
+            r = quantize_model(workdir, INT8_VARIANTS[v], manifest=manifest, gates=gates, check=False)
+            failures += [f"{v}: {f}" for f in r.failures]
+            manifest["variants"][v] = _entry(
+                workdir, f"onnx/model_{v}.onnx", "int8", "cpu", cpu_feature=get_preset(r.preset).cpu_feature,
+                fused_ops=fused_op_counts(r.path), recipe=r.recipe, accuracy=r.accuracy, seconds=round(time.perf_counter() - t0, 2),
+            )
+        logger.info("variant %s done in %.1f s", v, time.perf_counter() - t0)
+    if failures:
+        raise ValidationError(f"variants of {manifest.get('name', workdir)} failed validation:", failures)

@@ -1,0 +1,116 @@
+"""The int8 accuracy gates: held-out cosine to fp32, STS-B test Spearman, batch-composition stability."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .calibrate import Encoder, heldout_sentences, pool, read_sts
+
+__all__ = ["Reference", "reference_for", "measure", "check_gates", "cosines", "spearman"]
+
+logger = logging.getLogger(__name__)
+
+HELDOUT_SIZE = 500
+STABILITY_PROBES = 8
+STABILITY_BATCH = 8
+
+
+def cosines(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """Row-wise cosine similarity, in float64."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    return (a64 * b64).sum(1) / np.maximum(np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1), 1e-30)
+
+
+def spearman(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> float:
+    """Spearman rank correlation x100 (average ranks for ties), numpy only."""
+
+    def ranks(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        order = np.argsort(v, kind="stable")
+        r = np.empty(len(v), np.float64)
+        r[order] = np.arange(len(v), dtype=np.float64)
+        _, inv, counts = np.unique(v, return_inverse=True, return_counts=True)
+        sums = np.bincount(inv, weights=r)
+        return sums[inv] / counts[inv]
+
+    rx, ry = ranks(np.asarray(x, np.float64)), ranks(np.asarray(y, np.float64))
+    return float(100.0 * np.corrcoef(rx, ry)[0, 1])
+
+
+@dataclass
+class Reference:
+    """What the fp32 model gives on the evaluation sets (computed once per build, shared by the presets)."""
+
+    heldout: list[str]
+    heldout_emb: npt.NDArray[np.float32]
+    stsb_rows: list[tuple[float, str, str]]
+    stsb_spearman: float
+    stability_probes: list[str]
+    stability_fillers: list[str]
+
+
+def _sts_spearman(session: Any, enc: Encoder, rows: list[tuple[float, str, str]]) -> float:
+    a = enc.embed(session, [r[1] for r in rows])
+    b = enc.embed(session, [r[2] for r in rows])
+    return spearman(np.array([r[0] for r in rows]), cosines(a, b))
+
+
+def reference_for(fp32_session: Any, enc: Encoder, data: Path) -> Reference:
+    """Evaluate the fp32 model once: held-out embeddings, STS-B test Spearman, stability texts."""
+    held = heldout_sentences(data, HELDOUT_SIZE)
+    rows = read_sts(data / "sts" / "stsb-test.tsv")
+    longest = sorted(held, key=len, reverse=True)
+    fillers = [" ".join(longest[i::STABILITY_BATCH - 1]) for i in range(STABILITY_BATCH - 1)]  # each past max_length
+    probes = held[:: max(1, len(held) // STABILITY_PROBES)][:STABILITY_PROBES]
+    return Reference(
+        heldout=held,
+        heldout_emb=enc.embed(fp32_session, held),
+        stsb_rows=rows,
+        stsb_spearman=_sts_spearman(fp32_session, enc, rows),
+        stability_probes=probes,
+        stability_fillers=fillers,
+    )
+
+
+def _stability(session: Any, enc: Encoder, ref: Reference) -> float:
+    worst = 1.0
+    for text in ref.stability_probes:
+        alone = enc.embed(session, [text])
+        f = enc.feeds([text, *ref.stability_fillers])
+        batched = pool(session.run(None, f)[0], f["attention_mask"], enc.pooling, enc.normalize)[:1]
+        worst = min(worst, float(cosines(alone, batched)[0]))
+    return worst
+
+
+def measure(session: Any, enc: Encoder, ref: Reference) -> dict[str, float]:
+    """The gate figures of a quantized session against the fp32 reference."""
+    cos = cosines(enc.embed(session, ref.heldout), ref.heldout_emb)
+    sp = _sts_spearman(session, enc, ref.stsb_rows)
+    return {
+        "heldout_sentences": len(ref.heldout),
+        "mean_cosine": round(float(cos.mean()), 6),
+        "min_cosine": round(float(cos.min()), 6),
+        "stsb_spearman": round(sp, 3),
+        "stsb_spearman_fp32": round(ref.stsb_spearman, 3),
+        "batch_stability_min_cosine": round(_stability(session, enc, ref), 7),
+    }
+
+
+def check_gates(acc: dict[str, float], gates: dict[str, float]) -> list[str]:
+    """One line per failing gate (empty when all hold)."""
+    fails = []
+    if not acc["mean_cosine"] >= gates["mean_cosine"]:
+        fails.append(f"mean cosine to fp32 {acc['mean_cosine']:.5f} < {gates['mean_cosine']} on {acc['heldout_sentences']} held-out sentences")
+    if not acc["min_cosine"] >= gates["min_cosine"]:
+        fails.append(f"min cosine to fp32 {acc['min_cosine']:.5f} < {gates['min_cosine']} on {acc['heldout_sentences']} held-out sentences")
+    drop = acc["stsb_spearman_fp32"] - acc["stsb_spearman"]
+    if not drop <= gates["stsb_spearman_drop"]:
+        fails.append(f"STS-B test Spearman {acc['stsb_spearman']:.2f} is {drop:.2f} points below fp32 {acc['stsb_spearman_fp32']:.2f} (allowed {gates['stsb_spearman_drop']})")
+    if not acc["batch_stability_min_cosine"] >= gates["batch_stability"]:
+        fails.append(f"batch stability: min cosine alone vs in a padded batch {acc['batch_stability_min_cosine']:.6f} < {gates['batch_stability']}")
+    return fails
