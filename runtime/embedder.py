@@ -23,6 +23,7 @@ from .manifest import Manifest, load_manifest
 from .pooling import cosine_similarity, l2_normalize, pool
 from .providers import (
     CPU,
+    LAST_RESORT,
     CpuFeatures,
     Plan,
     ProviderSpec,
@@ -141,7 +142,8 @@ class Embedder:
             session = _create_session(m, plan, opts, strict=strict, last=last)
             if session is None:
                 continue
-            logger.info("%s: variant %s on %s (%s)", m.name, plan.variant, session.get_providers(), plan.reason)
+            level = logging.WARNING if plan.reason.startswith(LAST_RESORT) else logging.INFO
+            logger.log(level, "%s: variant %s on %s (%s)", m.name, plan.variant, session.get_providers(), plan.reason)
             return cls(m, session, tokenizer, plan.variant, max_tokens=max_tokens, reason=plan.reason)
         raise RuntimeError("no plan produced a session")  # pragma: no cover (the last plan raises)
 
@@ -357,9 +359,9 @@ def _create_session(m: Manifest, plan: Plan, opts: ort.SessionOptions, *, strict
     try:
         session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as e:  # onnxruntime raises its own Fail/InvalidArgument types
-        if plan.provider_names == [CPU] or last:
+        if plan.provider_names == [CPU]:
             raise
-        if strict:
+        if strict or last:
             raise ProviderUnavailableError(f"{plan.provider_names[0]} failed to create a session for {path}: {e}") from e
         logger.warning("%s: %s failed (%s); trying the next choice", m.name, plan.provider_names[0], e)
         return None

@@ -61,7 +61,7 @@ def cls_pool(hidden: F32, mask: npt.ArrayLike) -> F32:
 
 
 def max_pool(hidden: F32, mask: npt.ArrayLike) -> F32:
-    """Element-wise max over real tokens; padding is set to -1e9 first, as sentence-transformers does."""
+    """Element-wise max over real tokens (padding set to -1e9, so a row never becomes -inf)."""
     m = _mask(mask)
     return np.where(m[:, :, None] > 0, hidden, np.float32(-1e9)).max(axis=1)
 

@@ -58,6 +58,7 @@ INT8_BY_PRESET: dict[str, tuple[str, ...]] = {
     "arm64": ("qint8_arm64",),
 }
 FUSED_FP32_ORDER = ("O2", "O1", "fp32")
+LAST_RESORT = "last resort"
 INSTALL_HINT = {
     CUDA: "pip install onnxruntime-gpu (in an environment without the plain onnxruntime package), with CUDA and cuDNN",
     OPENVINO: "pip install onnxruntime-openvino (in an environment without the plain onnxruntime package)",
@@ -236,9 +237,12 @@ def _cpu_variant(variants: Mapping[str, Variant], features: CpuFeatures) -> tupl
         if key in variants:
             why = "no int8 file for this CPU" if preset else "CPU without AVX2/AVX512-VNNI/arm64 int8 support"
             return key, f"fp32 file ({why})"
-    fp32 = [k for k, v in variants.items() if v.precision == "fp32"]
+    fp32 = sorted(k for k, v in variants.items() if v.precision == "fp32")
     if fp32:
-        return sorted(fp32)[0], "fp32 file"
+        return fp32[0], "fp32 file"
+    other = sorted(k for k, v in variants.items() if v.precision == "int8")
+    if other:
+        return other[0], f"{LAST_RESORT}: the only CPU file is int8 for another CPU ({other[0]}); expect lower accuracy or speed"
     raise ManifestError(
         f"no variant runs on the CPU provider: present {sorted(variants)} (fp16 files need CUDA); "
         "rebuild with --variants fp32"

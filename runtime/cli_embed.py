@@ -1,0 +1,123 @@
+"""``onnxembed embed DIR [TEXT ...]``: embed texts from the command line, a .txt or a .jsonl file.
+
+A thin layer over :meth:`onnxembed.Embedder.load` and :meth:`~onnxembed.Embedder.encode_iter`;
+its flags are their keyword arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+__all__ = ["read_texts", "register"]
+
+
+def read_texts(path: Path) -> list[str]:
+    """Texts of a ``.jsonl`` file (its ``"text"`` field) or of any other file (one per line).
+
+    Raises:
+        ValueError: a .jsonl line is not an object with a string ``"text"``.
+    """
+    texts: list[str] = []
+    with open(path, encoding="utf-8") as f:
+        if path.suffix.lower() == ".jsonl":
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{n}: not valid JSON ({e})") from e
+                if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                    raise ValueError(f'{path}:{n}: expected an object with a string "text" field, found {line.strip()[:80]!r}')
+                texts.append(obj["text"])
+        else:
+            texts.extend(line.rstrip("\r\n") for line in f)
+    return texts
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from .embedder import Embedder
+
+    texts = list(args.texts or [])
+    if args.input is not None:
+        texts.extend(read_texts(args.input))
+    if not texts:
+        raise SystemExit("onnxembed embed: no texts; give TEXT arguments or --input FILE (.txt lines or .jsonl)")
+    providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
+    emb = Embedder.load(args.dir, variant=args.variant, providers=providers, threads=args.threads, verify=not args.no_verify)
+    show = _stderr_progress(len(texts)) if sys.stderr.isatty() else None
+    blocks = emb.encode_iter(texts, kind=args.kind, batch_size=args.batch_size)
+    out: Path | None = args.output
+    if out is None:
+        for text, vec in zip(texts, _rows(blocks, show)):
+            print(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in vec]}, ensure_ascii=False))
+    else:
+        _write(out, texts, _rows(blocks, show), emb.dim)
+    print(
+        f"embedded {len(texts)} texts: dim {emb.dim}, variant {emb.variant} on {','.join(emb.providers)}, "
+        f"{emb.truncated} truncated to {emb.max_length} tokens" + (f" -> {out}" if out else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _rows(blocks: Iterator[np.ndarray], show: Any) -> Iterator[np.ndarray]:
+    done = 0
+    for block in blocks:
+        yield from block
+        done += len(block)
+        if show:
+            show(done)
+
+
+def _write(out: Path, texts: list[str], rows: Iterator[np.ndarray], dim: int) -> None:
+    """Write into a temporary file beside ``out``, then rename: no half-written output."""
+    suffix = out.suffix.lower()
+    if suffix not in (".npy", ".jsonl"):
+        raise ValueError(f"--output {out}: expected a .npy or .jsonl file name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        if suffix == ".npy":
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(texts), dim))
+            for i, vec in enumerate(rows):
+                arr[i] = vec
+            arr.flush()
+            del arr
+        else:
+            with open(tmp, "w", encoding="utf-8") as f:
+                for text, vec in zip(texts, rows):
+                    f.write(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in vec]}, ensure_ascii=False) + "\n")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _stderr_progress(total: int) -> Any:
+    def show(done: int) -> None:
+        print(f"\r[onnxembed] {done}/{total} texts", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+
+    return show
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``embed`` subcommand to the ``onnxembed`` parser."""
+    p = subparsers.add_parser("embed", help="embed texts with an artifact folder (torch-free)")
+    p.add_argument("dir", type=Path, help="artifact folder built by `onnxembed build`")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed (besides --input)")
+    p.add_argument("--input", type=Path, default=None, help='a .txt file (one text per line) or .jsonl (a "text" field per line)')
+    p.add_argument("--kind", choices=("query", "passage"), default=None, help="add the model's query/passage prefix")
+    p.add_argument("--output", type=Path, default=None, help="a .npy (float32 matrix) or .jsonl file; default: JSON lines on stdout")
+    p.add_argument("--variant", default="auto", help="auto (default), fp32, O2, int8, or any variant of the manifest")
+    p.add_argument("--providers", default=None, help="comma-separated onnxruntime providers, e.g. CUDAExecutionProvider,CPUExecutionProvider")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: one per core)")
+    p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the model file")
+    p.set_defaults(func=_cmd_embed)
