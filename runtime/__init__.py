@@ -13,6 +13,7 @@ from .errors import ProviderUnavailableError as ProviderUnavailableError
 from .errors import ValidationError as ValidationError
 from .manifest import Manifest as Manifest
 from .manifest import load_manifest as load_manifest
+from .tokenizer import Tokenizer as Tokenizer
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "ProviderUnavailableError",
+    "Tokenizer",
     "ValidationError",
     "load_manifest",
 ]

@@ -1,0 +1,557 @@
+"""A torch-free BERT WordPiece tokenizer whose ids are identical to the Rust ``tokenizers`` library's.
+
+Configured from a ``tokenizer.json`` (or a BERT ``vocab.txt``). The pipeline is the reference's:
+added/special tokens are cut out of the raw text, the rest is normalized, pre-tokenized and split into
+word pieces, then the template adds ``[CLS]``/``[SEP]``. The stages live in :mod:`onnxembed._wordpiece`.
+
+Speed comes from caching: the raw text is first split on the characters that will be whitespace after
+normalization (normalization never moves a word boundary across them), and the ids of each such chunk
+are cached, so a repeated chunk costs one dict lookup.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _wordpiece as wp
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+_CACHE_SIZE = 200_000
+_BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_SUPPORTED_NORMALIZERS = "BertNormalizer, or a Sequence of BertNormalizer / NFD / Lowercase / StripAccents"
+_SUPPORTED_PRE_TOKENIZERS = "BertPreTokenizer, WhitespaceSplit, or a Sequence of WhitespaceSplit then Punctuation"
+_SUPPORTED_POST_PROCESSORS = "TemplateProcessing, BertProcessing or null"
+_WS_END_RE = re.compile(f"{wp._WS_SPLIT_RE.pattern}$")
+_WS_START_RE = re.compile(wp._WS_SPLIT_RE.pattern)
+
+
+@dataclass(frozen=True)
+class AddedToken:
+    """A token cut out of the text before normalization (or after it, if ``normalized``)."""
+
+    content: str
+    id: int
+    single_word: bool = False
+    lstrip: bool = False
+    rstrip: bool = False
+    normalized: bool = False
+    special: bool = True
+
+
+@dataclass(frozen=True)
+class Template:
+    """Where the post-processor puts special tokens around one sequence, with token type ids."""
+
+    prefix: tuple[int, ...] = ()
+    prefix_types: tuple[int, ...] = ()
+    sequence_type: int = 0
+    suffix: tuple[int, ...] = ()
+    suffix_types: tuple[int, ...] = ()
+
+    @property
+    def n_special(self) -> int:
+        """Number of special tokens added to a sequence."""
+        return len(self.prefix) + len(self.suffix)
+
+    def type_ids(self, length: int) -> list[int]:
+        """Token type ids of an encoded sequence of ``length`` tokens (specials included)."""
+        body = max(length - self.n_special, 0)
+        return [*self.prefix_types, *([self.sequence_type] * body), *self.suffix_types][:length]
+
+
+class Tokenizer:
+    """BERT-family WordPiece tokenizer, thread-safe, with ids identical to Hugging Face ``tokenizers``.
+
+    Build it with :meth:`from_file`. Encoding keeps no per-call state on the object; the only shared
+    state is a bounded cache of chunk -> ids, safe to use from several threads.
+
+    >>> tok = Tokenizer.from_file("artifacts/all-minilm-l6-v2/tokenizer.json")  # doctest: +SKIP
+    >>> tok.encode("Hello world!")  # doctest: +SKIP
+    [101, 7592, 2088, 999, 102]
+    """
+
+    def __init__(
+        self,
+        vocab: dict[str, int],
+        *,
+        normalizer: wp.Normalizer,
+        split_punctuation: bool = True,
+        unk_token: str = "[UNK]",
+        continuing_subword_prefix: str = "##",
+        max_input_chars_per_word: int = 100,
+        template: Template = Template(),
+        added_tokens: Sequence[AddedToken] = (),
+        pad_token_id: int | None = None,
+    ) -> None:
+        """Assemble a tokenizer from parsed components (most callers want :meth:`from_file`).
+
+        Args:
+            vocab: WordPiece vocabulary, token -> id.
+            normalizer: The normalizing chain.
+            split_punctuation: Isolate punctuation characters as words (BertPreTokenizer).
+            unk_token: Token for words that cannot be split.
+            continuing_subword_prefix: Prefix of non-initial word pieces.
+            max_input_chars_per_word: Longer words become ``unk_token``.
+            template: Special tokens around each sequence.
+            added_tokens: Tokens matched in the text before the model sees it.
+            pad_token_id: Id used for padding; defaults to ``[PAD]``'s id, else 0.
+
+        Raises:
+            ValueError: If ``unk_token`` is not in ``vocab``.
+        """
+        if unk_token not in vocab:
+            raise ValueError(f"unk_token {unk_token!r} is not in the vocabulary ({len(vocab)} tokens); fix the WordPiece model's unk_token")
+        self._vocab = vocab
+        self._normalizer = normalizer
+        self._split_punctuation = split_punctuation
+        self._unk_id = vocab[unk_token]
+        self._prefix = continuing_subword_prefix
+        self._max_chars = max_input_chars_per_word
+        self._max_piece = max((len(t) for t in vocab), default=1)
+        self._template = template
+        self._added = {t.content: t for t in added_tokens if t.content}
+        self._raw_added_re = _alternation(t.content for t in self._added.values() if not t.normalized)
+        self._norm_added = {normalizer(t.content): t for t in self._added.values() if t.normalized and normalizer(t.content)}
+        self._norm_added_re = _alternation(self._norm_added)
+        self._split_raw = (wp.SPLIT_AFTER_CLEAN_RE if normalizer.cleans else wp.SPLIT_RE).split
+        self._id_to_token = {i: t for t, i in vocab.items()} | {t.id: t.content for t in self._added.values()}
+        self._vocab_size = max(self._id_to_token, default=-1) + 1
+        self._pad_id = pad_token_id if pad_token_id is not None else self._lookup("[PAD]", 0)
+        self._cache: dict[str, tuple[int, ...]] = {}
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Tokenizer:
+        """Load from a ``tokenizer.json``, a ``vocab.txt`` (BERT uncased defaults), or a folder holding either.
+
+        A folder prefers ``tokenizer.json``. Beside a ``vocab.txt``, a ``tokenizer_config.json`` may set
+        ``do_lower_case``, ``tokenize_chinese_chars`` and ``strip_accents``.
+
+        Args:
+            path: File or folder.
+
+        Returns:
+            The tokenizer.
+
+        Raises:
+            FileNotFoundError: If nothing loadable is there.
+            ValueError: If the file is malformed or uses a component this tokenizer does not implement.
+
+        >>> Tokenizer.from_file("artifacts/all-minilm-l6-v2").vocab_size  # doctest: +SKIP
+        30522
+        """
+        p = Path(path)
+        if p.is_dir():
+            found = [p / name for name in ("tokenizer.json", "vocab.txt") if (p / name).is_file()]
+            if not found:
+                raise FileNotFoundError(f"no tokenizer.json or vocab.txt in {p}; pass the tokenizer file or the model's folder")
+            p = found[0]
+        if not p.is_file():
+            raise FileNotFoundError(f"tokenizer file {p} does not exist; expected a tokenizer.json, a vocab.txt or a folder")
+        if p.suffix == ".txt":
+            return cls._from_vocab_txt(p)
+        try:
+            config = json.loads(p.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{p} is not a valid tokenizer.json ({e}); expected the JSON written by Hugging Face tokenizers") from e
+        if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+            raise ValueError(f"{p} has no 'model' object; expected the JSON written by Hugging Face tokenizers")
+        return cls._from_config(config, source=str(p))
+
+    @classmethod
+    def _from_config(cls, config: dict[str, Any], source: str) -> Tokenizer:
+        model = config["model"]
+        if model.get("type", "WordPiece") != "WordPiece" or not isinstance(model.get("vocab"), dict):
+            raise ValueError(f"{source}: model {model.get('type')!r} is not supported; only WordPiece (BERT-family) is")
+        vocab = {str(k): int(v) for k, v in model["vocab"].items()}
+        normalizer = _parse_normalizer(config.get("normalizer"), source)
+        split_punctuation = _parse_pre_tokenizer(config.get("pre_tokenizer"), source)
+        added = [
+            AddedToken(
+                content=t["content"],
+                id=int(t["id"]),
+                single_word=bool(t.get("single_word", False)),
+                lstrip=bool(t.get("lstrip", False)),
+                rstrip=bool(t.get("rstrip", False)),
+                normalized=bool(t.get("normalized", not t.get("special", False))),
+                special=bool(t.get("special", False)),
+            )
+            for t in config.get("added_tokens") or []
+        ]
+        ids = vocab | {t.content: t.id for t in added}
+        template = _parse_post_processor(config.get("post_processor"), ids, source)
+        padding = config.get("padding")
+        pad_id = int(padding["pad_id"]) if isinstance(padding, dict) and "pad_id" in padding else None
+        logger.debug("tokenizer from %s: %d tokens, normalizer %s", source, len(vocab), normalizer.steps)
+        return cls(
+            vocab,
+            normalizer=normalizer,
+            split_punctuation=split_punctuation,
+            unk_token=model.get("unk_token", "[UNK]"),
+            continuing_subword_prefix=model.get("continuing_subword_prefix") or "##",
+            max_input_chars_per_word=int(model.get("max_input_chars_per_word", 100)),
+            template=template,
+            added_tokens=added,
+            pad_token_id=pad_id,
+        )
+
+    @classmethod
+    def _from_vocab_txt(cls, path: Path) -> Tokenizer:
+        vocab: dict[str, int] = {}
+        with path.open(encoding="utf-8") as f:
+            for i, line in enumerate(f):
+                vocab[line.rstrip("\n")] = i
+        options: dict[str, Any] = {}
+        config_path = path.with_name("tokenizer_config.json")
+        if config_path.is_file():
+            options = json.loads(config_path.read_text(encoding="utf-8"))
+        normalizer = wp.bert_normalizer(
+            handle_chinese_chars=options.get("tokenize_chinese_chars", True),
+            strip_accents=options.get("strip_accents"),
+            lowercase=options.get("do_lower_case", True),
+        )
+        missing = [t for t in ("[UNK]", "[CLS]", "[SEP]") if t not in vocab]
+        if missing:
+            raise ValueError(f"{path} lacks the BERT special tokens {missing}; pass the model's tokenizer.json instead")
+        template = Template(prefix=(vocab["[CLS]"],), prefix_types=(0,), suffix=(vocab["[SEP]"],), suffix_types=(0,))
+        added = [AddedToken(t, vocab[t]) for t in _BERT_SPECIALS if t in vocab]
+        return cls(vocab, normalizer=normalizer, template=template, added_tokens=added)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest token id (the embedding rows a model needs)."""
+        return self._vocab_size
+
+    @property
+    def pad_token_id(self) -> int:
+        """Id used to pad batches."""
+        return self._pad_id
+
+    @property
+    def unk_token_id(self) -> int:
+        """Id of the unknown-word token."""
+        return self._unk_id
+
+    @property
+    def cls_token_id(self) -> int | None:
+        """First special id the template puts before a sequence (``[CLS]``), or None."""
+        return self._template.prefix[0] if self._template.prefix else self._lookup("[CLS]", None)
+
+    @property
+    def sep_token_id(self) -> int | None:
+        """First special id the template puts after a sequence (``[SEP]``), or None."""
+        return self._template.suffix[0] if self._template.suffix else self._lookup("[SEP]", None)
+
+    def _lookup(self, token: str, default: int | None) -> int | None:
+        added = self._added.get(token)
+        return added.id if added is not None else self._vocab.get(token, default)
+
+    # ------------------------------------------------------------------ encoding
+
+    def tokenize(self, text: str) -> list[str]:
+        """Word pieces of ``text`` without special tokens (for debugging).
+
+        >>> tok.tokenize("Unaffable!")  # doctest: +SKIP
+        ['una', '##ffa', '##ble', '!']
+        """
+        return [self._id_to_token[i] for i in self._encode_body(_check_text(text, None))]
+
+    def encode(self, text: str, max_length: int | None = None) -> list[int]:
+        """Token ids of one text, with the template's special tokens.
+
+        Args:
+            text: The text.
+            max_length: Truncate to this many ids, special tokens included (they are kept); None keeps all.
+
+        Returns:
+            The ids.
+
+        Raises:
+            TypeError: If ``text`` is not a str.
+            ValueError: If ``max_length`` cannot hold the special tokens.
+
+        >>> tok.encode("Hello world!")  # doctest: +SKIP
+        [101, 7592, 2088, 999, 102]
+        """
+        self._check_max_length(max_length)
+        return self._encode_one(_check_text(text, None), max_length)[0]
+
+    def encode_batch(self, texts: Iterable[str], max_length: int | None = None) -> tuple[list[list[int]], list[int]]:
+        """Token ids of several texts, and each text's length in tokens before truncation.
+
+        Args:
+            texts: The texts (any iterable of str, but not a single str).
+            max_length: As in :meth:`encode`.
+
+        Returns:
+            ``(ids, full_lengths)``; ``full_lengths[i] > len(ids[i])`` means text ``i`` was truncated.
+
+        Raises:
+            TypeError: If ``texts`` is a str or an item is not a str (the message names its index).
+        """
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("encode_batch expects a list of str, got a single string; use encode(text) or pass [text]")
+        self._check_max_length(max_length)
+        ids, lengths = [], []
+        for i, text in enumerate(texts):
+            row, full = self._encode_one(_check_text(text, i), max_length)
+            ids.append(row)
+            lengths.append(full)
+        return ids, lengths
+
+    def pad(
+        self, ids_list: Sequence[Sequence[int]], input_names: Sequence[str] = INPUT_NAMES
+    ) -> dict[str, npt.NDArray[np.int64]]:
+        """Pad encoded sequences to the longest one, as int64 model inputs.
+
+        Args:
+            ids_list: Encoded sequences (from :meth:`encode_batch`).
+            input_names: Which of ``input_ids``, ``attention_mask``, ``token_type_ids`` to return.
+
+        Returns:
+            Arrays of shape ``(len(ids_list), longest)`` keyed by input name.
+
+        Raises:
+            ValueError: If an input name is unknown.
+        """
+        unknown = [n for n in input_names if n not in INPUT_NAMES]
+        if unknown:
+            raise ValueError(f"unknown input names {unknown}; the tokenizer provides {list(INPUT_NAMES)}")
+        width = max((len(r) for r in ids_list), default=0)
+        input_ids = np.full((len(ids_list), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(ids_list), width), dtype=np.int64)
+        for i, row in enumerate(ids_list):
+            input_ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        out = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": None}
+        if "token_type_ids" in input_names:
+            types = np.zeros((len(ids_list), width), dtype=np.int64)
+            t = self._template
+            if any(t.prefix_types) or any(t.suffix_types) or t.sequence_type:
+                for i, row in enumerate(ids_list):
+                    types[i, : len(row)] = t.type_ids(len(row))
+            out["token_type_ids"] = types
+        return {name: out[name] for name in input_names}  # type: ignore[misc]
+
+    def __call__(
+        self, texts: str | Iterable[str], max_length: int | None = 256, input_names: Sequence[str] = INPUT_NAMES
+    ) -> dict[str, npt.NDArray[np.int64]]:
+        """Encode, truncate and pad: ``pad(encode_batch(texts, max_length)[0], input_names)``.
+
+        A single str is a batch of one.
+
+        >>> tok(["a cat", "a small dog"])["input_ids"].shape  # doctest: +SKIP
+        (2, 5)
+        """
+        batch = [texts] if isinstance(texts, str) else texts
+        return self.pad(self.encode_batch(batch, max_length)[0], input_names)
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self._vocab_size}, normalizer={list(self._normalizer.steps)})"
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_max_length(self, max_length: int | None) -> None:
+        if max_length is not None and (not isinstance(max_length, int) or max_length < self._template.n_special):
+            raise ValueError(
+                f"max_length must be None or an int >= {self._template.n_special} (room for the special tokens), got {max_length!r}"
+            )
+
+    def _encode_one(self, text: str, max_length: int | None) -> tuple[list[int], int]:
+        body = self._encode_body(text)
+        t = self._template
+        full = len(body) + t.n_special
+        if max_length is not None and full > max_length:
+            body = body[: max_length - t.n_special]
+        return [*t.prefix, *body, *t.suffix], full
+
+    def _encode_body(self, text: str) -> list[int]:
+        ids: list[int] = []
+        for token, segment in self._split_added(text):
+            if token is not None:
+                ids.append(token.id)
+            elif self._norm_added_re is None:
+                self._encode_raw(segment, ids)
+            else:
+                self._encode_normalized(segment, ids)
+        return ids
+
+    def _split_added(self, text: str) -> Iterator[tuple[AddedToken | None, str]]:
+        if self._raw_added_re is None:
+            yield None, text
+        else:
+            yield from _find_added(text, self._raw_added_re, self._added)
+
+    def _encode_raw(self, segment: str, out: list[int]) -> None:
+        """Encode a segment without added tokens, chunk by chunk through the cache."""
+        cache = self._cache
+        chunks = segment.split() if segment.isascii() and segment.isprintable() else self._split_raw(segment)
+        for chunk in chunks:
+            ids = cache.get(chunk)
+            if ids is None:
+                if not chunk:
+                    continue
+                ids = self._remember(chunk, self._wordpieces(wp.split_words(self._normalizer(chunk), self._split_punctuation)))
+            out += ids
+
+    def _encode_normalized(self, segment: str, out: list[int]) -> None:
+        """Encode a segment when some added tokens match normalized text: normalize it whole first."""
+        for token, piece in _find_added(self._normalizer(segment), self._norm_added_re, self._norm_added):
+            if token is not None:
+                out.append(token.id)
+                continue
+            for word in wp.split_words(piece, self._split_punctuation):
+                key = "\x00" + word  # normalized words never contain NUL, raw chunks may: no clash with _encode_raw keys
+                ids = self._cache.get(key)
+                out += ids if ids is not None else self._remember(key, self._wordpieces([word]))
+
+    def _wordpieces(self, words: Iterable[str]) -> tuple[int, ...]:
+        vocab, unk, prefix, max_chars, max_piece = self._vocab, self._unk_id, self._prefix, self._max_chars, self._max_piece
+        return tuple(i for w in words for i in wp.wordpiece(w, vocab, unk, prefix, max_chars, max_piece))
+
+    def _remember(self, key: str, ids: tuple[int, ...]) -> tuple[int, ...]:
+        cache = self._cache
+        if len(cache) >= _CACHE_SIZE:
+            try:  # evict the oldest entry; another thread may be evicting too
+                del cache[next(iter(cache))]
+            except (KeyError, RuntimeError, StopIteration):
+                pass
+        cache[key] = ids
+        return ids
+
+
+def _check_text(text: object, index: int | None) -> str:
+    if not isinstance(text, str):
+        where = "text" if index is None else f"texts[{index}]"
+        raise TypeError(f"{where} is {type(text).__name__}, expected str")
+    return text
+
+
+def _alternation(contents: Iterable[str]) -> re.Pattern[str] | None:
+    """A regex matching any of ``contents``, longest first (the reference's leftmost-longest matching)."""
+    ordered = sorted(set(contents), key=lambda s: (-len(s), s))
+    return re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+
+def _find_added(
+    text: str, pattern: re.Pattern[str] | None, tokens: dict[str, AddedToken]
+) -> Iterator[tuple[AddedToken | None, str]]:
+    """Split ``text`` into added tokens and the stretches between them (tokenizers' ``find_matches``).
+
+    ``single_word`` uses Python's ``\\w``, which differs from Rust's for combining marks; no BERT
+    special token sets it.
+    """
+    if pattern is None:
+        yield None, text
+        return
+    done = 0
+    for m in pattern.finditer(text):
+        token = tokens[m.group()]
+        start, stop = m.span()
+        if token.single_word and (
+            (start > 0 and re.search(r"\w$", text[:start])) or (stop < len(text) and re.match(r"\w", text[stop:]))
+        ):
+            continue
+        if token.lstrip:
+            ws = _WS_END_RE.search(text, 0, start)
+            start = max(ws.start() if ws else start, done)
+        if token.rstrip:
+            ws = _WS_START_RE.match(text, stop)
+            stop = ws.end() if ws else stop
+        if done < start:
+            yield None, text[done:start]
+        yield token, text[start:stop]
+        done = stop
+    if done < len(text):
+        yield None, text[done:]
+
+
+def _parse_normalizer(config: dict[str, Any] | None, source: str) -> wp.Normalizer:
+    if config is None:
+        return wp.Normalizer(())
+    kind = config.get("type")
+    if kind == "BertNormalizer":
+        return wp.bert_normalizer(
+            clean=bool(config.get("clean_text", True)),
+            handle_chinese_chars=bool(config.get("handle_chinese_chars", True)),
+            strip_accents=config.get("strip_accents"),
+            lowercase=bool(config.get("lowercase", True)),
+        )
+    simple = {"NFD": ("nfd",), "Lowercase": ("lowercase",), "StripAccents": ("strip_marks",)}
+    if kind in simple:
+        return wp.Normalizer(simple[kind])
+    if kind == "Sequence":
+        steps: tuple[str, ...] = ()
+        for part in config.get("normalizers", []):
+            steps += _parse_normalizer(part, source).steps
+        return wp.Normalizer(steps)
+    raise ValueError(f"{source}: normalizer {kind!r} is not supported; supported: {_SUPPORTED_NORMALIZERS}")
+
+
+def _parse_pre_tokenizer(config: dict[str, Any] | None, source: str) -> bool:
+    """Whether punctuation is isolated (True for BertPreTokenizer); whitespace always splits."""
+    kind = config.get("type") if config else None
+    if kind == "BertPreTokenizer":
+        return True
+    if kind == "WhitespaceSplit":
+        return False
+    if kind == "Sequence":
+        parts = config.get("pretokenizers", []) if config else []
+        kinds = [(p.get("type"), p.get("behavior", "Isolated")) for p in parts]
+        if kinds == [("WhitespaceSplit", "Isolated")]:
+            return False
+        if kinds in ([("WhitespaceSplit", "Isolated"), ("Punctuation", "Isolated")], [("BertPreTokenizer", "Isolated")]):
+            return True
+        kind = f"Sequence{[k for k, _ in kinds]}"
+    raise ValueError(f"{source}: pre_tokenizer {kind!r} is not supported; supported: {_SUPPORTED_PRE_TOKENIZERS}")
+
+
+def _parse_post_processor(config: dict[str, Any] | None, ids: dict[str, int], source: str) -> Template:
+    if config is None:
+        return Template()
+    kind = config.get("type")
+    if kind == "BertProcessing":
+        (_, cls_id), (_, sep_id) = config["cls"], config["sep"]
+        return Template(prefix=(int(cls_id),), prefix_types=(0,), suffix=(int(sep_id),), suffix_types=(0,))
+    if kind != "TemplateProcessing":
+        raise ValueError(f"{source}: post_processor {kind!r} is not supported; supported: {_SUPPORTED_POST_PROCESSORS}")
+    specials = config.get("special_tokens", {})
+    before: list[tuple[int, int]] = []
+    after: list[tuple[int, int]] = []
+    sequence_type = None
+    for piece in config.get("single", []):
+        if "Sequence" in piece:
+            sequence_type = int(piece["Sequence"].get("type_id", 0))
+            continue
+        name, type_id = piece["SpecialToken"]["id"], int(piece["SpecialToken"].get("type_id", 0))
+        if name in specials:
+            special_ids = [int(i) for i in specials[name]["ids"]]
+        elif name in ids:
+            special_ids = [ids[name]]
+        else:
+            raise ValueError(f"{source}: template special token {name!r} has no id; add it to post_processor.special_tokens")
+        (after if sequence_type is not None else before).extend((i, type_id) for i in special_ids)
+    if sequence_type is None:
+        raise ValueError(f"{source}: the single-sequence template has no Sequence 'A' item; expected e.g. [CLS] $A [SEP]")
+    return Template(
+        prefix=tuple(i for i, _ in before),
+        prefix_types=tuple(t for _, t in before),
+        sequence_type=sequence_type,
+        suffix=tuple(i for i, _ in after),
+        suffix_types=tuple(t for _, t in after),
+    )
