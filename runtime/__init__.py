@@ -7,22 +7,26 @@
 
 from __future__ import annotations
 
+from .embedder import Embedder as Embedder
 from .errors import IntegrityError as IntegrityError
 from .errors import ManifestError as ManifestError
 from .errors import ProviderUnavailableError as ProviderUnavailableError
 from .errors import ValidationError as ValidationError
 from .manifest import Manifest as Manifest
 from .manifest import load_manifest as load_manifest
+from .pooling import cosine_similarity as cosine_similarity
 from .tokenizer import Tokenizer as Tokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Embedder",
     "IntegrityError",
     "Manifest",
     "ManifestError",
     "ProviderUnavailableError",
     "Tokenizer",
     "ValidationError",
+    "cosine_similarity",
     "load_manifest",
 ]
