@@ -1,0 +1,114 @@
+"""Silent provider fallback with the real accelerator packages, each in its own environment.
+
+onnxruntime-gpu and onnxruntime-openvino overwrite the plain onnxruntime package, so they live in
+separate virtual environments, named by environment variables (skipped when unset):
+
+    python3 -m venv /tmp/gpu && /tmp/gpu/bin/pip install onnxruntime-gpu numpy \\
+        && /tmp/gpu/bin/pip install -e . --no-deps
+    ONNXEMBED_GPU_PYTHON=/tmp/gpu/bin/python pytest tests/test_gpu_fallback.py
+    (likewise /tmp/ov with onnxruntime-openvino and ONNXEMBED_OPENVINO_PYTHON)
+
+Without a GPU, onnxruntime-gpu lists CUDAExecutionProvider as available yet creates sessions on the
+CPU with only a log line: auto mode must warn and take the CPU choice, explicit CUDA must raise. On a
+machine with a working GPU the same test checks the O4 file really runs on CUDA.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+PROBE = """
+import json, logging, sys
+import numpy as np
+import onnxruntime as ort
+from onnxembed import Embedder, ProviderUnavailableError
+records = []
+class H(logging.Handler):
+    def emit(self, r): records.append(r.getMessage())
+logging.getLogger("onnxembed").addHandler(H()); logging.getLogger("onnxembed").setLevel(logging.INFO)
+folder = sys.argv[1]
+out = {"available": ort.get_available_providers()}
+ref = Embedder.load(folder, variant="fp32", providers=["CPUExecutionProvider"], verify=False)
+texts = ["A man is playing a guitar.", "A woman is slicing an onion.", "word " * 400]
+base = ref.encode(texts)
+def attempt(name, **kw):
+    try:
+        emb = Embedder.load(folder, **kw)
+        vecs = emb.encode(texts)
+        out[name] = {"variant": emb.variant, "providers": emb.providers, "min_cos": float((vecs * base).sum(1).min())}
+    except ProviderUnavailableError as e:
+        out[name] = {"error": str(e)}
+{attempts}
+out["log"] = records
+print(json.dumps(out))
+"""
+
+GPU_ATTEMPTS = """
+attempt("auto")
+attempt("explicit_cuda", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+"""
+
+OV_BF16 = {"device_type": "CPU", "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}})}
+OV_ATTEMPTS = f"""
+attempt("bf16_load_config", variant="fp32", providers=[("OpenVINOExecutionProvider", {OV_BF16!r}), "CPUExecutionProvider"])
+attempt("precision_BF16", variant="fp32", providers=[("OpenVINOExecutionProvider", {{"precision": "BF16"}}), "CPUExecutionProvider"])
+"""
+
+
+def _python(var: str) -> str:
+    exe = os.environ.get(var)
+    if not exe:
+        pytest.skip(f"{var} is not set: point it at the python of a venv with that onnxruntime flavour (see this module's docstring)")
+    if not Path(exe).is_file():
+        pytest.skip(f"{var}={exe} does not exist")
+    return exe
+
+
+def _probe(exe: str, folder: Path, attempts: str, env: dict[str, str] | None = None) -> dict:
+    proc = subprocess.run(
+        [exe, "-c", PROBE.replace("{attempts}", attempts), str(folder)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_cuda_listed_but_not_working(default_artifacts: Path) -> None:
+    out = _probe(_python("ONNXEMBED_GPU_PYTHON"), default_artifacts, GPU_ATTEMPTS)
+    if "CUDAExecutionProvider" not in out["available"]:
+        pytest.skip(f"that environment lists no CUDAExecutionProvider: {out['available']}")
+    auto = out["auto"]
+    if auto["providers"][0] == "CUDAExecutionProvider":  # a machine with a working GPU
+        assert auto["variant"] in ("O4", "fp32") and auto["min_cos"] > 0.999
+        assert out["explicit_cuda"]["providers"][0] == "CUDAExecutionProvider"
+        return
+    assert auto["providers"] == ["CPUExecutionProvider"]
+    assert not auto["variant"].startswith("O4") and auto["min_cos"] > 0.95
+    assert any("fell back silently" in line for line in out["log"]), out["log"]
+    assert "CUDAExecutionProvider was requested" in out["explicit_cuda"]["error"]
+
+
+def test_openvino_bf16_options_and_the_rejected_precision_option(default_artifacts: Path) -> None:
+    exe = _python("ONNXEMBED_OPENVINO_PYTHON")
+    out = _probe(exe, default_artifacts, OV_ATTEMPTS)
+    if "OpenVINOExecutionProvider" not in out["available"]:
+        pytest.skip(f"that environment lists no OpenVINOExecutionProvider: {out['available']}")
+    ok = out["bf16_load_config"]
+    assert ok["providers"][0] == "OpenVINOExecutionProvider" and ok["min_cos"] > 0.999, ok
+    # precision="BF16" is rejected by the CPU plugin and onnxruntime silently runs on the CPU: caught.
+    assert "OpenVINOExecutionProvider was requested" in out["precision_BF16"]["error"]
+
+
+def test_openvino_is_the_auto_choice_on_an_amx_cpu(default_artifacts: Path) -> None:
+    """AMX faked through ONNXEMBED_CPU_FEATURES: auto picks the fp32 file on OpenVINO with bf16."""
+    exe = _python("ONNXEMBED_OPENVINO_PYTHON")
+    out = _probe(exe, default_artifacts, 'attempt("auto")', env={"ONNXEMBED_CPU_FEATURES": "avx2,avx512_vnni,amx_tile,amx_int8,amx_bf16"})
+    if "OpenVINOExecutionProvider" not in out["available"]:
+        pytest.skip("no OpenVINOExecutionProvider")
+    assert out["auto"]["variant"] == "fp32" and out["auto"]["providers"][0] == "OpenVINOExecutionProvider", out
+    assert out["auto"]["min_cos"] > 0.999
