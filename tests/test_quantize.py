@@ -1,0 +1,177 @@
+"""int8 quantization: QDQ structure, presets, determinism, gates; accuracy gates on the real embedded model."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from onnxembed.errors import ValidationError
+from onnxembed.quantize import DEFAULT_GATES, PRESETS, QuantScheme, get_preset, quantize_model
+from onnxembed.quantize.gates import spearman
+from onnxembed.quantize.presets import merge_gates
+from onnxembed.quantize.qdq import quantizable_matmuls, quantize_graph
+
+from test_fusion import TINY_LAYERS, make_workdir  # tests/ is on sys.path (pytest rootdir mode)
+
+NO_GATES = {"mean_cosine": -1.0, "min_cosine": -1.0, "stsb_spearman_drop": 100.0, "batch_stability": -1.0}
+MATMULS_PER_LAYER = 6  # query, key, value, attention output, FFN in, FFN out
+ACTIVATIONS_PER_LAYER = 4  # q/k/v share their input
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def op_counts(path: Path) -> dict[str, int]:
+    m = onnx.load(str(path))
+    out: dict[str, int] = {}
+    for n in m.graph.node:
+        out[n.op_type] = out.get(n.op_type, 0) + 1
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path) -> tuple[Path, dict]:
+    return make_workdir(tmp_path_factory.mktemp("quant-bert"), "gte-small", real_checkpoint, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_quantized(tiny_bert: tuple[Path, dict], data_dir: Path):  # type: ignore[no-untyped-def]
+    work, manifest = tiny_bert
+    return quantize_model(work, "avx512_vnni", manifest=manifest, gates=NO_GATES, data_dir=data_dir)
+
+
+def test_qdq_structure(tiny_quantized) -> None:  # type: ignore[no-untyped-def]
+    ops = op_counts(tiny_quantized.path)
+    assert ops["QuantizeLinear"] == ACTIVATIONS_PER_LAYER * TINY_LAYERS
+    assert ops["DequantizeLinear"] == (ACTIVATIONS_PER_LAYER + MATMULS_PER_LAYER) * TINY_LAYERS
+    assert tiny_quantized.recipe["quantized_nodes"] == MATMULS_PER_LAYER * TINY_LAYERS
+    assert tiny_quantized.recipe["fp32_nodes"] == []
+    m = onnx.load(str(tiny_quantized.path))
+    weights = [i for i in m.graph.initializer if i.name.endswith("_quantized")]
+    assert len(weights) == MATMULS_PER_LAYER * TINY_LAYERS and all(w.data_type == onnx.TensorProto.INT8 for w in weights)
+    assert not quantizable_matmuls(m)  # no fp32 weight MatMul left
+
+
+def test_recipe_and_accuracy_recorded(tiny_quantized) -> None:  # type: ignore[no-untyped-def]
+    r = tiny_quantized
+    assert r.path.name == "model_qint8_avx512_vnni.onnx" and r.variant == "qint8_avx512_vnni"
+    assert r.recipe["calibration"]["file"] == "sts/stsb-dev.tsv" and r.recipe["calibration"]["sentences"] > 100
+    assert set(r.accuracy) >= {"mean_cosine", "min_cosine", "stsb_spearman", "stsb_spearman_fp32", "batch_stability_min_cosine"}
+    # static activation scales: a text's embedding does not depend on its batch neighbours
+    assert r.accuracy["batch_stability_min_cosine"] >= 0.9999
+
+
+def test_quantization_is_deterministic(tiny_bert: tuple[Path, dict], tiny_quantized, data_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from onnxembed.quantize import api
+
+    api._CONTEXTS.clear()  # recalibrate from scratch
+    work, manifest = tiny_bert
+    again = quantize_model(work, "avx512_vnni", out=tmp_path / "again.onnx", manifest=manifest, gates=NO_GATES, data_dir=data_dir)
+    assert sha(again.path) == sha(tiny_quantized.path)
+
+
+def test_avx2_preset_stores_7bit_uint8_weights(tiny_bert: tuple[Path, dict], data_dir: Path, tmp_path: Path) -> None:
+    work, manifest = tiny_bert
+    r = quantize_model(work, "quint8_avx2", out=tmp_path / "avx2.onnx", manifest=manifest, gates=NO_GATES, data_dir=data_dir)
+    m = onnx.load(str(r.path))
+    for init in (i for i in m.graph.initializer if i.name.endswith("_quantized")):
+        w = numpy_helper.to_array(init)
+        assert w.dtype == np.uint8 and w.min() >= 128 - 63 and w.max() <= 128 + 63
+    assert "7-bit" in r.recipe["weights"] and r.variant == "quint8_avx2"
+
+
+def test_excluded_nodes_stay_fp32(tiny_bert: tuple[Path, dict]) -> None:
+    from onnxembed.quantize.calibrate import Encoder, collect_stats
+
+    work, manifest = tiny_bert
+    model = onnx.load(str(work / "onnx" / "model.onnx"))
+    names = [n.name for n in quantizable_matmuls(model)]
+    acts = sorted({n.input[0] for n in quantizable_matmuls(model)})
+    stats = collect_stats(model, acts, Encoder(work, manifest), ["A man plays a guitar.", "Two dogs run across a snowy field at dusk."])
+    q, info = quantize_graph(model, stats, QuantScheme(), exclude={names[0], names[-1]})
+    assert info["fp32"] == [names[0], names[-1]] and len(info["quantized"]) == len(names) - 2
+    assert sorted(n.name for n in quantizable_matmuls(q)) == sorted([names[0], names[-1]])
+
+
+def test_failing_gate_raises_with_one_line_per_failure(tiny_bert: tuple[Path, dict], data_dir: Path, tmp_path: Path) -> None:
+    work, manifest = tiny_bert
+    gates = {**NO_GATES, "mean_cosine": 1.5, "batch_stability": 1.5}
+    with pytest.raises(ValidationError) as err:
+        quantize_model(work, "arm64", out=tmp_path / "a.onnx", manifest=manifest, gates=gates, data_dir=data_dir, max_fp32_nodes=1)
+    assert len(err.value.failures) == 2
+    assert "mean cosine" in err.value.failures[0] and "batch stability" in err.value.failures[1]
+    assert (tmp_path / "a.onnx").is_file()  # written, so the failure can be inspected
+
+
+def test_presets_and_gate_arguments() -> None:
+    assert sorted(p.variant for p in PRESETS.values()) == ["qint8_arm64", "qint8_avx512_vnni", "quint8_avx2"]
+    assert get_preset("qint8_avx512_vnni") is PRESETS["avx512_vnni"]
+    assert PRESETS["avx512_vnni"].file == "onnx/model_qint8_avx512_vnni.onnx"
+    with pytest.raises(ValueError, match="unknown int8 preset 'avx9'"):
+        get_preset("avx9")
+    with pytest.raises(ValueError, match="unknown gate"):
+        merge_gates({"mean_cos": 0.9})
+    assert merge_gates({"min_cosine": 0.97}) == {**DEFAULT_GATES, "min_cosine": 0.97}
+
+
+def test_spearman_matches_scipy() -> None:
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    x = np.round(rng.normal(size=300), 1)  # ties
+    y = x + rng.normal(size=300)
+    assert spearman(x, y) == pytest.approx(100 * scipy_stats.spearmanr(x, y).correlation, abs=1e-9)
+
+
+# --- the real embedded model: where real weights matter --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_built(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path) -> tuple[Path, dict]:
+    from onnxembed.export.onnx_export import export_onnx
+    from onnxembed.export.synthetic import TOKENIZER_FILES
+    from onnxembed.export.variants import add_variants
+
+    work = tmp_path_factory.mktemp("real") / "all-minilm-l6-v2"
+    (work / "onnx").mkdir(parents=True)
+    for f in TOKENIZER_FILES + ("config.json",):
+        shutil.copyfile(real_checkpoint / f, work / f)
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    export_onnx(real_checkpoint, work / "onnx" / "model.onnx", expected_inputs=names)
+    manifest = {"name": "all-minilm-l6-v2", "architecture": "bert", "hidden_size": 384, "num_heads": 12, "num_layers": 6,
+                "pooling": "mean", "normalize": True, "input_names": list(names), "max_length": 256, "variants": {}}
+    add_variants(work, manifest, ["O2", "qint8_avx512_vnni"])  # raises ValidationError if a gate fails
+    return work, manifest
+
+
+def test_real_model_int8_gates(real_built: tuple[Path, dict]) -> None:
+    e = real_built[1]["variants"]["qint8_avx512_vnni"]
+    acc = e["accuracy"]
+    assert acc["gates_passed"]
+    assert acc["mean_cosine"] >= DEFAULT_GATES["mean_cosine"] and acc["min_cosine"] >= DEFAULT_GATES["min_cosine"]
+    assert acc["stsb_spearman_fp32"] - acc["stsb_spearman"] <= DEFAULT_GATES["stsb_spearman_drop"]
+    assert acc["stsb_spearman_fp32"] == pytest.approx(82.03, abs=0.05)  # all-MiniLM-L6-v2's published figure
+    assert acc["batch_stability_min_cosine"] >= DEFAULT_GATES["batch_stability"]
+    assert e["precision"] == "int8" and e["cpu_feature"] == "avx512_vnni" and e["device"] == "cpu"
+    assert e["fused_ops"]["QuantizeLinear"] == 6 * ACTIVATIONS_PER_LAYER
+
+
+def test_real_model_fused_counts(real_built: tuple[Path, dict]) -> None:
+    ops = real_built[1]["variants"]["O2"]["fused_ops"]
+    assert ops["Attention"] == 6 and ops["SkipLayerNormalization"] == 12 and ops["EmbedLayerNormalization"] == 1
+    assert real_built[1]["variants"]["O2"]["validation"]["max_abs_diff"] <= 1e-4
+
+
+def test_real_model_int8_is_deterministic(real_built: tuple[Path, dict], tmp_path: Path) -> None:
+    from onnxembed.quantize import api
+
+    work, manifest = real_built
+    api._CONTEXTS.clear()
+    again = quantize_model(work, "avx512_vnni", out=tmp_path / "again.onnx", manifest=manifest)
+    assert sha(again.path) == real_built[1]["variants"]["qint8_avx512_vnni"]["sha256"]
