@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,51 +22,13 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _wordpiece as wp
+from ._components import AddedToken, Template, alternation, find_added, parse_normalizer, parse_post_processor, parse_pre_tokenizer
 
 logger = logging.getLogger(__name__)
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 _CACHE_SIZE = 200_000
 _BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_SUPPORTED_NORMALIZERS = "BertNormalizer, or a Sequence of BertNormalizer / NFD / Lowercase / StripAccents"
-_SUPPORTED_PRE_TOKENIZERS = "BertPreTokenizer, WhitespaceSplit, or a Sequence of WhitespaceSplit then Punctuation"
-_SUPPORTED_POST_PROCESSORS = "TemplateProcessing, BertProcessing or null"
-_WS_END_RE = re.compile(f"{wp._WS_SPLIT_RE.pattern}$")
-_WS_START_RE = re.compile(wp._WS_SPLIT_RE.pattern)
-
-
-@dataclass(frozen=True)
-class AddedToken:
-    """A token cut out of the text before normalization (or after it, if ``normalized``)."""
-
-    content: str
-    id: int
-    single_word: bool = False
-    lstrip: bool = False
-    rstrip: bool = False
-    normalized: bool = False
-    special: bool = True
-
-
-@dataclass(frozen=True)
-class Template:
-    """Where the post-processor puts special tokens around one sequence, with token type ids."""
-
-    prefix: tuple[int, ...] = ()
-    prefix_types: tuple[int, ...] = ()
-    sequence_type: int = 0
-    suffix: tuple[int, ...] = ()
-    suffix_types: tuple[int, ...] = ()
-
-    @property
-    def n_special(self) -> int:
-        """Number of special tokens added to a sequence."""
-        return len(self.prefix) + len(self.suffix)
-
-    def type_ids(self, length: int) -> list[int]:
-        """Token type ids of an encoded sequence of ``length`` tokens (specials included)."""
-        body = max(length - self.n_special, 0)
-        return [*self.prefix_types, *([self.sequence_type] * body), *self.suffix_types][:length]
 
 
 class Tokenizer:
@@ -122,9 +82,9 @@ class Tokenizer:
         self._max_piece = max((len(t) for t in vocab), default=1)
         self._template = template
         self._added = {t.content: t for t in added_tokens if t.content}
-        self._raw_added_re = _alternation(t.content for t in self._added.values() if not t.normalized)
+        self._raw_added_re = alternation(t.content for t in self._added.values() if not t.normalized)
         self._norm_added = {normalizer(t.content): t for t in self._added.values() if t.normalized and normalizer(t.content)}
-        self._norm_added_re = _alternation(self._norm_added)
+        self._norm_added_re = alternation(self._norm_added)
         self._split_raw = (wp.SPLIT_AFTER_CLEAN_RE if normalizer.cleans else wp.SPLIT_RE).split
         self._id_to_token = {i: t for t, i in vocab.items()} | {t.id: t.content for t in self._added.values()}
         self._vocab_size = max(self._id_to_token, default=-1) + 1
@@ -177,8 +137,8 @@ class Tokenizer:
         if model.get("type", "WordPiece") != "WordPiece" or not isinstance(model.get("vocab"), dict):
             raise ValueError(f"{source}: model {model.get('type')!r} is not supported; only WordPiece (BERT-family) is")
         vocab = {str(k): int(v) for k, v in model["vocab"].items()}
-        normalizer = _parse_normalizer(config.get("normalizer"), source)
-        split_punctuation = _parse_pre_tokenizer(config.get("pre_tokenizer"), source)
+        normalizer = parse_normalizer(config.get("normalizer"), source)
+        split_punctuation = parse_pre_tokenizer(config.get("pre_tokenizer"), source)
         added = [
             AddedToken(
                 content=t["content"],
@@ -192,7 +152,7 @@ class Tokenizer:
             for t in config.get("added_tokens") or []
         ]
         ids = vocab | {t.content: t.id for t in added}
-        template = _parse_post_processor(config.get("post_processor"), ids, source)
+        template = parse_post_processor(config.get("post_processor"), ids, source)
         padding = config.get("padding")
         pad_id = int(padding["pad_id"]) if isinstance(padding, dict) and "pad_id" in padding else None
         logger.debug("tokenizer from %s: %d tokens, normalizer %s", source, len(vocab), normalizer.steps)
@@ -217,7 +177,10 @@ class Tokenizer:
         options: dict[str, Any] = {}
         config_path = path.with_name("tokenizer_config.json")
         if config_path.is_file():
-            options = json.loads(config_path.read_text(encoding="utf-8"))
+            try:
+                options = json.loads(config_path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise ValueError(f"{config_path} is not valid JSON ({e}); fix or remove it to use BERT uncased defaults") from e
         normalizer = wp.bert_normalizer(
             handle_chinese_chars=options.get("tokenize_chinese_chars", True),
             strip_accents=options.get("strip_accents"),
@@ -367,7 +330,7 @@ class Tokenizer:
     # ------------------------------------------------------------------ internals
 
     def _check_max_length(self, max_length: int | None) -> None:
-        if max_length is not None and (not isinstance(max_length, int) or max_length < self._template.n_special):
+        if max_length is not None and (not isinstance(max_length, (int, np.integer)) or max_length < self._template.n_special):
             raise ValueError(
                 f"max_length must be None or an int >= {self._template.n_special} (room for the special tokens), got {max_length!r}"
             )
@@ -377,7 +340,7 @@ class Tokenizer:
         t = self._template
         full = len(body) + t.n_special
         if max_length is not None and full > max_length:
-            body = body[: max_length - t.n_special]
+            body = body[: int(max_length) - t.n_special]
         return [*t.prefix, *body, *t.suffix], full
 
     def _encode_body(self, text: str) -> list[int]:
@@ -395,7 +358,7 @@ class Tokenizer:
         if self._raw_added_re is None:
             yield None, text
         else:
-            yield from _find_added(text, self._raw_added_re, self._added)
+            yield from find_added(text, self._raw_added_re, self._added)
 
     def _encode_raw(self, segment: str, out: list[int]) -> None:
         """Encode a segment without added tokens, chunk by chunk through the cache."""
@@ -411,7 +374,7 @@ class Tokenizer:
 
     def _encode_normalized(self, segment: str, out: list[int]) -> None:
         """Encode a segment when some added tokens match normalized text: normalize it whole first."""
-        for token, piece in _find_added(self._normalizer(segment), self._norm_added_re, self._norm_added):
+        for token, piece in find_added(self._normalizer(segment), self._norm_added_re, self._norm_added):
             if token is not None:
                 out.append(token.id)
                 continue
@@ -440,118 +403,3 @@ def _check_text(text: object, index: int | None) -> str:
         where = "text" if index is None else f"texts[{index}]"
         raise TypeError(f"{where} is {type(text).__name__}, expected str")
     return text
-
-
-def _alternation(contents: Iterable[str]) -> re.Pattern[str] | None:
-    """A regex matching any of ``contents``, longest first (the reference's leftmost-longest matching)."""
-    ordered = sorted(set(contents), key=lambda s: (-len(s), s))
-    return re.compile("|".join(map(re.escape, ordered))) if ordered else None
-
-
-def _find_added(
-    text: str, pattern: re.Pattern[str] | None, tokens: dict[str, AddedToken]
-) -> Iterator[tuple[AddedToken | None, str]]:
-    """Split ``text`` into added tokens and the stretches between them (tokenizers' ``find_matches``).
-
-    ``single_word`` uses Python's ``\\w``, which differs from Rust's for combining marks; no BERT
-    special token sets it.
-    """
-    if pattern is None:
-        yield None, text
-        return
-    done = 0
-    for m in pattern.finditer(text):
-        token = tokens[m.group()]
-        start, stop = m.span()
-        if token.single_word and (
-            (start > 0 and re.search(r"\w$", text[:start])) or (stop < len(text) and re.match(r"\w", text[stop:]))
-        ):
-            continue
-        if token.lstrip:
-            ws = _WS_END_RE.search(text, 0, start)
-            start = max(ws.start() if ws else start, done)
-        if token.rstrip:
-            ws = _WS_START_RE.match(text, stop)
-            stop = ws.end() if ws else stop
-        if done < start:
-            yield None, text[done:start]
-        yield token, text[start:stop]
-        done = stop
-    if done < len(text):
-        yield None, text[done:]
-
-
-def _parse_normalizer(config: dict[str, Any] | None, source: str) -> wp.Normalizer:
-    if config is None:
-        return wp.Normalizer(())
-    kind = config.get("type")
-    if kind == "BertNormalizer":
-        return wp.bert_normalizer(
-            clean=bool(config.get("clean_text", True)),
-            handle_chinese_chars=bool(config.get("handle_chinese_chars", True)),
-            strip_accents=config.get("strip_accents"),
-            lowercase=bool(config.get("lowercase", True)),
-        )
-    simple = {"NFD": ("nfd",), "Lowercase": ("lowercase",), "StripAccents": ("strip_marks",)}
-    if kind in simple:
-        return wp.Normalizer(simple[kind])
-    if kind == "Sequence":
-        steps: tuple[str, ...] = ()
-        for part in config.get("normalizers", []):
-            steps += _parse_normalizer(part, source).steps
-        return wp.Normalizer(steps)
-    raise ValueError(f"{source}: normalizer {kind!r} is not supported; supported: {_SUPPORTED_NORMALIZERS}")
-
-
-def _parse_pre_tokenizer(config: dict[str, Any] | None, source: str) -> bool:
-    """Whether punctuation is isolated (True for BertPreTokenizer); whitespace always splits."""
-    kind = config.get("type") if config else None
-    if kind == "BertPreTokenizer":
-        return True
-    if kind == "WhitespaceSplit":
-        return False
-    if kind == "Sequence":
-        parts = config.get("pretokenizers", []) if config else []
-        kinds = [(p.get("type"), p.get("behavior", "Isolated")) for p in parts]
-        if kinds == [("WhitespaceSplit", "Isolated")]:
-            return False
-        if kinds in ([("WhitespaceSplit", "Isolated"), ("Punctuation", "Isolated")], [("BertPreTokenizer", "Isolated")]):
-            return True
-        kind = f"Sequence{[k for k, _ in kinds]}"
-    raise ValueError(f"{source}: pre_tokenizer {kind!r} is not supported; supported: {_SUPPORTED_PRE_TOKENIZERS}")
-
-
-def _parse_post_processor(config: dict[str, Any] | None, ids: dict[str, int], source: str) -> Template:
-    if config is None:
-        return Template()
-    kind = config.get("type")
-    if kind == "BertProcessing":
-        (_, cls_id), (_, sep_id) = config["cls"], config["sep"]
-        return Template(prefix=(int(cls_id),), prefix_types=(0,), suffix=(int(sep_id),), suffix_types=(0,))
-    if kind != "TemplateProcessing":
-        raise ValueError(f"{source}: post_processor {kind!r} is not supported; supported: {_SUPPORTED_POST_PROCESSORS}")
-    specials = config.get("special_tokens", {})
-    before: list[tuple[int, int]] = []
-    after: list[tuple[int, int]] = []
-    sequence_type = None
-    for piece in config.get("single", []):
-        if "Sequence" in piece:
-            sequence_type = int(piece["Sequence"].get("type_id", 0))
-            continue
-        name, type_id = piece["SpecialToken"]["id"], int(piece["SpecialToken"].get("type_id", 0))
-        if name in specials:
-            special_ids = [int(i) for i in specials[name]["ids"]]
-        elif name in ids:
-            special_ids = [ids[name]]
-        else:
-            raise ValueError(f"{source}: template special token {name!r} has no id; add it to post_processor.special_tokens")
-        (after if sequence_type is not None else before).extend((i, type_id) for i in special_ids)
-    if sequence_type is None:
-        raise ValueError(f"{source}: the single-sequence template has no Sequence 'A' item; expected e.g. [CLS] $A [SEP]")
-    return Template(
-        prefix=tuple(i for i, _ in before),
-        prefix_types=tuple(t for _, t in before),
-        sequence_type=sequence_type,
-        suffix=tuple(i for i, _ in after),
-        suffix_types=tuple(t for _, t in after),
-    )
