@@ -95,6 +95,7 @@ def find_added(
 
 
 def parse_normalizer(config: dict[str, Any] | None, source: str) -> wp.Normalizer:
+    """The normalizing chain of a ``normalizer`` entry (None: no normalization)."""
     if config is None:
         return wp.Normalizer(())
     kind = config.get("type")
@@ -135,6 +136,7 @@ def parse_pre_tokenizer(config: dict[str, Any] | None, source: str) -> bool:
 
 
 def parse_post_processor(config: dict[str, Any] | None, ids: dict[str, int], source: str) -> Template:
+    """The single-sequence template of a ``post_processor`` entry; ``ids`` resolves special token names."""
     if config is None:
         return Template()
     kind = config.get("type")
