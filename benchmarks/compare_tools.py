@@ -62,7 +62,7 @@ def sts_sentences(n: int, split: str = "stsb-test") -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ tools
-def default_tools(artifact: Path, checkpoint: Path, prep: dict[str, Path], int8: str, subset: str = "all") -> list[dict[str, Any]]:
+def default_tools(artifact: Path, checkpoint: Path, prep: dict[str, Path], int8: str, dim: int, subset: str = "all") -> list[dict[str, Any]]:
     a, ck = str(artifact), str(checkpoint)
     int8_file = f"onnx/model_{int8}.onnx"
     tools: list[dict[str, Any]] = [
@@ -77,8 +77,8 @@ def default_tools(artifact: Path, checkpoint: Path, prep: dict[str, Path], int8:
         {"label": "ST onnx fp32", "venv": "main", "kind": "st-onnx", "folder": a, "file": "onnx/model.onnx"},
         {"label": f"ST onnx, our {int8}", "venv": "main", "kind": "st-onnx", "folder": a, "file": int8_file},
         {"label": "optimum ORTModel fp32", "venv": "main", "kind": "optimum", "folder": a, "file": "onnx/model.onnx"},
-        {"label": "fastembed fp32", "venv": "fe", "kind": "fastembed", "folder": a, "file": "onnx/model.onnx"},
-        {"label": f"fastembed, our {int8}", "venv": "fe", "kind": "fastembed", "folder": a, "file": int8_file},
+        {"label": "fastembed fp32", "venv": "fe", "kind": "fastembed", "folder": a, "file": "onnx/model.onnx", "dim": dim},
+        {"label": f"fastembed, our {int8}", "venv": "fe", "kind": "fastembed", "folder": a, "file": int8_file, "dim": dim},
     ]
     if "st" in prep:
         for f in sorted((prep["st"] / "onnx").glob("model_*.onnx")):
@@ -189,6 +189,7 @@ def compare(artifact: Path, checkpoint: Path, *, threads: int = 2, rounds: int =
     from onnxembed.providers import detect_cpu_features
 
     m = load_manifest(artifact)
+    load_start = os.getloadavg()[0]
     int8 = next((k for k, v in m.variants.items() if v.info.get("cpu_feature") == detect_cpu_features().int8_preset), None) or "qint8_avx512_vnni"
     work = Path(tempfile.mkdtemp(prefix="onnxembed-compare-"))
     notes: list[str] = []
@@ -227,7 +228,7 @@ def compare(artifact: Path, checkpoint: Path, *, threads: int = 2, rounds: int =
         files[name].write_text(json.dumps(tx))
         ntokens[name] = sum(len(e.ids) for e in tk.encode_batch(tx))
 
-    specs = default_tools(artifact, checkpoint, prep, int8, subset)
+    specs = default_tools(artifact, checkpoint, prep, int8, m.dim, subset)
     if tools:
         specs = [s for s in specs if s["label"] in tools or s.get("reference")]
     runners: list[Runner] = []
@@ -289,7 +290,7 @@ def compare(artifact: Path, checkpoint: Path, *, threads: int = 2, rounds: int =
     return {"model": m.name, "artifact": str(artifact), "machine": machine_info(threads), "threads": threads, "rounds": rounds,
             "int8_variant": int8, "reference": ref_label, "workloads": {n: {"texts": len(t[0]), "batch_size": t[1], "tokens": ntokens[n]}
                                                                         for n, t in texts.items()},
-            "notes": notes, "rows": rows, "versions": tool_versions()}
+            "notes": notes, "rows": rows, "versions": tool_versions(), "load_average": [load_start, os.getloadavg()[0]]}
 
 
 def tool_versions() -> dict[str, dict[str, str]]:
@@ -308,8 +309,10 @@ def format_tables(res: dict[str, Any]) -> str:
     """Markdown: one table per workload (p50, texts/s, ratio to the fastest competitor rows), plus accuracy, cold start, RSS."""
     names = list(res["workloads"])
     rows = res["rows"]
+    la = res.get("load_average") or [float("nan")] * 2
     lines = [f"**{res['model']}**, {res['threads']} threads, {res['rounds']} interleaved rounds; accuracy vs {res['reference']} on "
-             f"{next((res['workloads'][n]['texts'] for n in names if n.startswith('STS')), '?')} STS-B test sentences", ""]
+             f"{next((res['workloads'][n]['texts'] for n in names if n.startswith('STS')), '?')} STS-B test sentences; machine load "
+             f"average {la[0]:.1f} at the start, {la[1]:.1f} at the end (2 cores)", ""]
     head = "| tool | " + " | ".join(f"{n}: p50 ms | texts/s" for n in names) + " | mean cos | min cos | cold start s | peak RSS MB |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
