@@ -87,16 +87,18 @@ def stage_build() -> None:
 
 def stage_bench() -> None:
     run([sys.executable, "-m", "onnxembed.cli", "bench", str(ART / "all-minilm-l6-v2"), "--rounds", "3", "--min-seconds", "0.6",
+         "--batch-sizes", "1,32",
          "--json", str(OUT / "bench-all-minilm-l6-v2.json"), "--no-progress"], out=OUT / "bench-all-minilm-l6-v2.txt")
     run([sys.executable, "-m", "onnxembed.cli", "bench", str(ART / "all-minilm-l6-v2"), "--quick", "--no-progress",
          "--json", str(OUT / "bench-quick.json")], out=OUT / "bench-quick.txt")
 
 
-def stage_compare(rounds: int) -> None:
+def stage_compare(rounds: int, which: str) -> None:
     cmp = [sys.executable, str(HERE / "compare_tools.py")]
-    run(cmp + ["--artifact", str(ART / "all-minilm-l6-v2"), "--checkpoint", str(checkpoint_path()), "--rounds", str(rounds),
+    if which in ("all", "real"):
+        run(cmp + ["--artifact", str(ART / "all-minilm-l6-v2"), "--checkpoint", str(checkpoint_path()), "--rounds", str(rounds),
                "--json", str(OUT / "compare-all-minilm-l6-v2.json")], out=OUT / "compare-all-minilm-l6-v2.md")
-    for name in ARCHITECTURES:
+    for name in ARCHITECTURES if which in ("all", "archs") else ():
         run(cmp + ["--artifact", str(ART / name), "--checkpoint", str(OUT / "checkpoints" / name), "--rounds", "2", "--subset", "timing",
                    "--workloads", "32x128,sts", "--sts-n", "500", "--json", str(OUT / f"compare-{name}.json")], out=OUT / f"compare-{name}.md")
 
@@ -105,6 +107,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stages", default="build,bench,compare,report")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the real-model comparison")
+    ap.add_argument("--compare", default="all", choices=["all", "real", "archs"], help="which comparisons the compare stage runs")
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
     stages = args.stages.split(",")
@@ -114,7 +117,7 @@ def main() -> int:
     if "bench" in stages:
         stage_bench()
     if "compare" in stages:
-        stage_compare(args.rounds)
+        stage_compare(args.rounds, args.compare)
     if "report" in stages:
         from report import write_results  # benchmarks/report.py
 
