@@ -10,6 +10,7 @@
    vs sentence-transformers loading the same folder (``backend="onnx"``) and its torch checkpoint.
 4. Accuracy: min cosine and max |diff| against sentence-transformers on torch, 1,000 STS sentences,
    for every CPU variant of the folder.
+5. Streaming: peak traced Python memory of ``encode_iter`` over N/10 and N generated texts.
 
 Ratios are measured in one run on one machine; the header records the machine and its load (the
 figures of a shared machine move with its load, the ratios much less).
@@ -94,11 +95,14 @@ def overhead(emb: Embedder, rounds: int) -> dict[str, Any]:
             acc.append(_time(fn))
         t_tok.append(_time(tok))
     mb, mf = statistics.median(t_bare), statistics.median(t_full)
+    best_b, best_f = min(t_bare), min(t_full)
     return {
         "shape": [32, 128], "variant": emb.variant, "rounds": rounds,
         "bare_run_ms": round(mb * 1e3, 1), "encode_ms": round(mf * 1e3, 1),
         "tokenize_ms": round(statistics.median(t_tok) * 1e3, 2),
         "overhead_pct": round((mf / mb - 1) * 100, 2),
+        "best_bare_ms": round(best_b * 1e3, 1), "best_encode_ms": round(best_f * 1e3, 1),
+        "overhead_pct_best": round((best_f / best_b - 1) * 100, 2),
         "bare_texts_per_s": round(32 / mb, 1), "encode_texts_per_s": round(32 / mf, 1),
     }
 
@@ -178,6 +182,28 @@ def cold_start(folder: Path, checkpoint: Path | None, rounds: int) -> dict[str, 
     return {k: round(statistics.median(v), 2) for k, v in times.items() if v}
 
 
+def streaming(emb: Embedder, counts: tuple[int, ...]) -> dict[str, Any]:
+    """Peak traced Python memory of ``encode_iter`` over generated texts: flat in the stream's length."""
+    import tracemalloc
+
+    base = sts_sentences(5000)
+
+    def gen(n: int) -> Any:
+        for i in range(n):
+            yield f"{base[i % len(base)]} ({i})"
+
+    out: dict[str, Any] = {"variant": emb.variant, "chunk_size": 1024}
+    for n in counts:
+        tracemalloc.start()
+        t0, done = time.perf_counter(), 0
+        for block in emb.encode_iter(gen(n), batch_size=32, chunk_size=1024):
+            done += len(block)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        out[str(n)] = {"texts": done, "seconds": round(time.perf_counter() - t0, 1), "peak_traced_mb": round(peak / 1e6, 1)}
+    return out
+
+
 def accuracy(folder: Path, checkpoint: Path, n: int) -> dict[str, Any]:
     from sentence_transformers import SentenceTransformer
 
@@ -203,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batching-texts", type=int, default=4000)
     p.add_argument("--accuracy-texts", type=int, default=1000)
     p.add_argument("--cold-rounds", type=int, default=3)
+    p.add_argument("--only", default="overhead,batching,streaming,cold,accuracy", help="comma-separated sections to run")
+    p.add_argument("--stream-texts", type=int, default=100_000, help="encode_iter memory check over N/10 and N texts (0: skip)")
     args = p.parse_args(argv)
     checkpoint = args.checkpoint
     if checkpoint is None:
@@ -217,19 +245,27 @@ def main(argv: list[str] | None = None) -> int:
     auto = Embedder.load(args.folder)
     fp32 = Embedder.load(args.folder, variant="fp32")
     result["auto_variant"] = {"variant": auto.variant, "providers": auto.providers}
-    result["overhead"] = [overhead(fp32, args.rounds)] + ([overhead(auto, args.rounds)] if auto.variant != "fp32" else [])
-    for o in result["overhead"]:
+    only = set(args.only.split(","))
+    if "overhead" in only:
+        result["overhead"] = [overhead(fp32, args.rounds)] + ([overhead(auto, args.rounds)] if auto.variant != "fp32" else [])
+    for o in result.get("overhead", []):
         print(f"overhead {o['variant']:>18}: bare run {o['bare_run_ms']} ms, encode {o['encode_ms']} ms "
-              f"(tokenize {o['tokenize_ms']} ms): {o['overhead_pct']:+.1f}%", flush=True)
-    result["batching"] = [batching(auto, args.batching_texts, max(2, args.rounds // 5))]
-    for b in result["batching"]:
+              f"(tokenize {o['tokenize_ms']} ms): {o['overhead_pct']:+.1f}% (medians; best of {o['rounds']}: "
+              f"{o['best_bare_ms']} vs {o['best_encode_ms']} ms, {o['overhead_pct_best']:+.1f}%)", flush=True)
+    if "batching" in only:
+        result["batching"] = [batching(auto, args.batching_texts, max(2, args.rounds // 5))]
+    for b in result.get("batching", []):
         print(f"batching {b['variant']}: {b['texts']} STS texts, sorted {b['sorted_texts_per_s']} texts/s vs unsorted "
               f"{b['unsorted_texts_per_s']} (x{b['speedup']}); real-token share {b['real_token_share_sorted']} vs "
               f"{b['real_token_share_unsorted']}", flush=True)
-    result["cold_start_s"] = cold_start(args.folder, checkpoint, args.cold_rounds)
-    for k, v in result["cold_start_s"].items():
+    if args.stream_texts and "streaming" in only:
+        result["streaming"] = streaming(auto, (args.stream_texts // 10, args.stream_texts))
+        print(f"streaming: {json.dumps(result['streaming'])}", flush=True)
+    if "cold" in only:
+        result["cold_start_s"] = cold_start(args.folder, checkpoint, args.cold_rounds)
+    for k, v in result.get("cold_start_s", {}).items():
         print(f"cold start {v:6.2f} s  {k}", flush=True)
-    if checkpoint is not None:
+    if checkpoint is not None and "accuracy" in only:
         result["accuracy"] = accuracy(args.folder, checkpoint, args.accuracy_texts)
         for k, v in result["accuracy"].items():
             if isinstance(v, dict):
