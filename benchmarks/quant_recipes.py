@@ -75,7 +75,7 @@ def build_rows(work: Path, manifest: dict[str, Any], data: Path) -> dict[str, Ca
 
     from onnxembed.export.fusion import fuse_model
     from onnxembed.quantize import api, quantize_model
-    from onnxembed.quantize.qdq import QuantScheme, node_sensitivity, quantize_graph
+    from onnxembed.quantize.qdq import QuantScheme, node_sensitivity, quantizable_matmuls, quantize_graph
 
     fp32 = work / "onnx" / "model.onnx"
     fused_src = work / "onnx" / "fused_for_int8.onnx"
@@ -110,6 +110,16 @@ def build_rows(work: Path, manifest: dict[str, Any], data: Path) -> dict[str, Ca
             onnx.save(quantize_graph(ctx.model, ctx.stats, sch, exclude=excl)[0], str(dst))
         return f
 
+    def ours_int_fused(alpha: float) -> Callable[[Path], None]:
+        def f(dst: Path) -> None:
+            from onnxembed.quantize.calibrate import collect_stats
+
+            m = onnx.load(str(fused_src))
+            acts = sorted({n.input[0] for n in quantizable_matmuls(m, attention=True)})
+            stats = collect_stats(m, acts, ctx.enc, ctx.calib_texts)
+            onnx.save(quantize_graph(m, stats, QuantScheme(smooth_alpha=alpha), integer_ops=True)[0], str(dst))
+        return f
+
     def preset(name: str) -> Callable[[Path], None]:
         def f(dst: Path) -> None:
             quantize_model(work, name, out=dst, manifest=manifest, data_dir=data, check=False, evaluate=False)
@@ -130,6 +140,7 @@ def build_rows(work: Path, manifest: dict[str, Any], data: Path) -> dict[str, Ca
         "ours_a0.5": ours(0.5),
         "ours_a0.75": ours(0.75),
         "ours_a0.75_top4_fp32": ours(0.75, 4),
+        "ours_int_fused_a0.75": ours_int_fused(0.75),
         "preset_avx512_vnni": preset("avx512_vnni"),
         "preset_avx2": preset("avx2"),
     }

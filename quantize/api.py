@@ -22,7 +22,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 
 from ..errors import ValidationError
 from ..manifest import sha256_file
@@ -64,6 +63,7 @@ class _Context:
     enc: Encoder
     stats: dict[str, ActStats]
     calib_info: dict[str, Any]
+    calib_texts: list[str]
     selection: list[str]
     selection_ref: Any
     data: Path
@@ -96,6 +96,7 @@ def _context(fp32_path: Path, model_dir: Path, manifest: dict[str, Any], data: P
         stats=stats,
         calib_info={"file": "sts/stsb-dev.tsv", "sha256": sha256_file(dev_path), "sentences": len(calib),
                     "selection_sentences": len(selection), "statistic": "per-channel min/max over non-padding tokens"},
+        calib_texts=calib,
         selection=selection,
         selection_ref=enc.embed(fp32_session, selection),
         data=data,

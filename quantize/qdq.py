@@ -48,12 +48,16 @@ class ActStats:
     sample: npt.NDArray[np.float32]  # a fixed subsample of token rows, for the sensitivity measure
 
 
-def quantizable_matmuls(model: Any) -> list[Any]:
-    """MatMul nodes whose second input is a 2-D float initializer (the weight MatMuls), in graph order."""
+def quantizable_matmuls(model: Any, *, attention: bool = False) -> list[Any]:
+    """MatMul nodes whose second input is a 2-D float initializer (the weight MatMuls), in graph order.
+
+    With ``attention``, fused ``Attention`` nodes (packed QKV weight) count too.
+    """
     inits = {i.name: i for i in model.graph.initializer}
+    ops = ("MatMul", "Attention") if attention else ("MatMul",)
     out = []
     for node in model.graph.node:
-        if node.op_type == "MatMul" and node.input[1] in inits and len(inits[node.input[1]].dims) == 2:
+        if node.op_type in ops and node.input[1] in inits and len(inits[node.input[1]].dims) == 2:
             if inits[node.input[1]].data_type == 1:  # FLOAT
                 out.append(node)
     return out
@@ -103,14 +107,18 @@ def quantize_graph(
     scheme: QuantScheme,
     *,
     exclude: set[str] | frozenset[str] = frozenset(),
+    integer_ops: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
-    """Return a QDQ copy of ``model`` with every weight MatMul not in ``exclude`` quantized.
+    """Return a quantized copy of ``model`` with every weight MatMul not in ``exclude`` quantized.
 
     Args:
-        model: the plain fp32 ``onnx.ModelProto`` (not modified).
+        model: the fp32 ``onnx.ModelProto`` (not modified).
         stats: calibration statistics keyed by activation tensor name (MatMul input 0).
         scheme: storage and smoothing settings.
         exclude: MatMul node names to keep in fp32.
+        integer_ops: instead of QDQ pairs, write onnxruntime's integer operators with the same static
+            scales: ``MatMulIntegerToFloat`` and, for a fused graph, ``QAttention`` (CPU provider only;
+            the QDQ form is the portable one).
 
     Returns:
         (quantized model, {"quantized": [...], "fp32": [...]}) with node names sorted by graph order.
@@ -121,7 +129,8 @@ def quantize_graph(
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
-    targets = [n for n in quantizable_matmuls(model) if n.name not in exclude]
+    candidates = [n.name for n in quantizable_matmuls(model, attention=integer_ops)]
+    targets = [n for n in quantizable_matmuls(model, attention=integer_ops) if n.name not in exclude]
     by_act: dict[str, list[Any]] = {}
     for node in targets:
         by_act.setdefault(node.input[0], []).append(node)
@@ -146,16 +155,30 @@ def quantize_graph(
         add_inits += [numpy_helper.from_array(np.array(a_scale, np.float32), f"{tag}_x_scale"),
                       numpy_helper.from_array(np.array(a_zp, np.uint8), f"{tag}_x_zp")]
         chain.append(helper.make_node("QuantizeLinear", [src, f"{tag}_x_scale", f"{tag}_x_zp"], [f"{tag}_xq"], name=f"{tag}_QuantizeLinear"))
-        chain.append(helper.make_node("DequantizeLinear", [f"{tag}_xq", f"{tag}_x_scale", f"{tag}_x_zp"], [f"{tag}_xdq"], name=f"{tag}_DequantizeLinear"))
+        if not integer_ops:
+            chain.append(helper.make_node("DequantizeLinear", [f"{tag}_xq", f"{tag}_x_scale", f"{tag}_x_zp"], [f"{tag}_xdq"], name=f"{tag}_DequantizeLinear"))
         for node, w in zip(nodes, weights):
             wq, w_scale, w_zp = _quantize_weight(w.astype(np.float64) * s[:, None], scheme)
             wname = node.input[1]
             add_inits += [numpy_helper.from_array(wq, f"{wname}_quantized"),
                           numpy_helper.from_array(w_scale, f"{wname}_scale"),
                           numpy_helper.from_array(w_zp, f"{wname}_zero_point")]
+            drop_inits.add(wname)
+            if integer_ops:
+                q_in = [f"{tag}_xq", f"{wname}_quantized"]
+                if node.op_type == "Attention":  # (input, weight, bias, in_scale, w_scale, mask, in_zp, w_zp)
+                    mask = node.input[3] if len(node.input) > 3 else ""
+                    new_in = q_in + [node.input[2], f"{tag}_x_scale", f"{wname}_scale", mask, f"{tag}_x_zp", f"{wname}_zero_point"]
+                    node.op_type = "QAttention"
+                else:
+                    new_in = q_in + [f"{tag}_x_scale", f"{wname}_scale", f"{tag}_x_zp", f"{wname}_zero_point"]
+                    node.op_type = "MatMulIntegerToFloat"
+                node.domain = "com.microsoft"
+                del node.input[:]
+                node.input.extend(new_in)
+                continue
             chain.append(helper.make_node("DequantizeLinear", [f"{wname}_quantized", f"{wname}_scale", f"{wname}_zero_point"],
                                           [f"{wname}_dequantized"], name=f"{node.name}_weight_DequantizeLinear", axis=1))
-            drop_inits.add(wname)
             node.input[0] = f"{tag}_xdq"
             node.input[1] = f"{wname}_dequantized"
         new_nodes[min(order[id(n)] for n in nodes)] = chain
@@ -173,25 +196,14 @@ def quantize_graph(
     opset = next((o for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is not None and opset.version < 13:
         opset.version = 13  # per-axis DequantizeLinear
-    all_names = [n.name for n in quantizable_matmuls_names(model, include_quantized=True)]
-    q = sorted({n.name for n in targets}, key=all_names.index)
-    f = sorted(set(exclude) & set(all_names), key=all_names.index)
+    if integer_ops and not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    q = sorted({n.name for n in targets}, key=candidates.index)
+    f = sorted(set(exclude) & set(candidates), key=candidates.index)
     return model, {"quantized": q, "fp32": f}
 
 
-def quantizable_matmuls_names(model: Any, include_quantized: bool = False) -> list[Any]:
-    """Weight MatMuls in graph order; with ``include_quantized`` also those already fed by a weight DequantizeLinear."""
-    inits = {i.name for i in model.graph.initializer}
-    out = []
-    for node in model.graph.node:
-        if node.op_type != "MatMul":
-            continue
-        if node.input[1] in inits or (include_quantized and node.input[1].endswith("_dequantized")):
-            out.append(node)
-    return out
-
-
-def node_sensitivity(model: Any, stats: dict[str, ActStats], scheme: QuantScheme) -> dict[str, float]:
+def node_sensitivity(model: Any, stats: dict[str, ActStats], scheme: QuantScheme, *, attention: bool = False) -> dict[str, float]:
     """Per weight MatMul: relative error of that MatMul alone when quantized (see :func:`fake_quant_error`).
 
     Uses the same smoothing factors :func:`quantize_graph` uses (shared by MatMuls reading the same tensor).
@@ -200,7 +212,7 @@ def node_sensitivity(model: Any, stats: dict[str, ActStats], scheme: QuantScheme
 
     inits = {i.name: i for i in model.graph.initializer}
     groups: dict[str, list[Any]] = {}
-    for node in quantizable_matmuls(model):
+    for node in quantizable_matmuls(model, attention=attention):
         groups.setdefault(node.input[0], []).append(node)
     out = {}
     for act, nodes in groups.items():

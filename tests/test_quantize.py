@@ -175,3 +175,28 @@ def test_real_model_int8_is_deterministic(real_built: tuple[Path, dict], tmp_pat
     api._CONTEXTS.clear()
     again = quantize_model(work, "avx512_vnni", out=tmp_path / "again.onnx", manifest=manifest, evaluate=False)
     assert sha(again.path) == real_built[1]["variants"]["qint8_avx512_vnni"]["sha256"]
+
+
+def test_integer_ops_on_a_fused_graph(tiny_bert: tuple[Path, dict], tmp_path: Path) -> None:
+    """The onnxruntime-only form: static scales feeding QAttention / MatMulIntegerToFloat."""
+    from onnxembed.export.fusion import fuse_model
+    from onnxembed.quantize.calibrate import Encoder, collect_stats, make_session
+
+    work, manifest = tiny_bert
+    fused = tmp_path / "fused.onnx"
+    fuse_model(work / "onnx" / "model.onnx", fused, "O2", num_heads=manifest["num_heads"], hidden_size=manifest["hidden_size"],
+               embed_layer_norm=False)
+    model = onnx.load(str(fused))
+    nodes = quantizable_matmuls(model, attention=True)
+    assert sum(n.op_type == "Attention" for n in nodes) == TINY_LAYERS
+    enc = Encoder(work, manifest)
+    texts = ["A man plays a guitar.", "Two dogs run across a snowy field at dusk.", "ok"]
+    stats = collect_stats(model, sorted({n.input[0] for n in nodes}), enc, texts)
+    q, info = quantize_graph(model, stats, QuantScheme(smooth_alpha=0.75), integer_ops=True)
+    onnx.save(q, str(tmp_path / "int.onnx"))
+    ops = op_counts(tmp_path / "int.onnx")
+    assert ops["QAttention"] == TINY_LAYERS and ops["MatMulIntegerToFloat"] == 3 * TINY_LAYERS
+    assert "DynamicQuantizeLinear" not in ops and len(info["quantized"]) == 4 * TINY_LAYERS
+    ref = enc.embed(make_session(fused), texts)
+    got = enc.embed(make_session(tmp_path / "int.onnx"), texts)
+    assert got.shape == ref.shape and np.isfinite(got).all()
