@@ -69,6 +69,9 @@ class _Context:
     data: Path
     fp32_session: Any
     reference: Reference | None = None
+    # (scheme, gates, alphas, max_fp32_nodes) -> (model, search, accuracy): presets with the same
+    # arithmetic (avx512_vnni and arm64) are searched and measured once.
+    done: dict[tuple[Any, ...], tuple[Any, dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
 
 
 _CONTEXTS: dict[str, _Context] = {}
@@ -208,7 +211,13 @@ def quantize_model(
         raise FileNotFoundError(f"{fp32_path} not found; int8 variants are made from the fp32 export (onnxembed build)")
     data = find_data_dir(data_dir)
     ctx = _context(fp32_path, model_dir, manifest, data)
-    qmodel, search = _search(ctx, p.scheme, g, smooth_alphas, max_fp32_nodes)
+    key = (p.scheme, tuple(sorted(g.items())), tuple(smooth_alphas), max_fp32_nodes)
+    if key in ctx.done:
+        qmodel, search, cached_acc = ctx.done[key]
+        logger.info("%s: same arithmetic as an earlier preset; reusing its search and figures", p.variant)
+    else:
+        qmodel, search = _search(ctx, p.scheme, g, smooth_alphas, max_fp32_nodes)
+        cached_acc = {}
 
     dst = Path(out) if out else model_dir / p.file
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -218,12 +227,16 @@ def quantize_model(
 
     acc: dict[str, Any] = {}
     failures: list[str] = []
-    if evaluate:
+    if evaluate and cached_acc:
+        acc = dict(cached_acc)
+        failures = check_gates(acc, g)
+    elif evaluate:
         if ctx.reference is None:
             ctx.reference = reference_for(ctx.fp32_session, ctx.enc, data)
         acc = measure(make_session(dst), ctx.enc, ctx.reference)
         failures = check_gates(acc, g)
         acc["gates_passed"] = not failures
+        ctx.done[key] = (qmodel, search, acc)
     scheme = replace(p.scheme, smooth_alpha=search["smooth_alpha"])
     recipe = {
         "method": "static QDQ, SmoothQuant scaling, sensitivity-ranked fp32 fallback",
