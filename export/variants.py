@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ValidationError
 from ..manifest import sha256_file
-from .fusion import FUSION_LEVELS, fuse_model
+from .fusion import FUSION_LEVELS, fuse_model, fused_op_counts
 
 __all__ = ["add_variants", "FUSED_THRESHOLDS", "validate_fused"]
 
@@ -116,8 +116,6 @@ def add_variants(workdir: Path, manifest: dict[str, Any], variants: list[str], *
                 seconds=round(time.perf_counter() - t0, 2),
             )
         else:
-            from .fusion import fused_op_counts
-
             r = quantize_model(workdir, INT8_VARIANTS[v], manifest=manifest, gates=gates, check=False)
             failures += [f"{v}: {f}" for f in r.failures]
             manifest["variants"][v] = _entry(
