@@ -30,6 +30,7 @@ REPO = HERE.parent
 RUNNER = HERE / "tool_runner.py"
 STS = REPO.parent / "shared" / "data" / "sts"
 VENVS = {"main": sys.executable, "ov": "/tmp/bench-ov/bin/python", "fe": "/tmp/bench-fe/bin/python", "ortov": "/tmp/bench-ortov/bin/python"}
+OV_DEFAULT = [["OpenVINOExecutionProvider", {"device_type": "CPU"}]]
 OV_BF16 = [["OpenVINOExecutionProvider", {"device_type": "CPU", "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}})}]]
 # Single-token words of the uncased BERT vocabulary: 126 of them + [CLS] + [SEP] = exactly 128 tokens.
 WORDS = ("the of and to in is was for on as with by he at from his an were are which this be or has had one not but first "
@@ -70,6 +71,7 @@ def default_tools(artifact: Path, checkpoint: Path, prep: dict[str, Path], int8:
         {"label": "onnxembed O2", "venv": "main", "kind": "onnxembed", "folder": a, "variant": "O2"},
         {"label": f"onnxembed {int8}", "venv": "main", "kind": "onnxembed", "folder": a, "variant": int8, "ours_int8": True},
         {"label": "onnxembed fp32 on OpenVINO EP bf16", "venv": "ortov", "kind": "onnxembed", "folder": a, "variant": "fp32", "providers": OV_BF16},
+        {"label": f"onnxembed {int8} on OpenVINO EP", "venv": "ortov", "kind": "onnxembed", "folder": a, "variant": int8, "providers": OV_DEFAULT},
         {"label": "bare onnxruntime fp32", "venv": "main", "kind": "ort-bare", "folder": a, "file": "onnx/model.onnx"},
         {"label": f"bare onnxruntime {int8}", "venv": "main", "kind": "ort-bare", "folder": a, "file": int8_file},
         {"label": "ST torch fp32", "venv": "main", "kind": "st-torch", "checkpoint": ck, "reference": True},
@@ -92,7 +94,7 @@ def default_tools(artifact: Path, checkpoint: Path, prep: dict[str, Path], int8:
         ]
     if subset == "timing":  # random-weight architectures: the main rows only
         keep = {"onnxembed fp32", f"onnxembed {int8}", "ST torch fp32", "ST onnx fp32", f"ST onnx, our {int8}", f"fastembed, our {int8}",
-                "onnxembed fp32 on OpenVINO EP bf16", "ST openvino int8 (NNCF static)"}
+                "onnxembed fp32 on OpenVINO EP bf16", "ST openvino int8 (NNCF static)", f"onnxembed {int8} on OpenVINO EP"}
         tools = [t for t in tools if t["label"] in keep]
     return tools
 

@@ -133,7 +133,7 @@ def goals_section(bench: dict[str, Any] | None, cmp: dict[str, Any] | None) -> l
             if fastest:
                 lines.append(f"| (for reference) vs their fastest config at any accuracy: {fastest['tool']}, mean cos "
                              f"{fastest.get('mean_cosine', 0):.5f} | {t_ours / _tps(fastest, sts):.2f}x | - |")
-            for label in ("ST openvino int8 (NNCF static)", "ST openvino bf16", "ST torch bf16 autocast", "onnxembed fp32 on OpenVINO EP bf16"):
+            for label in ("ST openvino int8 (NNCF static)", "onnxembed fp32 on OpenVINO EP bf16", "ST openvino bf16", "ST torch bf16 autocast"):
                 r = _row(cmp, label)
                 for wl in (sts, "32x128"):
                     t = _tps(r, wl)
@@ -162,6 +162,9 @@ def write_results(out: Path, dest: Path, command: str) -> Path:
         lines += limit_section(bench, out / "artifacts" / "all-minilm-l6-v2")
     if cmp:
         lines += compare_section(cmp, "onnxembed vs other tools: all-MiniLM-L6-v2 (real weights)")
+    sup = _load(out / "compare-supplement.json")
+    if sup:
+        lines += compare_section(sup, "Supplement (a separate run): the QDQ int8 file on the OpenVINO execution provider")
     for name, note in ARCH_NOTE.items():
         c = _load(out / f"compare-{name}.json")
         if c:
