@@ -112,6 +112,11 @@ def goals_section(bench: dict[str, Any] | None, cmp: dict[str, Any] | None) -> l
     if cmp:
         sts = next((n for n in cmp["workloads"] if n.startswith("STS")), None)
         ours = _row(cmp, f"onnxembed {cmp['int8_variant']}")
+        fp32 = _row(cmp, "onnxembed fp32")
+        for wl, goal in (("32x128", 2.5), ("1x128", 2.0)):
+            if ours and fp32 and _tps(ours, wl) and _tps(fp32, wl):
+                r = _tps(ours, wl) / _tps(fp32, wl)
+                lines.append(f"| same, end to end in the tool comparison run ({wl}) | {r:.2f}x | {'yes' if r >= goal else '**no**'} |")
         if sts and ours:
             t_ours = _tps(ours, sts)
             for label, goal in ((f"ST onnx, our {cmp['int8_variant']}", 1.1), (f"fastembed, our {cmp['int8_variant']}", 1.1),
