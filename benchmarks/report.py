@@ -169,7 +169,11 @@ def write_results(out: Path, dest: Path, command: str) -> Path:
         lines += compare_section(cmp, "onnxembed vs other tools: all-MiniLM-L6-v2 (real weights)")
     sup = _load(out / "compare-supplement.json")
     if sup:
-        lines += compare_section(sup, "Supplement (a separate run): the QDQ int8 file on the OpenVINO execution provider")
+        lines += compare_section(sup, "Supplement (a separate run, added after the main comparison): the QDQ int8 file on the OpenVINO "
+                                      "execution provider")
+        lines.insert(-1, "Command: `python benchmarks/compare_tools.py --artifact benchmarks/out/artifacts/all-minilm-l6-v2 --checkpoint CK "
+                         "--rounds 3 --subset timing --tools \"" + ",".join(r["tool"] for r in sup["rows"] if r["tool"] != sup["reference"]) + "\"`; "
+                         "`run_all.py` now runs this row inside the main comparison.")
     for name, note in ARCH_NOTE.items():
         c = _load(out / f"compare-{name}.json")
         if c:

@@ -96,6 +96,8 @@ def stage_bench() -> None:
 def stage_compare(rounds: int, which: str) -> None:
     cmp = [sys.executable, str(HERE / "compare_tools.py")]
     if which in ("all", "real"):
+        # The full comparison has every row, including those a separate supplement run once added.
+        (OUT / "compare-supplement.json").unlink(missing_ok=True)
         run(cmp + ["--artifact", str(ART / "all-minilm-l6-v2"), "--checkpoint", str(checkpoint_path()), "--rounds", str(rounds),
                "--json", str(OUT / "compare-all-minilm-l6-v2.json")], out=OUT / "compare-all-minilm-l6-v2.md")
     for name in ARCHITECTURES if which in ("all", "archs") else ():
