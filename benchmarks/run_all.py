@@ -66,12 +66,14 @@ def int8_variant() -> str:
     return {"avx512_vnni": "qint8_avx512_vnni", "avx2": "quint8_avx2", "arm64": "qint8_arm64"}.get(preset or "", "qint8_avx512_vnni")
 
 
-def stage_build() -> None:
+def prepare_random_registry() -> tuple[Path, dict[str, str]]:
+    """Random-weight checkpoints of each distinct architecture in a local HF cache, and their registry.
+
+    Returns the registry file and the environment for building them offline through the hub path.
+    """
     from onnxembed.export.registry import dump_registry, load_registry
     from onnxembed.export.synthetic import make_random_checkpoint, put_in_hf_cache
 
-    cli = [sys.executable, "-m", "onnxembed.cli", "build"]
-    run(cli + ["all-minilm-l6-v2", "--out", str(ART / "all-minilm-l6-v2")])
     reg = load_registry()
     specs = {n: dataclasses.replace(s, gates=dict(RANDOM_WEIGHT_GATES)) for n, s in reg.items() if n in ARCHITECTURES}
     registry = dump_registry(specs, OUT / "random-weights-models.yaml")
@@ -81,8 +83,15 @@ def stage_build() -> None:
         if not (ck / "config.json").is_file():
             make_random_checkpoint(specs[name], ck, vocab_from=checkpoint_path(), seed=i)
             put_in_hf_cache(ck, specs[name].id, cache)
-        run(cli + [name, "--out", str(ART / name), "--registry", str(registry), "--variants", f"fp32,{int8_variant()}"],
-            env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    return registry, {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def stage_build() -> None:
+    cli = [sys.executable, "-m", "onnxembed.cli", "build"]
+    run(cli + ["all-minilm-l6-v2", "--out", str(ART / "all-minilm-l6-v2")])
+    registry, env = prepare_random_registry()
+    for name in ARCHITECTURES:
+        run(cli + [name, "--out", str(ART / name), "--registry", str(registry), "--variants", f"fp32,{int8_variant()}"], env=env)
 
 
 def stage_bench() -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import ValidationError
+from ..pooling import l2_normalize, pool
 from .registry import ModelSpec
 
 __all__ = ["PROBE_SENTENCES", "validate_against_torch", "tokenize_probe", "MAX_ABS_DIFF", "MIN_COSINE"]
@@ -43,19 +44,8 @@ def tokenize_probe(checkpoint: Path, spec: ModelSpec, sentences: tuple[str, ...]
 
 
 def _pool(hidden: npt.NDArray[np.float32], mask: npt.NDArray[np.int64], spec: ModelSpec) -> npt.NDArray[np.float32]:
-    # TODO(integration): use onnxembed.pooling once the runtime's pooling module lands.
-    m = mask[..., None].astype(np.float32)
-    if spec.pooling == "mean":
-        out = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-    elif spec.pooling == "cls":
-        out = hidden[:, 0]
-    elif spec.pooling == "max":
-        out = np.where(m > 0, hidden, -1e9).max(1)
-    else:
-        out = (hidden * m).sum(1) / np.sqrt(np.maximum(m.sum(1), 1e-9))
-    if spec.normalize:
-        out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-    return out.astype(np.float32)
+    out = pool(hidden, mask, spec.pooling)
+    return l2_normalize(out) if spec.normalize else out
 
 
 def _cosines(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:

@@ -11,6 +11,8 @@ from typing import Any, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from ..pooling import l2_normalize
+from ..pooling import pool as _pool
 from .qdq import ActStats
 
 __all__ = ["data_dir", "read_sts", "unique_sentences", "heldout_sentences", "Encoder", "collect_stats", "pool"]
@@ -62,23 +64,9 @@ def heldout_sentences(root: Path, n: int = 500) -> list[str]:
 
 
 def pool(hidden: npt.NDArray[np.float32], mask: npt.NDArray[np.int64], pooling: str, normalize: bool) -> npt.NDArray[np.float32]:
-    """Pool token states into one vector per text (the manifest's pooling and normalize)."""
-    m = mask[..., None].astype(np.float32)
-    if pooling == "mean":
-        out = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-    elif pooling == "cls":
-        out = hidden[:, 0]
-    elif pooling == "max":
-        out = np.where(m > 0, hidden, -1e9).max(1)
-    elif pooling == "mean_sqrt_len":
-        out = (hidden * m).sum(1) / np.sqrt(np.maximum(m.sum(1), 1e-9))
-    elif pooling == "lasttoken":
-        out = hidden[np.arange(len(hidden)), np.maximum(mask.sum(1) - 1, 0)]
-    else:
-        raise ValueError(f"unknown pooling {pooling!r}; known: mean, cls, max, mean_sqrt_len, lasttoken")
-    if normalize:
-        out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-    return out.astype(np.float32)
+    """Pool token states into one vector per text (the manifest's pooling and normalize), as the runtime does."""
+    out = _pool(hidden, mask, pooling)
+    return l2_normalize(out) if normalize else out
 
 
 class Encoder:

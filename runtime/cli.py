@@ -141,16 +141,9 @@ def _add_models(sub: Any) -> None:
 
 
 def _registrars() -> list[Callable[[Any], None]]:
-    regs: list[Callable[[Any], None]] = [_add_build, _add_models, _add_verify]
-    # TODO(integration): import these unconditionally once runtime/cli_embed.py and cli_bench.py land.
-    import importlib
+    from . import cli_bench, cli_demo, cli_embed
 
-    for mod in ("cli_embed", "cli_bench"):
-        try:
-            regs.append(importlib.import_module(f"onnxembed.{mod}").register)
-        except ImportError:
-            pass
-    return regs
+    return [cli_demo.register, _add_build, _add_models, _add_verify, cli_embed.register, cli_bench.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,7 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``onnxembed`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # ``embed DIR --kind query "some text"``: texts may also come after the options.
+        if args.command == "embed" and not any(e.startswith("-") for e in extra):
+            args.texts = [*args.texts, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # SIGTERM unwinds like Ctrl-C, so an interrupted build removes its temporary folder.

@@ -111,7 +111,7 @@ def register(subparsers: Any) -> None:
     """Add the ``embed`` subcommand to the ``onnxembed`` parser."""
     p = subparsers.add_parser("embed", help="embed texts with an artifact folder (torch-free)")
     p.add_argument("dir", type=Path, help="artifact folder built by `onnxembed build`")
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed (besides --input); put them right after DIR, before the options")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed (besides --input); before or after the options")
     p.add_argument("--input", type=Path, default=None, help='a .txt file (one text per line) or .jsonl (a "text" field per line)')
     p.add_argument("--kind", choices=("query", "passage"), default=None, help="add the model's query/passage prefix")
     p.add_argument("--output", type=Path, default=None, help="a .npy (float32 matrix) or .jsonl file; default: JSON lines on stdout")

@@ -362,6 +362,13 @@ def test_cli_embed_texts_files_and_outputs(tiny_bert_artifacts: Path, tmp_path: 
     assert [r["text"] for r in rows] == ["a cat", "a dog"]
     assert np.abs(np.array([r["embedding"] for r in rows]) - tiny.encode(["a cat", "a dog"])).max() < 1e-6
     assert "embedded 2 texts" in proc.stderr
+    # Texts after the options, as users type them, give the same rows; a stray option still fails.
+    proc = _cli("embed", str(tiny_bert_artifacts), "--kind", "query", "a cat", "a dog")
+    assert proc.returncode == 0, proc.stderr
+    after = np.array([json.loads(line)["embedding"] for line in proc.stdout.splitlines()])
+    assert np.abs(after - tiny.encode(["a cat", "a dog"], kind="query")).max() < 1e-6
+    proc = _cli("embed", str(tiny_bert_artifacts), "a cat", "--no-such-option")
+    assert proc.returncode == 2 and "unrecognized arguments: --no-such-option" in proc.stderr
 
     texts = ["first line", "", "third line with ünïcode"]
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
