@@ -356,14 +356,14 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_embed_texts_files_and_outputs(tiny_bert_artifacts: Path, tmp_path: Path, tiny: Embedder) -> None:
-    proc = _cli("embed", str(tiny_bert_artifacts), "a cat", "a dog")
+    proc = _cli("embed", str(tiny_bert_artifacts), "a cat", "a dog", "--variant", "fp32")
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["text"] for r in rows] == ["a cat", "a dog"]
     assert np.abs(np.array([r["embedding"] for r in rows]) - tiny.encode(["a cat", "a dog"])).max() < 1e-6
     assert "embedded 2 texts" in proc.stderr
     # Texts after the options, as users type them, give the same rows; a stray option still fails.
-    proc = _cli("embed", str(tiny_bert_artifacts), "--kind", "query", "a cat", "a dog")
+    proc = _cli("embed", str(tiny_bert_artifacts), "--variant", "fp32", "--kind", "query", "a cat", "a dog")
     assert proc.returncode == 0, proc.stderr
     after = np.array([json.loads(line)["embedding"] for line in proc.stdout.splitlines()])
     assert np.abs(after - tiny.encode(["a cat", "a dog"], kind="query")).max() < 1e-6
@@ -375,7 +375,8 @@ def test_cli_embed_texts_files_and_outputs(tiny_bert_artifacts: Path, tmp_path: 
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(texts)), encoding="utf-8")
     for src in ("in.txt", "in.jsonl"):
         out = tmp_path / f"{src}.npy"
-        proc = _cli("embed", str(tiny_bert_artifacts), "--input", str(tmp_path / src), "--output", str(out), "--kind", "query", "--batch-size", "2")
+        proc = _cli("embed", str(tiny_bert_artifacts), "--input", str(tmp_path / src), "--output", str(out), "--kind", "query", "--batch-size", "2",
+                    "--variant", "fp32")
         assert proc.returncode == 0, proc.stderr
         arr = np.load(out)
         assert arr.dtype == np.float32 and np.abs(arr - tiny.encode(texts, kind="query")).max() < 1e-6
