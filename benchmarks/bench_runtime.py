@@ -77,16 +77,16 @@ def _time(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-def overhead(emb: Embedder, rounds: int) -> dict[str, Any]:
-    texts = texts_of_exactly(emb, 128, 32)
+def overhead(emb: Embedder, rounds: int, batch: int = 32) -> dict[str, Any]:
+    texts = texts_of_exactly(emb, 128, batch)
     ids, _ = emb.tokenizer.encode_batch(texts, max_length=emb.max_length)
     names = tuple(i.name for i in emb.session.get_inputs())
     feed = emb.tokenizer.pad(ids, input_names=names)
-    if feed["input_ids"].shape != (32, 128):
-        raise RuntimeError(f"expected 32 x 128 ids, built {feed['input_ids'].shape}")
+    if feed["input_ids"].shape != (batch, 128):
+        raise RuntimeError(f"expected {batch} x 128 ids, built {feed['input_ids'].shape}")
     out_name = emb.manifest.output_name
     bare = lambda: emb.session.run([out_name], feed)  # noqa: E731
-    full = lambda: emb.encode(texts, batch_size=32)  # noqa: E731
+    full = lambda: emb.encode(texts, batch_size=batch)  # noqa: E731
     tok = lambda: emb.tokenizer.encode_batch(texts, max_length=emb.max_length)  # noqa: E731
     bare(), full()  # warm-up: arena, caches
     t_bare, t_full, t_tok = [], [], []
@@ -105,7 +105,7 @@ def overhead(emb: Embedder, rounds: int) -> dict[str, Any]:
     mb, mf = statistics.median(t_bare), statistics.median(t_full)
     best_b, best_f = min(t_bare), min(t_full)
     return {
-        "shape": [32, 128], "variant": emb.variant, "rounds": rounds,
+        "shape": [batch, 128], "variant": emb.variant, "rounds": rounds,
         "bare_run_ms": round(mb * 1e3, 1), "encode_ms": round(mf * 1e3, 1),
         "tokenize_ms": round(statistics.median(t_tok) * 1e3, 2),
         "own_work_ms": round(statistics.median(t_own) * 1e3, 2),
@@ -113,7 +113,7 @@ def overhead(emb: Embedder, rounds: int) -> dict[str, Any]:
         "overhead_pct": round((mf / mb - 1) * 100, 2),
         "best_bare_ms": round(best_b * 1e3, 1), "best_encode_ms": round(best_f * 1e3, 1),
         "overhead_pct_best": round((best_f / best_b - 1) * 100, 2),
-        "bare_texts_per_s": round(32 / mb, 1), "encode_texts_per_s": round(32 / mf, 1),
+        "bare_texts_per_s": round(batch / mb, 1), "encode_texts_per_s": round(batch / mf, 1),
     }
 
 
@@ -257,9 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     result["auto_variant"] = {"variant": auto.variant, "providers": auto.providers}
     only = set(args.only.split(","))
     if "overhead" in only:
-        result["overhead"] = [overhead(fp32, args.rounds)] + ([overhead(auto, args.rounds)] if auto.variant != "fp32" else [])
+        result["overhead"] = [overhead(e, args.rounds if b == 32 else 10 * args.rounds, b) for b in (32, 1)
+                              for e in ([fp32, auto] if auto.variant != "fp32" else [fp32])]
     for o in result.get("overhead", []):
-        print(f"overhead {o['variant']:>18}: bare run {o['bare_run_ms']} ms, encode {o['encode_ms']} ms "
+        print(f"overhead {o['variant']:>18} {o['shape'][0]}x128: bare run {o['bare_run_ms']} ms, encode {o['encode_ms']} ms "
               f"(tokenize {o['tokenize_ms']} ms; encode's own work with run stubbed {o['own_work_ms']} ms = "
               f"{o['own_work_pct_of_run']}% of a run): {o['overhead_pct']:+.1f}% (medians; best of {o['rounds']}: "
               f"{o['best_bare_ms']} vs {o['best_encode_ms']} ms, {o['overhead_pct_best']:+.1f}%)", flush=True)

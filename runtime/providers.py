@@ -8,7 +8,9 @@ the choice is unit-tested without a GPU. The :class:`~onnxembed.Embedder` tries 
 1. CUDA installed and working -> ``O4`` (fp16), else the plain fp32 file, on CUDA (never int8).
 2. A CPU with AMX and ``onnxruntime-openvino`` installed -> the plain fp32 file on OpenVINO with bf16
    inference precision (``load_config``; ``precision="BF16"`` is rejected by the CPU plugin and the
-   session silently falls back to the CPU provider).
+   session silently falls back to the CPU provider). With OpenVINO but no AMX, on an AVX512-VNNI
+   CPU -> the static int8 (QDQ) file on OpenVINO, which runs it as int8 (bf16 without AMX tiles is
+   slower there, and OpenVINO beat the CPU provider on the same int8 file).
 3. The CPU provider: the int8 file for the CPU's instruction set (AVX512-VNNI, AVX2, arm64), else
    the best fused fp32 file (``O2``, ``O1``, then ``fp32``). Never an fp16 file on the CPU.
 """
@@ -58,6 +60,9 @@ INT8_BY_PRESET: dict[str, tuple[str, ...]] = {
     "arm64": ("qint8_arm64",),
 }
 FUSED_FP32_ORDER = ("O2", "O1", "fp32")
+# The static (QDQ) int8 file OpenVINO runs as int8 on VNNI CPUs; measured on an AVX512-VNNI CPU
+# without AMX (benchmarks/RESULTS.md): 1.5x the same file on the CPU provider, same embeddings.
+OPENVINO_INT8 = "qint8_avx512_vnni"
 LAST_RESORT = "last resort"
 INSTALL_HINT = {
     CUDA: "pip install onnxruntime-gpu (in an environment without the plain onnxruntime package), with CUDA and cuDNN",
@@ -267,6 +272,9 @@ def auto_plans(variants: Mapping[str, Variant], available: Sequence[str], featur
             plans.append(Plan(gpu, ((CUDA, {}), (CPU, {})), f"CUDA available: {gpu} file"))
     if OPENVINO in available and features.amx and "fp32" in variants:
         plans.append(Plan("fp32", ((OPENVINO, dict(OPENVINO_BF16_OPTIONS)), (CPU, {})), "AMX CPU with OpenVINO: fp32 file, bf16"))
+    elif OPENVINO in available and features.int8_preset == "avx512_vnni" and OPENVINO_INT8 in variants:
+        plans.append(Plan(OPENVINO_INT8, ((OPENVINO, {"device_type": "CPU"}), (CPU, {})),
+                          "AVX512-VNNI CPU without AMX, OpenVINO installed: the static int8 (QDQ) file on OpenVINO"))
     key, why = _cpu_variant(variants, features)
     plans.append(Plan(key, ((CPU, {}),), why))
     return plans

@@ -112,3 +112,18 @@ def test_openvino_is_the_auto_choice_on_an_amx_cpu(default_artifacts: Path) -> N
         pytest.skip("no OpenVINOExecutionProvider")
     assert out["auto"]["variant"] == "fp32" and out["auto"]["providers"][0] == "OpenVINOExecutionProvider", out
     assert out["auto"]["min_cos"] > 0.999
+
+
+def test_openvino_runs_the_int8_file_on_a_vnni_cpu_without_amx(default_artifacts: Path) -> None:
+    """AVX512-VNNI without AMX (faked, so the test means the same on any x86 host): auto picks the
+    static int8 file on OpenVINO, and it embeds like that file on the CPU provider."""
+    exe = _python("ONNXEMBED_OPENVINO_PYTHON")
+    attempts = 'attempt("auto")\nattempt("int8_cpu", variant="qint8_avx512_vnni", providers=["CPUExecutionProvider"])'
+    out = _probe(exe, default_artifacts, attempts, env={"ONNXEMBED_CPU_FEATURES": "avx2,avx512f,avx512_vnni"})
+    if "OpenVINOExecutionProvider" not in out["available"]:
+        pytest.skip("no OpenVINOExecutionProvider")
+    auto = out["auto"]
+    assert auto["variant"] == "qint8_avx512_vnni" and auto["providers"][0] == "OpenVINOExecutionProvider", out
+    # Same file, two engines: both close to fp32 on the probe texts (one is 400 repeated words, an
+    # outlier for int8, hence the margin below the manifest's real-sentence gate of 0.98).
+    assert auto["min_cos"] > 0.95 and out["int8_cpu"]["min_cos"] > 0.95, out

@@ -114,7 +114,10 @@ def test_this_machine_is_detected_without_error() -> None:
         (ZEN4, [CUDA, CPU], ALL, [("O4", CUDA), ("qint8_avx512_vnni", CPU)]),
         (ZEN4, [CUDA, CPU], ("fp32", "qint8_avx512_vnni"), [("fp32", CUDA), ("qint8_avx512_vnni", CPU)]),
         (SPR, [OPENVINO, CPU], ALL, [("fp32", OPENVINO), ("qint8_avx512_vnni", CPU)]),
-        (ZEN4, [OPENVINO, CPU], ALL, [("qint8_avx512_vnni", CPU)]),  # no AMX: OpenVINO is not the auto choice
+        # No AMX: OpenVINO runs the static int8 file (as int8), not bf16; without that file, the CPU choice.
+        (ZEN4, [OPENVINO, CPU], ALL, [("qint8_avx512_vnni", OPENVINO), ("qint8_avx512_vnni", CPU)]),
+        (ZEN4, [OPENVINO, CPU], ("fp32", "O2", "quint8_avx2"), [("quint8_avx2", CPU)]),
+        (HASWELL, [OPENVINO, CPU], ALL, [("quint8_avx2", CPU)]),  # AVX2 only: its own file, on the CPU provider
         (SPR, [CUDA, OPENVINO, CPU], ALL, [("O4", CUDA), ("fp32", OPENVINO), ("qint8_avx512_vnni", CPU)]),
     ],
 )
