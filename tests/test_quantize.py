@@ -59,6 +59,26 @@ def test_qdq_structure(tiny_quantized) -> None:  # type: ignore[no-untyped-def]
     assert not quantizable_matmuls(m)  # no fp32 weight MatMul left
 
 
+def test_word_embedding_table_is_int8_per_row(tiny_bert: tuple[Path, dict], tiny_quantized) -> None:  # type: ignore[no-untyped-def]
+    work, _ = tiny_bert
+    fp32 = onnx.load(str(work / "onnx" / "model.onnx"))
+    table = next(i for i in fp32.graph.initializer if i.name == "embeddings.word_embeddings.weight")
+    w = numpy_helper.to_array(table)
+    m = onnx.load(str(tiny_quantized.path))
+    inits = {i.name: i for i in m.graph.initializer}
+    assert table.name not in inits  # the fp32 table is gone ...
+    q = numpy_helper.to_array(inits[f"{table.name}_int8"])
+    scale = numpy_helper.to_array(inits[f"{table.name}_int8_scale"])
+    assert q.dtype == np.int8 and q.shape == w.shape and scale.shape == (w.shape[0], 1)  # ... stored as int8, one scale per row
+    assert np.abs(q.astype(np.float32) * scale - w).max() <= scale.max() / 2 + 1e-7  # round to nearest
+    nonzero = np.abs(w).max(axis=1) > 0  # (the padding row is all zeros)
+    assert (np.abs(q).max(axis=1)[nonzero] == 127).all()  # each row uses the full int8 range
+    emb = tiny_quantized.recipe["embeddings"]
+    assert emb["tables"] == [table.name] and 0 < emb["max_abs_error"] <= float(scale.max()) / 2 + 1e-7
+    # Position and token-type tables are small and stay fp32.
+    assert inits["embeddings.position_embeddings.weight"].data_type == onnx.TensorProto.FLOAT
+
+
 def test_recipe_and_accuracy_recorded(tiny_quantized) -> None:  # type: ignore[no-untyped-def]
     r = tiny_quantized
     assert r.path.name == "model_qint8_avx512_vnni.onnx" and r.variant == "qint8_avx512_vnni"
