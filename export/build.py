@@ -121,7 +121,7 @@ class BuildResult:
 def _source_digest() -> str:
     """sha256 over the onnxembed sources a build runs: a code change there invalidates incremental builds.
 
-    The command-line layer and the benchmark module (``cli*.py``, ``bench.py``) do not shape artifacts
+    The command-line layer and the benchmark modules (``cli*.py``, ``bench.py``, ``_machine.py``) do not shape artifacts
     and are left out, so editing them does not rebuild every model.
     """
     import hashlib
@@ -134,7 +134,7 @@ def _source_digest() -> str:
     for pkg in (onnxembed, onnxembed.export, onnxembed.quantize):
         root = Path(pkg.__file__).parent
         for f in sorted(root.glob("*.py")):
-            if pkg is onnxembed and (f.name.startswith("cli") or f.name == "bench.py"):
+            if pkg is onnxembed and (f.name.startswith("cli") or f.name in ("bench.py", "_machine.py")):
                 continue
             h.update(f.name.encode())
             h.update(f.read_bytes())
