@@ -76,3 +76,34 @@ def test_demo_without_the_export_extra_names_the_install_line(tmp_path: Path) ->
     assert not (tmp_path / "x").exists()
 
 
+
+
+def _onnxembed_commands(text: str) -> list[list[str]]:
+    """Every `onnxembed ...` command line in a text (shell-split, comments, variables and loops removed)."""
+    import shlex
+
+    out = []
+    for line in text.splitlines():
+        line = line.split(" #")[0].strip().lstrip("-").strip()
+        if "onnxembed " not in line or line.startswith(("pip", "python")):
+            continue
+        cmd = line[line.index("onnxembed ") :].split(";")[0].split("&&")[0]
+        out.append(shlex.split(cmd.replace('"$d"', "dir"))[1:])
+    return out
+
+
+def test_every_onnxembed_command_in_the_readme_and_workflow_parses() -> None:
+    """The documented commands use subcommands and flags that exist (argparse exits on unknown ones)."""
+    import yaml
+
+    from onnxembed.cli import build_parser
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "build-artifacts.yml").read_text(encoding="utf-8"))
+    steps = "\n".join(str(s.get("run", "")) for s in workflow["jobs"]["build"]["steps"])
+    bash_blocks = "\n".join(re.findall(r"```bash\n(.*?)```", README, re.S))
+    commands = _onnxembed_commands(bash_blocks) + _onnxembed_commands(steps)
+    assert len(commands) >= 10 and any(c[:2] == ["build", "--all"] for c in commands) and any(c[0] == "verify" for c in commands)
+    parser = build_parser()
+    for words in commands:
+        args, extra = parser.parse_known_args(words)
+        assert not extra or (args.command == "embed" and not any(e.startswith("-") for e in extra)), (words, extra)
