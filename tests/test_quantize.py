@@ -220,3 +220,16 @@ def test_integer_ops_on_a_fused_graph(tiny_bert: tuple[Path, dict], tmp_path: Pa
     ref = enc.embed(make_session(fused), texts)
     got = enc.embed(make_session(tmp_path / "int.onnx"), texts)
     assert got.shape == ref.shape and np.isfinite(got).all()
+
+
+def test_missing_calibration_data_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from onnxembed.quantize import calibrate
+
+    monkeypatch.delenv("ONNXEMBED_DATA", raising=False)
+    monkeypatch.setattr(calibrate, "__file__", str(tmp_path / "site" / "quantize" / "calibrate.py"))  # no shared/data beside it
+    with pytest.raises(FileNotFoundError, match="ONNXEMBED_DATA") as e:
+        calibrate.data_dir()
+    assert "sts/stsb-dev.tsv" in str(e.value)
+    monkeypatch.setenv("ONNXEMBED_DATA", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="stsb-dev"):
+        calibrate.data_dir()
