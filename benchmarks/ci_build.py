@@ -10,7 +10,6 @@ build runs twice into two folders (the second with --force); every .onnx file is
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run_all import RANDOM_WEIGHT_GATES, checkpoint_path  # noqa: E402
+from run_all import checkpoint_path  # noqa: E402
 
 
 def _build(args: list[str], env: dict[str, str]) -> float:
@@ -38,23 +37,14 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
-    from onnxembed.export.registry import dump_registry, load_registry
-    from onnxembed.export.synthetic import make_random_checkpoint, put_in_hf_cache, tiny_spec
+    from onnxembed.export.registry import load_registry
+    from onnxembed.export.synthetic import offline_hub
     from onnxembed.manifest import sha256_file
 
     with tempfile.TemporaryDirectory(prefix="onnxembed-ci-build-") as tmp:
         root = Path(tmp)
-        specs = {}
-        for i, (name, spec) in enumerate(load_registry().items()):
-            if spec.source != "hub":
-                specs[name] = spec
-                continue
-            small = dataclasses.replace(tiny_spec(spec), gates=dict(RANDOM_WEIGHT_GATES))
-            ck = make_random_checkpoint(small, root / "checkpoints" / name, vocab_from=checkpoint_path(), seed=i)
-            put_in_hf_cache(ck, spec.id, root / "hub")
-            specs[name] = small
-        registry = dump_registry(specs, root / "tiny-models.yaml")
-        env = {"HF_HUB_CACHE": str(root / "hub"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        hub = offline_hub(load_registry(), root, vocab_from=checkpoint_path(), tiny=True)
+        registry, env = hub.registry, hub.env
         a, b = root / "a", root / "b"
         full = _build(["--all", "--out", str(a), "--registry", str(registry)], env)
         noop = _build(["--all", "--out", str(a), "--registry", str(registry)], env)

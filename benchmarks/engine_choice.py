@@ -2,7 +2,7 @@
 
 Backs ``variant="auto"``'s choice. Rows: fp32 and int8 on the CPU provider, and, when the running
 onnxruntime has OpenVINO, the int8 file and the fp32 file (bf16 hint) on OpenVINO. Shapes: 32 texts x 128
-tokens and 1 x 128 (fixed word texts), plus the first 1,000 STS-B test sentences. Accuracy: min/mean
+tokens and 1 x 128 (real words, exactly 128 tokens), plus the first 1,000 STS-B test sentences. Accuracy: min/mean
 cosine to fp32 on the CPU provider over the STS sentences. Run it with the interpreter of the
 environment to measure (onnxruntime-openvino lives in its own venv):
 
@@ -20,20 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-STS = REPO.parent / "shared" / "data" / "sts" / "stsb-test.tsv"
-WORDS = "the model runs quickly on a small cpu and embeds every sentence into one vector for search".split()
-
-
-def _texts(tok, n: int, tokens: int) -> list[str]:
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(n):
-        words = list(rng.choice(WORDS, size=tokens - 2))
-        while len(tok.encode(" ".join(words))) > tokens:
-            words.pop()
-        out.append(" ".join(words))
-    return out
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_runtime import sts_sentences, texts_of_exactly  # noqa: E402
 
 
 def main() -> int:
@@ -54,9 +43,9 @@ def main() -> int:
         rows["int8/OpenVINO"] = dict(variant="qint8_avx512_vnni", providers=[("OpenVINOExecutionProvider", {"device_type": "CPU"}), "CPUExecutionProvider"])
         rows["fp32-bf16/OpenVINO"] = dict(variant="fp32", providers=[("OpenVINOExecutionProvider", dict(OPENVINO_BF16_OPTIONS)), "CPUExecutionProvider"])
     embs = {k: Embedder.load(args.folder, verify=False, **kw) for k, kw in rows.items()}
-    tok = embs["fp32/CPU"].tokenizer
-    sts = list(dict.fromkeys(s for line in STS.read_text(encoding="utf-8").splitlines()[1:] for s in line.split("\t")[1:3]))[:1000]
-    work = {"32x128": (_texts(tok, 32, 128), 32), "1x128": (_texts(tok, 1, 128), 1), "sts1000": (sts, 32)}
+    sts = sts_sentences(1000, ("stsb-test.tsv",))
+    work = {"32x128": (texts_of_exactly(embs["fp32/CPU"], 128, 32), 32), "1x128": (texts_of_exactly(embs["fp32/CPU"], 128, 1), 1),
+            "sts1000": (sts, 32)}
     times: dict[tuple[str, str], list[float]] = {}
     for w, (texts, b) in work.items():
         for e in embs.values():

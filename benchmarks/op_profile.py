@@ -16,7 +16,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quant_recipes import _feeds  # noqa: E402  (the same synthetic ids the recipe table times)
 
 
 def profile(path: Path, batch: int, seq: int, runs: int) -> dict[str, float]:
@@ -28,10 +29,7 @@ def profile(path: Path, batch: int, seq: int, runs: int) -> dict[str, float]:
         so.enable_profiling = True
         so.profile_file_prefix = str(Path(tmp) / "p")
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        rng = np.random.default_rng(0)
-        ids = rng.integers(1000, 20000, (batch, seq)).astype(np.int64)
-        full = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-        feed = {i.name: full[i.name] for i in sess.get_inputs()}
+        feed = _feeds(sess, batch, seq)
         sess.run(None, feed)
         for _ in range(runs):
             sess.run(None, feed)
@@ -43,7 +41,7 @@ def profile(path: Path, batch: int, seq: int, runs: int) -> dict[str, float]:
             runs_seen += 1
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
             per_op[e["args"]["op_name"]] += e["dur"]
-    # drop the warm-up run's share: scale to per-run averages over all recorded runs
+    # per-run average over every recorded run (the warm-up run included)
     return {k: v / max(runs_seen, 1) for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])}
 
 

@@ -18,7 +18,6 @@ missing say so).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -35,8 +34,6 @@ ARCHITECTURES = {
     "gte-base": ["e5-base-unsupervised", "gte-base"],
     "multi-qa-distilbert-cos-v1": ["multi-qa-distilbert-cos-v1"],
 }
-# Random weights carry no meaning: the int8 accuracy gates would only measure noise (as in tests/conftest.py).
-RANDOM_WEIGHT_GATES = {"mean_cosine": 0.5, "min_cosine": 0.0, "stsb_spearman_drop": 100.0, "batch_stability": 0.9}
 
 
 def log(msg: str) -> None:
@@ -71,19 +68,11 @@ def prepare_random_registry() -> tuple[Path, dict[str, str]]:
 
     Returns the registry file and the environment for building them offline through the hub path.
     """
-    from onnxembed.export.registry import dump_registry, load_registry
-    from onnxembed.export.synthetic import make_random_checkpoint, put_in_hf_cache
+    from onnxembed.export.registry import load_registry
+    from onnxembed.export.synthetic import offline_hub
 
-    reg = load_registry()
-    specs = {n: dataclasses.replace(s, gates=dict(RANDOM_WEIGHT_GATES)) for n, s in reg.items() if n in ARCHITECTURES}
-    registry = dump_registry(specs, OUT / "random-weights-models.yaml")
-    cache = OUT / "hub"
-    for i, name in enumerate(ARCHITECTURES):
-        ck = OUT / "checkpoints" / name
-        if not (ck / "config.json").is_file():
-            make_random_checkpoint(specs[name], ck, vocab_from=checkpoint_path(), seed=i)
-            put_in_hf_cache(ck, specs[name].id, cache)
-    return registry, {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    hub = offline_hub({n: s for n, s in load_registry().items() if n in ARCHITECTURES}, OUT, vocab_from=checkpoint_path())
+    return hub.registry, hub.env
 
 
 def stage_build() -> None:

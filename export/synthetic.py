@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .registry import ModelSpec
 
-__all__ = ["make_random_checkpoint", "tiny_spec", "put_in_hf_cache", "TOKENIZER_FILES"]
+__all__ = ["RANDOM_WEIGHT_GATES", "OfflineHub", "make_random_checkpoint", "offline_hub", "tiny_spec", "put_in_hf_cache", "TOKENIZER_FILES"]
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 FAKE_COMMIT = "0" * 39 + "1"  # the cache's snapshot name; not a hub revision
@@ -89,3 +89,45 @@ def put_in_hf_cache(checkpoint: str | Path, repo_id: str, cache_dir: str | Path)
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(FAKE_COMMIT, encoding="utf-8")
     return snap
+
+
+# Int8 accuracy gates for random-weight checkpoints: their embeddings carry no meaning, so the gates
+# that protect real models (models.yaml defaults) would only measure noise.
+RANDOM_WEIGHT_GATES = {"mean_cosine": 0.5, "min_cosine": 0.0, "stsb_spearman_drop": 100.0, "batch_stability": 0.9}
+
+
+@dataclasses.dataclass
+class OfflineHub:
+    """What :func:`offline_hub` made: the registry to build with, its environment, checkpoints, entries."""
+
+    registry: Path
+    env: dict[str, str]
+    checkpoints: dict[str, Path]
+    specs: dict[str, ModelSpec]
+
+
+def offline_hub(specs: dict[str, ModelSpec], root: str | Path, *, vocab_from: str | Path, tiny: bool = False) -> OfflineHub:
+    """Random checkpoints for the registry's hub entries in a local Hugging Face cache, and their registry.
+
+    Every ``source: hub`` entry of ``specs`` gets a random checkpoint of exactly that architecture
+    (:func:`tiny_spec` of it with ``tiny``; seeded by its position, so reruns give the same weights;
+    one already in ``root`` is reused) with :data:`RANDOM_WEIGHT_GATES`, placed in ``root/hub`` under
+    its hub id. Other entries (the embedded real model) are kept as they are. The registry is
+    ``root/models.yaml``; ``env`` builds from it offline through the normal hub path.
+    """
+    from .registry import dump_registry
+
+    root = Path(root)
+    out: dict[str, ModelSpec] = {}
+    folders = {}
+    for i, (name, spec) in enumerate(specs.items()):
+        if spec.source != "hub":
+            out[name] = spec
+            continue
+        out[name] = dataclasses.replace(tiny_spec(spec) if tiny else spec, gates=dict(RANDOM_WEIGHT_GATES))
+        folders[name] = root / "checkpoints" / name
+        if not (folders[name] / "config.json").is_file():
+            make_random_checkpoint(out[name], folders[name], vocab_from=vocab_from, seed=i)
+        put_in_hf_cache(folders[name], spec.id, root / "hub")
+    env = {"HF_HUB_CACHE": str(root / "hub"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return OfflineHub(dump_registry(out, root / "models.yaml"), env, folders, out)

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import ValidationError
-from ..pooling import l2_normalize, pool
+from ..pooling import pool
 from .registry import ModelSpec
 
 __all__ = ["PROBE_SENTENCES", "validate_against_torch", "tokenize_probe", "MAX_ABS_DIFF", "MIN_COSINE"]
@@ -41,11 +41,6 @@ def tokenize_probe(checkpoint: Path, spec: ModelSpec, sentences: tuple[str, ...]
     tok = AutoTokenizer.from_pretrained(str(checkpoint))
     enc = tok(list(sentences), padding=True, truncation=True, max_length=spec.max_length, return_tensors="np")
     return {name: enc[name].astype(np.int64) for name in spec.input_names}
-
-
-def _pool(hidden: npt.NDArray[np.float32], mask: npt.NDArray[np.int64], spec: ModelSpec) -> npt.NDArray[np.float32]:
-    out = pool(hidden, mask, spec.pooling)
-    return l2_normalize(out) if spec.normalize else out
 
 
 def _cosines(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
@@ -82,7 +77,7 @@ def validate_against_torch(onnx_path: Path, checkpoint: Path, spec: ModelSpec) -
         modules.append(models.Normalize())
     st_model = SentenceTransformer(modules=modules, device="cpu")
     st_emb = st_model.encode(list(PROBE_SENTENCES), batch_size=len(PROBE_SENTENCES), convert_to_numpy=True, show_progress_bar=False)
-    ours = _pool(onnx_hidden, mask, spec)
+    ours = pool(onnx_hidden, mask, spec.pooling, spec.normalize)
     min_cos = float(_cosines(ours, st_emb).min())
     pooled_max_abs = float(np.abs(ours - st_emb).max())
 

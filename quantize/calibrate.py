@@ -11,8 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from ..pooling import l2_normalize
-from ..pooling import pool as _pool
+from ..pooling import pool
 from .qdq import ActStats
 
 __all__ = ["data_dir", "read_sts", "unique_sentences", "heldout_sentences", "Encoder", "collect_stats", "pool"]
@@ -61,12 +60,6 @@ def heldout_sentences(root: Path, n: int = 500) -> list[str]:
         if len(out) >= n:
             break
     return list(out)[:n]
-
-
-def pool(hidden: npt.NDArray[np.float32], mask: npt.NDArray[np.int64], pooling: str, normalize: bool) -> npt.NDArray[np.float32]:
-    """Pool token states into one vector per text (the manifest's pooling and normalize), as the runtime does."""
-    out = _pool(hidden, mask, pooling)
-    return l2_normalize(out) if normalize else out
 
 
 class Encoder:

@@ -20,7 +20,7 @@ import onnxruntime as ort
 from .batching import chunked, plan_batches
 from .errors import ManifestError, ProviderUnavailableError
 from .manifest import Manifest, load_manifest
-from .pooling import cosine_similarity, l2_normalize, pool
+from .pooling import cosine_similarity, pool
 from .providers import (
     CPU,
     LAST_RESORT,
@@ -308,8 +308,7 @@ class Embedder:
             for name in self._input_names
         }
         hidden = self._session.run([self._manifest.output_name], feed)[0]
-        vecs = pool(hidden, arrays["attention_mask"], self._manifest.pooling)
-        return l2_normalize(vecs) if self._manifest.normalize else vecs
+        return pool(hidden, arrays["attention_mask"], self._manifest.pooling, self._manifest.normalize)
 
     def _count_truncated(self, n: int, total: int) -> None:
         if not n:

@@ -82,8 +82,8 @@ POOLERS: dict[str, Callable[[F32, npt.ArrayLike], F32]] = {
 }
 
 
-def pool(hidden: npt.ArrayLike, mask: npt.ArrayLike, mode: str) -> F32:
-    """Pool token states with the named mode (the manifest's ``pooling``).
+def pool(hidden: npt.ArrayLike, mask: npt.ArrayLike, mode: str, normalize: bool = False) -> F32:
+    """Pool token states with the named mode (the manifest's ``pooling``), L2-normalized if ``normalize``.
 
     Raises:
         ValueError: unknown mode, or shapes that do not fit together.
@@ -96,7 +96,8 @@ def pool(hidden: npt.ArrayLike, mask: npt.ArrayLike, mode: str) -> F32:
     m = np.asarray(mask)
     if h.ndim != 3 or m.shape != h.shape[:2]:
         raise ValueError(f"expected hidden (batch, seq, dim) and mask (batch, seq); found {h.shape} and {m.shape}")
-    return fn(h, m).astype(np.float32, copy=False)
+    out = fn(h, m).astype(np.float32, copy=False)
+    return l2_normalize(out) if normalize else out
 
 
 def l2_normalize(x: npt.ArrayLike, eps: float = 1e-12) -> F32:

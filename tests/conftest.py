@@ -41,11 +41,6 @@ def real_checkpoint() -> Path:
     return Path(gt.get_model_path())
 
 
-# Int8 accuracy gates for random-weight checkpoints: their embeddings carry no meaning, so the gates
-# that protect real models (models.yaml defaults) would only measure noise. The real model keeps them.
-RANDOM_WEIGHT_GATES = {"mean_cosine": 0.5, "min_cosine": 0.0, "stsb_spearman_drop": 100.0, "batch_stability": 0.9}
-
-
 @pytest.fixture(scope="session")
 def tiny_registry(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path) -> dict[str, object]:
     """The registry with the five hub entries at tiny size, as random checkpoints in a temporary HF cache.
@@ -53,25 +48,11 @@ def tiny_registry(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Pat
     The embedded real model keeps its real entry. Returns {"registry": path of that models.yaml,
     "env": env vars for offline hub loading from the cache, "checkpoints": {name: folder}, "specs": ...}.
     """
-    import dataclasses
+    from onnxembed.export.registry import load_registry
+    from onnxembed.export.synthetic import offline_hub
 
-    from onnxembed.export.registry import dump_registry, load_registry
-    from onnxembed.export.synthetic import make_random_checkpoint, put_in_hf_cache, tiny_spec
-
-    root = tmp_path_factory.mktemp("tiny-hub")
-    cache = root / "hub"
-    specs, folders = {}, {}
-    for i, (name, spec) in enumerate(load_registry().items()):
-        if spec.source != "hub":
-            specs[name] = spec
-            continue
-        small = dataclasses.replace(tiny_spec(spec), gates=dict(RANDOM_WEIGHT_GATES))
-        folders[name] = make_random_checkpoint(small, root / "checkpoints" / name, vocab_from=real_checkpoint, seed=i)
-        put_in_hf_cache(folders[name], spec.id, cache)
-        specs[name] = small
-    path = dump_registry(specs, root / "tiny-models.yaml")
-    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return {"registry": path, "env": env, "checkpoints": folders, "specs": specs}
+    hub = offline_hub(load_registry(), tmp_path_factory.mktemp("tiny-hub"), vocab_from=real_checkpoint, tiny=True)
+    return {"registry": hub.registry, "env": hub.env, "checkpoints": hub.checkpoints, "specs": hub.specs}
 
 
 @pytest.fixture(scope="session")

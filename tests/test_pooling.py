@@ -22,6 +22,8 @@ def test_mean_ignores_padding_exactly() -> None:
     out = pool(hidden, [[1, 1, 0]], "mean")
     assert out.dtype == np.float32 and out.shape == (1, 2)
     np.testing.assert_array_equal(out, [[2.0, 3.0]])
+    unit = pool(hidden, [[1, 1, 0]], "mean", normalize=True)
+    np.testing.assert_allclose(unit, [[2 / np.sqrt(13), 3 / np.sqrt(13)]], rtol=1e-6)
 
 
 def test_each_mode_on_a_hand_example() -> None:
