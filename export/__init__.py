@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from ..quantize import require_export_extra
+
+require_export_extra("onnxembed.export")
+
 from .build import ALL_VARIANTS as ALL_VARIANTS
 from .build import BuildResult as BuildResult
 from .build import build_model as build_model

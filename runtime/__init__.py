@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from .batching import Tokens as Tokens
+from .batching import plan_batches as plan_batches
 from .embedder import Embedder as Embedder
 from .errors import IntegrityError as IntegrityError
 from .errors import ManifestError as ManifestError
@@ -26,7 +28,9 @@ __all__ = [
     "ManifestError",
     "ProviderUnavailableError",
     "Tokenizer",
+    "Tokens",
     "ValidationError",
     "cosine_similarity",
     "load_manifest",
+    "plan_batches",
 ]

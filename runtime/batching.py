@@ -7,12 +7,13 @@ so one batch of long texts cannot take much more memory than a batch of short on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["chunked", "plan_batches"]
+__all__ = ["Tokens", "chunked", "plan_batches"]
 
 T = TypeVar("T")
 
@@ -44,6 +45,9 @@ def plan_batches(
     >>> [b.tolist() for b in plan_batches([3, 9, 5, 9], batch_size=4, max_tokens=18)]
     [[1, 3], [2, 0]]
     """
+    _check_int("batch_size", batch_size)
+    if max_tokens is not None:
+        _check_int("max_tokens", max_tokens)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, found {batch_size}")
     if max_tokens is not None and max_tokens < 1:
@@ -71,6 +75,11 @@ def plan_batches(
     return batches
 
 
+def _check_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, found {type(value).__name__} {value!r}")
+
+
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """Consecutive lists of ``size`` items (the last may be shorter), reading lazily.
 
@@ -87,3 +96,50 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Token ids of a list of texts, ready for :func:`plan_batches` and ``Embedder.embed_batch``.
+
+    Attributes:
+        ids: per text, the ids the model sees ([CLS] ... [SEP]), truncated to ``max_length``.
+        full_lengths: per text, its length in tokens before truncation.
+        max_length: the truncation length used.
+
+    >>> t = Tokens(ids=[[101, 7592, 102]], full_lengths=[3], max_length=128)
+    >>> t.counts, t.n_tokens, t.n_truncated
+    ([3], 3, 0)
+    """
+
+    ids: list[list[int]]
+    full_lengths: list[int]
+    max_length: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def counts(self) -> list[int]:
+        """Tokens per text as embedded (after truncation, special tokens included)."""
+        return [len(x) for x in self.ids]
+
+    @property
+    def n_tokens(self) -> int:
+        """Real (unpadded) tokens over all texts, as embedded: what ``usage`` reports."""
+        return sum(len(x) for x in self.ids)
+
+    @property
+    def truncated(self) -> list[bool]:
+        """Per text: was it longer than ``max_length``?"""
+        return [full > len(x) for full, x in zip(self.full_lengths, self.ids)]
+
+    @property
+    def n_truncated(self) -> int:
+        """How many texts were truncated."""
+        return sum(self.truncated)
+
+    def select(self, indices: Iterable[int]) -> Tokens:
+        """The texts at ``indices``, in that order."""
+        idx = [int(i) for i in indices]
+        return Tokens([self.ids[i] for i in idx], [self.full_lengths[i] for i in idx], self.max_length)

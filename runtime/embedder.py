@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, Union
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from .batching import chunked, plan_batches
+from .batching import Tokens, chunked, plan_batches
 from .errors import ManifestError, ProviderUnavailableError
 from .manifest import Manifest, load_manifest
 from .pooling import cosine_similarity, pool
+from .progress import Progress, progress_reporter
 from .providers import (
     CPU,
     LAST_RESORT,
@@ -41,7 +41,6 @@ __all__ = ["DEFAULT_MAX_TOKENS", "Embedder"]
 logger = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
-Progress = Union[bool, Callable[[int, int], None]]
 # Padded tokens per batch: 32 texts x 256 tokens. A batch of 512-token texts gets 16 rows.
 DEFAULT_MAX_TOKENS = 8192
 KINDS = ("query", "passage")
@@ -203,32 +202,34 @@ class Embedder:
         batch_size: int = 32,
         show_progress: Progress = False,
         *,
-        max_tokens: int | None = -1,
+        max_tokens: int | None | str = "default",
     ) -> F32:
-        """Embed texts.
+        """Embed texts: :meth:`tokenize`, :meth:`plan_batches`, :meth:`embed_batch` per batch.
 
         Args:
             texts: a string or an iterable of strings.
             kind: ``"query"`` or ``"passage"`` to add the manifest's prefix (e5 needs it); None
                 embeds the text as given.
             batch_size: most texts per onnxruntime run.
-            show_progress: True logs progress at INFO level; a callable gets ``(done, total)``.
-            max_tokens: padded-token budget per batch (default: the one given to :meth:`load`).
+            show_progress: True draws a progress bar on stderr when it is a terminal (else logs at
+                INFO level); a callable gets ``(done, total)``.
+            max_tokens: padded-token budget per batch; ``"default"`` is the one given to
+                :meth:`load`, None means no budget.
 
         Returns:
             float32 array of shape ``(len(texts), dim)``, always 2-D (a single string gives
             ``(1, dim)``, an empty list ``(0, dim)``), rows in input order.
 
         Raises:
-            TypeError: an item is not a string (the message names its index).
+            TypeError: ``texts`` is bytes, an item is not a string (the message names its index),
+                or ``batch_size`` is not an int.
             ValueError: unknown ``kind``.
 
         >>> emb.encode(["hello", "world"]).shape  # doctest: +SKIP
         (2, 384)
         """
-        items = [texts] if isinstance(texts, str) else list(texts)
-        budget = self.max_tokens if max_tokens == -1 else max_tokens
-        return self._encode_list(items, kind, batch_size, budget, show_progress, offset=0)
+        items = _as_list(texts)
+        return self._encode_list(items, kind, batch_size, self._budget(max_tokens), show_progress, offset=0)
 
     def encode_queries(self, texts: str | Iterable[str], **kwargs: Any) -> F32:
         """``encode(texts, kind="query")``."""
@@ -245,7 +246,7 @@ class Embedder:
         batch_size: int = 32,
         *,
         chunk_size: int | None = None,
-        max_tokens: int | None = -1,
+        max_tokens: int | None | str = "default",
     ) -> Iterator[F32]:
         """Embed a stream of texts with bounded memory.
 
@@ -256,8 +257,10 @@ class Embedder:
         >>> for block in emb.encode_iter(open("corpus.txt")):  # doctest: +SKIP
         ...     index.add(block)
         """
+        if isinstance(texts, (str, bytes)):
+            raise TypeError(f"encode_iter expects an iterable of str, found a single {type(texts).__name__}; pass [text]")
         size = chunk_size or 32 * batch_size
-        budget = self.max_tokens if max_tokens == -1 else max_tokens
+        budget = self._budget(max_tokens)
         done = 0
         for chunk in chunked(texts, size):
             yield self._encode_list(chunk, kind, batch_size, budget, False, offset=done)
@@ -267,7 +270,69 @@ class Embedder:
         """Cosine similarity matrix of two sets of embeddings, shape ``(len(a), len(b))``."""
         return cosine_similarity(a, b)
 
+    # ------------------------------------------------------------- the stages, for servers and jobs
+
+    def tokenize(self, texts: str | Iterable[str], kind: str | None = None) -> Tokens:
+        """Stage 1: texts -> token ids (with the kind's prefix), truncated to :attr:`max_length`.
+
+        Thread-safe and independent of the session, so a server can tokenize the next batch while
+        the current one runs. Truncated texts are added to :attr:`truncated`; ``Tokens`` reports
+        them per text, with each text's real token count (what ``usage`` should report).
+
+        Raises:
+            TypeError: an item is not a string (the message names its index).
+            ValueError: unknown ``kind``.
+
+        >>> toks = emb.tokenize(["hello world"], kind="query")  # doctest: +SKIP
+        >>> toks.counts, toks.n_truncated  # doctest: +SKIP
+        ([5], 0)
+        """
+        return self._tokenize(_as_list(texts), kind, offset=0)
+
+    def plan_batches(
+        self, tokens: Tokens | Sequence[int], batch_size: int = 32, *, max_tokens: int | None | str = "default"
+    ) -> list[npt.NDArray[np.int64]]:
+        """Stage 2: group texts into length-sorted batches under the padded-token budget.
+
+        A batch holds at most ``batch_size`` texts and ``rows x longest <= max_tokens`` padded
+        tokens (one text longer than the budget gets a batch of its own). Pure; thread-safe.
+
+        Args:
+            tokens: the output of :meth:`tokenize`, or each text's token count.
+            batch_size: most texts per batch.
+            max_tokens: ``"default"`` (the Embedder's :attr:`max_tokens`), an int, or None.
+
+        Returns:
+            Index arrays into ``tokens``, longest batch first; together they cover every text once.
+        """
+        lengths = tokens.counts if isinstance(tokens, Tokens) else list(tokens)
+        return plan_batches(lengths, batch_size, self._budget(max_tokens))
+
+    def embed_batch(self, ids: Sequence[Sequence[int]]) -> F32:
+        """Stage 3: one onnxruntime run over one batch: pad, run, pool, normalize.
+
+        ``ids`` are rows of :attr:`Tokens.ids` (for example ``tokens.select(batch).ids``). Returns a
+        ``(len(ids), dim)`` float32 array in the same order. Thread-safe: onnxruntime allows
+        concurrent ``run`` calls on one session and releases the GIL while it runs.
+        """
+        if not ids:
+            return np.empty((0, self.dim), dtype=np.float32)
+        arrays = self._tokenizer.pad(ids, input_names=self._pad_names)
+        feed = {
+            name: arrays[name].astype(np.int32) if name in self._int32_inputs else arrays[name]
+            for name in self._input_names
+        }
+        hidden = self._session.run([self._manifest.output_name], feed)[0]
+        return pool(hidden, arrays["attention_mask"], self._manifest.pooling, self._manifest.normalize)
+
     # ---------------------------------------------------------------------------------- internals
+
+    def _budget(self, max_tokens: int | None | str) -> int | None:
+        if max_tokens == "default":
+            return self.max_tokens
+        if isinstance(max_tokens, str):
+            raise ValueError(f"max_tokens must be an int, None or 'default', found {max_tokens!r}")
+        return max_tokens
 
     def _prefix(self, kind: str | None) -> str:
         if kind is None:
@@ -276,39 +341,39 @@ class Embedder:
             raise ValueError(f"kind must be None, 'query' or 'passage', found {kind!r}")
         return self._manifest.prefixes.get(kind, "")
 
-    def _encode_list(
-        self, items: list[Any], kind: str | None, batch_size: int, max_tokens: int | None, progress: Progress, offset: int
-    ) -> F32:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, found {batch_size}")
+    def _tokenize(self, items: list[Any], kind: str | None, offset: int) -> Tokens:
         for i, t in enumerate(items):
             if not isinstance(t, str):
                 raise TypeError(f"texts[{offset + i}] is {type(t).__name__} {t!r:.60}, expected str")
         prefix = self._prefix(kind)
+        if prefix:
+            items = [prefix + t for t in items]
+        ids, full = self._tokenizer.encode_batch(items, max_length=self.max_length)
+        tokens = Tokens(ids, full, self.max_length)
+        self._count_truncated(tokens.n_truncated, len(items))
+        return tokens
+
+    def _encode_list(
+        self, items: list[Any], kind: str | None, batch_size: int, max_tokens: int | None, progress: Progress, offset: int
+    ) -> F32:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise TypeError(f"batch_size must be an int, found {type(batch_size).__name__} {batch_size!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, found {batch_size}")
+        tokens = self._tokenize(items, kind, offset)
         out = np.empty((len(items), self.dim), dtype=np.float32)
         if not items:
             return out
-        if prefix:
-            items = [prefix + t for t in items]
-        ids, lengths = self._tokenizer.encode_batch(items, max_length=self.max_length)
-        self._count_truncated(sum(1 for n in lengths if n > self.max_length), len(items))
-        report = _progress_reporter(progress, len(items))
+        report = progress_reporter(progress, len(items))
         done = 0
-        for batch in plan_batches([len(x) for x in ids], batch_size, max_tokens):
-            out[batch] = self._embed_ids([ids[i] for i in batch])
-            done += len(batch)
-            report(done)
+        try:
+            for batch in plan_batches(tokens.counts, batch_size, max_tokens):
+                out[batch] = self.embed_batch([tokens.ids[i] for i in batch])
+                done += len(batch)
+                report(done)
+        finally:
+            report(-1)
         return out
-
-    def _embed_ids(self, ids: list[list[int]]) -> F32:
-        """One onnxruntime run: pad, feed exactly the graph's inputs, pool, normalize."""
-        arrays = self._tokenizer.pad(ids, input_names=self._pad_names)
-        feed = {
-            name: arrays[name].astype(np.int32) if name in self._int32_inputs else arrays[name]
-            for name in self._input_names
-        }
-        hidden = self._session.run([self._manifest.output_name], feed)[0]
-        return pool(hidden, arrays["attention_mask"], self._manifest.pooling, self._manifest.normalize)
 
     def _count_truncated(self, n: int, total: int) -> None:
         if not n:
@@ -394,17 +459,9 @@ def _check_graph(m: Manifest, session: ort.InferenceSession) -> None:
         raise ManifestError(f"{m.name}: the graph's {m.output_name} has size {last}, the manifest says dim={m.dim}")
 
 
-def _progress_reporter(progress: Progress, total: int) -> Callable[[int], None]:
-    if callable(progress):
-        return lambda done: progress(done, total)
-    if not progress:
-        return lambda done: None
-    state = {"t": time.monotonic()}
-
-    def report(done: int) -> None:
-        now = time.monotonic()
-        if done == total or now - state["t"] >= 1.0:
-            state["t"] = now
-            logger.info("encoded %d/%d texts", done, total)
-
-    return report
+def _as_list(texts: Any) -> list[Any]:
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, (bytes, bytearray)):
+        raise TypeError(f"texts must be str or an iterable of str, found {type(texts).__name__}; decode it first, e.g. texts.decode('utf-8')")
+    return list(texts)

@@ -105,7 +105,7 @@ class Manifest:
         if digest != v.sha256:
             raise IntegrityError(
                 f"variant {name!r}: sha256 of {p} is {digest}, manifest says {v.sha256}; the file is corrupt or"
-                " was changed after the build (pass verify=False to skip this check)"
+                " was changed after the build (rebuild or re-download it; to skip this check: verify=False, or --no-verify on the command line)"
             )
 
 

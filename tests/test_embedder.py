@@ -391,7 +391,7 @@ def test_cli_embed_errors(tiny_bert_artifacts: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{"txt": "no"}\n', encoding="utf-8")
     proc = _cli("embed", str(tiny_bert_artifacts), "--input", str(bad))
-    assert proc.returncode == 2 and 'bad.jsonl:2: expected an object with a string "text" field' in proc.stderr
+    assert proc.returncode == 2 and 'bad.jsonl:2: expected a JSON string or an object with a string "text" field' in proc.stderr
     proc = _cli("embed", str(tiny_bert_artifacts), "x", "--variant", "O9")
     assert proc.returncode == 2 and "unknown variant 'O9'" in proc.stderr
     proc = _cli("embed", str(tiny_bert_artifacts), "x", "--output", str(tmp_path / "o.csv"))

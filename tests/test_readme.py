@@ -57,27 +57,6 @@ def test_readme_python_examples_run(default_artifacts: Path, tmp_path: Path) -> 
         assert proc.returncode == 0, f"README Python block {i} failed:\n{code}\n{proc.stderr[-3000:]}"
 
 
-def test_demo_without_the_export_extra_names_the_install_line(tmp_path: Path) -> None:
-    # A fresh interpreter where `import onnxembed.export` fails, as in a runtime-only install.
-    blocker = tmp_path / "sitecustomize.py"
-    blocker.write_text(
-        "import sys\n"
-        "class _Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'onnxembed.export' or name.startswith('onnxembed.export.'):\n"
-        "            raise ImportError('blocked for the test: ' + name)\n"
-        "sys.meta_path.insert(0, _Block())\n",
-        encoding="utf-8",
-    )
-    env = {"PYTHONPATH": str(tmp_path)}
-    proc = run_cli("demo", "--out", str(tmp_path / "x"), env=env, check=False, timeout=120)
-    assert proc.returncode != 0
-    assert "pip install" in proc.stderr and "export" in proc.stderr
-    assert not (tmp_path / "x").exists()
-
-
-
-
 def _onnxembed_commands(text: str) -> list[list[str]]:
     """Every `onnxembed ...` command line in a text (shell-split, comments, variables and loops removed)."""
     import shlex

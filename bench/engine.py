@@ -30,8 +30,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from ._machine import flops_per_token, machine_info, peak_gflops
-from .manifest import Manifest, load_manifest
+from .machine import flops_per_token, machine_info, peak_gflops
+from ..manifest import Manifest, load_manifest
 
 __all__ = ["ACCURACY_SENTENCES", "BenchResult", "Measurement", "VariantReport", "bench", "flops_per_token",
            "machine_info", "peak_gflops", "plot_result"]
@@ -187,7 +187,7 @@ class BenchResult:
 
 # ------------------------------------------------------------------------------------------ sessions
 def _load(folder: Path, variant: str, threads: int | None, providers: Sequence[Any] | None) -> Any:
-    from .embedder import Embedder
+    from ..embedder import Embedder
 
     return Embedder.load(folder, variant=variant, providers=list(providers) if providers else None, threads=threads, verify=False)
 
@@ -215,7 +215,7 @@ def _memory_probe(folder: str, variant: str, batch: int, seq: int, threads: int,
     """Run in a fresh interpreter: RSS growth from loading the variant and running its largest workload."""
     import onnxruntime  # noqa: F401  (imported before the baseline so its own pages are not counted)
 
-    from . import embedder  # noqa: F401
+    from .. import embedder  # noqa: F401
 
     base = _rss_kb("VmRSS")
     try:
@@ -239,7 +239,7 @@ def _measure_memory(m: Manifest, variant: str, batch: int, seq: int, threads: in
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "mem.json"
         args = [str(m.root), variant, batch, seq, threads or 0, list(providers or []), list(texts) if texts else None, str(out)]
-        code = "import json,sys; from onnxembed.bench import _memory_probe; _memory_probe(*json.loads(sys.stdin.read()))"
+        code = "import json,sys; from onnxembed.bench.engine import _memory_probe; _memory_probe(*json.loads(sys.stdin.read()))"
         proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(args), capture_output=True, text=True, timeout=900)
         if proc.returncode:
             raise RuntimeError(f"memory probe for {variant} failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -265,7 +265,7 @@ def _choose_variants(m: Manifest, variants: Sequence[str] | None, quick: bool) -
 
 def _int8_for_cpu(m: Manifest) -> list[str]:
     """int8 variants, the one built for this CPU first."""
-    from .providers import detect_cpu_features
+    from ..providers import detect_cpu_features
 
     want = detect_cpu_features().int8_preset
     int8 = [n for n, v in m.variants.items() if v.precision == "int8"]

@@ -1,7 +1,7 @@
-"""The ``onnxembed`` command: a thin argparse layer over the public functions.
+"""The ``onnxembed`` command: the parser, ``build``, ``models`` and ``verify``; the other
+subcommands live in their own modules of this package.
 
-Subcommands whose extra is not installed say which ``pip install`` fixes it. Only this module and
-the ``cli_*`` modules print.
+Subcommands whose extra is not installed print the ``pip install`` line that fixes it and exit 2.
 """
 
 from __future__ import annotations
@@ -14,49 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["main"]
+from .common import CliError, need_export, print_manifest_summary, progress
 
-EXPORT_EXTRA_HINT = (
-    "this command needs the export extra: pip install torch==2.13.0 && pip install 'onnxembed[export,cpu]'"
-)
-
-
-def _need_export() -> Any:
-    try:
-        import onnxembed.export as export
-    except ImportError as e:
-        raise SystemExit(f"onnxembed: {EXPORT_EXTRA_HINT}\n  (import failed: {e})") from e
-    return export
-
-
-def _fmt_size(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
-
-
-def print_manifest_summary(folder: Path) -> None:
-    """One line per variant: file, size, and the figures the build recorded."""
-    from .manifest import load_manifest
-
-    m = load_manifest(folder)
-    print(f"{m.name}: {m.dim}-d, pooling={m.pooling}, normalize={m.normalize}, max_length={m.max_length}")
-    print(f"{'variant':<20} {'file':<36} {'size':>9}  figures")
-    for v in m.variants.values():
-        figs = []
-        val = v.info.get("validation") or {}
-        if "max_abs_diff" in val:
-            figs.append(f"max|diff| vs {val.get('reference', '?')} {val['max_abs_diff']:.2e}")
-        if "min_cosine" in val:
-            figs.append(f"min cos {val['min_cosine']:.6f}")
-        acc = v.info.get("accuracy") or {}
-        if "mean_cosine" in acc:
-            figs.append(f"mean/min cos vs fp32 {acc['mean_cosine']:.4f}/{acc.get('min_cosine', float('nan')):.4f}")
-        if "stsb_spearman" in acc:
-            figs.append(f"STS-B {acc['stsb_spearman']:.2f} (fp32 {acc.get('stsb_spearman_fp32', float('nan')):.2f})")
-        print(f"{v.name:<20} {v.file:<36} {_fmt_size(v.size):>9}  {'; '.join(figs)}")
-
-
-def _progress(msg: str) -> None:
-    print(f"[onnxembed] {msg}", file=sys.stderr, flush=True)
+__all__ = ["build_parser", "main"]
 
 
 def _print_build_table(results: list[Any]) -> None:
@@ -67,8 +27,8 @@ def _print_build_table(results: list[Any]) -> None:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    export = _need_export()
-    common = dict(variants=args.variants, force=args.force, opset=args.opset, registry=args.registry, progress=_progress)
+    export = need_export()
+    common = dict(variants=args.variants, force=args.force, opset=args.opset, registry=args.registry, progress=progress)
     if args.all or args.models:
         if args.model:
             raise SystemExit("onnxembed build: give either MODEL or --all/--models, not both")
@@ -104,7 +64,7 @@ def _add_build(sub: Any) -> None:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import format_report, report_json, verify_artifacts
+    from onnxembed.verify import format_report, report_json, verify_artifacts
 
     variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
     report = verify_artifacts(args.dir, variants=variants, run=not args.no_run)
@@ -122,7 +82,7 @@ def _add_verify(sub: Any) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    export = _need_export()
+    export = need_export()
     reg = export.load_registry(args.registry)
     if args.json:
         print(json.dumps({k: v.as_dict() for k, v in reg.items()}, indent=2))
@@ -141,13 +101,17 @@ def _add_models(sub: Any) -> None:
 
 
 def _registrars() -> list[Callable[[Any], None]]:
-    from . import cli_bench, cli_demo, cli_embed
+    from . import bench, demo, embed
 
-    return [cli_demo.register, _add_build, _add_models, _add_verify, cli_embed.register, cli_bench.register]
+    return [demo.register, _add_build, _add_models, _add_verify, embed.register, bench.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="onnxembed", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="onnxembed",
+        description="Export sentence-embedding models to ONNX, quantize them to int8 with accuracy gates, "
+        "and embed text with onnxruntime only.",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v for info logs, -vv for debug")
     sub = parser.add_subparsers(dest="command", required=True)
     for reg in _registrars():
@@ -171,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as e:
+    except (CliError, ValueError, TypeError, FileExistsError, FileNotFoundError, RuntimeError) as e:
         print(f"onnxembed {args.command}: error: {e}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

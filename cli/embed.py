@@ -15,41 +15,19 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["read_texts", "register"]
+from .common import CliError, positive_int, read_texts
 
-
-def read_texts(path: Path) -> list[str]:
-    """Texts of a ``.jsonl`` file (its ``"text"`` field) or of any other file (one per line).
-
-    Raises:
-        ValueError: a .jsonl line is not an object with a string ``"text"``.
-    """
-    texts: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        if path.suffix.lower() == ".jsonl":
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{n}: not valid JSON ({e})") from e
-                if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                    raise ValueError(f'{path}:{n}: expected an object with a string "text" field, found {line.strip()[:80]!r}')
-                texts.append(obj["text"])
-        else:
-            texts.extend(line.rstrip("\r\n") for line in f)
-    return texts
+__all__ = ["register"]
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    from .embedder import Embedder
+    from .. import Embedder
 
     texts = list(args.texts or [])
+    if args.input is None and not texts:
+        raise CliError("no texts; give TEXT arguments, or --input FILE (.txt one per line, .jsonl, or - for stdin)")
     if args.input is not None:
         texts.extend(read_texts(args.input))
-    if not texts:
-        raise SystemExit("onnxembed embed: no texts; give TEXT arguments or --input FILE (.txt lines or .jsonl)")
     providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
     emb = Embedder.load(args.dir, variant=args.variant, providers=providers, threads=args.threads, verify=not args.no_verify)
     show = _stderr_progress(len(texts)) if sys.stderr.isatty() else None
@@ -112,12 +90,12 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("embed", help="embed texts with an artifact folder (torch-free)")
     p.add_argument("dir", type=Path, help="artifact folder built by `onnxembed build`")
     p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed (besides --input); before or after the options")
-    p.add_argument("--input", type=Path, default=None, help='a .txt file (one text per line) or .jsonl (a "text" field per line)')
+    p.add_argument("--input", default=None, metavar="FILE", help='a .txt file (one text per line), .jsonl (a "text" field or a string per line), or - for stdin')
     p.add_argument("--kind", choices=("query", "passage"), default=None, help="add the model's query/passage prefix")
     p.add_argument("--output", type=Path, default=None, help="a .npy (float32 matrix) or .jsonl file; default: JSON lines on stdout")
     p.add_argument("--variant", default="auto", help="auto (default), fp32, O2, int8, or any variant of the manifest")
     p.add_argument("--providers", default=None, help="comma-separated onnxruntime providers, e.g. CUDAExecutionProvider,CPUExecutionProvider")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: one per core)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="most texts per onnxruntime run (default 32)")
+    p.add_argument("--threads", type=positive_int, default=None, help="onnxruntime intra-op threads (default: one per core)")
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the model file")
     p.set_defaults(func=_cmd_embed)

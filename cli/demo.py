@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .common import positive_int
+
 __all__ = ["register", "EXAMPLE_QUERY", "EXAMPLE_PASSAGES"]
 
 DEFAULT_MODEL = "all-minilm-l6-v2"
@@ -27,20 +29,18 @@ EXAMPLE_PASSAGES = (
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .cli import _need_export, _progress, print_manifest_summary
-    from .cli_bench import progress_bar
-    from .embedder import Embedder
-    from .pooling import cosine_similarity
+    from .. import Embedder, cosine_similarity
+    from .common import need_export, print_manifest_summary, progress, progress_bar
 
-    export = _need_export()
+    export = need_export()
     out: Path = args.out if args.out is not None else Path("artifacts") / Path(args.model).name
     print(f"== 1. build {args.model} into {out} (skipped when up to date; --force rebuilds)", flush=True)
-    result = export.build_model(args.model, out, variants=args.variants, force=args.force, progress=_progress)
+    result = export.build_model(args.model, out, variants=args.variants, force=args.force, progress=progress)
     print(f"{result.status} {result.out} in {result.seconds:.1f} s" + (f" ({result.reason})" if result.reason else ""))
     print_manifest_summary(result.out)
 
     if not args.no_bench:
-        from .bench import bench
+        from ..bench import bench
 
         print("\n== 2. fp32 vs this CPU's int8 file, measured now (onnxembed bench --quick)", flush=True)
         res = bench(result.out, quick=True, threads=args.threads, progress=progress_bar())
@@ -70,7 +70,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, default=None, help="artifact folder (default artifacts/MODEL)")
     p.add_argument("--variants", default="all", help="variants to build (default all)")
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: one per core)")
+    p.add_argument("--threads", type=positive_int, default=None, help="onnxruntime intra-op threads (default: one per core)")
     p.add_argument("--no-bench", action="store_true", help="skip the fp32 vs int8 timing")
     p.add_argument("--query", default=EXAMPLE_QUERY, help="the example query")
     p.set_defaults(func=_cmd_demo)

@@ -7,11 +7,11 @@ only parses, draws the progress bar on stderr and prints the table.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from .common import positive_float, positive_int, progress_bar, read_texts
 
 __all__ = ["register"]
 
@@ -26,47 +26,10 @@ def _ints(text: str) -> tuple[int, ...]:
     return vals
 
 
-def read_texts(path: Path) -> list[str]:
-    """Texts from a .txt file (one per line, blank lines skipped) or .jsonl (a "text" field or a string per line)."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if path.suffix == ".jsonl":
-        out = []
-        for i, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            obj = json.loads(line)
-            if isinstance(obj, dict) and isinstance(obj.get("text"), str):
-                out.append(obj["text"])
-            elif isinstance(obj, str):
-                out.append(obj)
-            else:
-                raise ValueError(f"{path}:{i}: expected a JSON string or an object with a \"text\" field, found {line[:80]!r}")
-        return out
-    return [line for line in lines if line.strip()]
-
-
-def progress_bar(stream: Any = sys.stderr, width: int = 30) -> Callable[[int, int, str], None]:
-    """A plain-text progress bar redrawn in place (one line per update when stderr is not a terminal)."""
-    tty = hasattr(stream, "isatty") and stream.isatty()
-    started = time.monotonic()
-
-    def draw(done: int, total: int, msg: str) -> None:
-        frac = done / total if total else 1.0
-        filled = int(round(width * frac))
-        line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {time.monotonic() - started:5.0f}s {msg}"
-        if tty:
-            stream.write("\r\x1b[K" + line + ("\n" if done >= total else ""))
-        else:
-            stream.write(line + "\n")
-        stream.flush()
-
-    return draw
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench, plot_result
+    from ..bench import bench, plot_result
 
-    texts = read_texts(args.input) if args.input else None
+    texts = [t for t in read_texts(args.input) if t.strip()] if args.input else None
     variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
     kwargs: dict[str, Any] = {}
     if args.batch_sizes is not None:
@@ -100,10 +63,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--variants", default=None, help="comma-separated variants (default: all; fp32 is always the reference)")
     p.add_argument("--batch-sizes", type=_ints, default=None, help="comma-separated batch sizes (default 1,8,32)")
     p.add_argument("--seq-lens", type=_ints, default=None, help="comma-separated tokens per text (default 16,128,512)")
-    p.add_argument("--input", type=Path, default=None, help="real texts instead of fixed shapes (.txt one per line, or .jsonl)")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: one per core)")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds per workload (default 5, --quick 3)")
-    p.add_argument("--min-seconds", type=float, default=None, help="seconds per variant and workload (default 1.0, --quick 0.3)")
+    p.add_argument("--input", type=Path, default=None, help="real texts instead of fixed shapes: .txt (one per line; blank lines skipped), .jsonl, or - for stdin")
+    p.add_argument("--threads", type=positive_int, default=None, help="onnxruntime intra-op threads (default: one per core)")
+    p.add_argument("--rounds", type=positive_int, default=None, help="interleaved rounds per workload (default 5, --quick 3)")
+    p.add_argument("--min-seconds", type=positive_float, default=None, help="seconds per variant and workload (default 1.0, --quick 0.3)")
     p.add_argument("--include-gpu-formats", action="store_true", help="time fp16 (CUDA) files on the CPU too")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS measurement (one subprocess per variant)")
     p.add_argument("--quick", action="store_true", help="fp32 vs this CPU's int8 file at 1x128 and 32x128, a few seconds")

@@ -1,0 +1,155 @@
+"""What several subcommands share: the export-extra check, progress output, the manifest summary,
+and reading texts for ``--input``. Only the CLI prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator
+
+__all__ = ["CliError", "need_export", "positive_float", "positive_int", "print_manifest_summary", "progress", "progress_bar", "read_texts"]
+
+
+class CliError(Exception):
+    """A user error the CLI reports as ``onnxembed CMD: error: MESSAGE`` with exit status 2."""
+
+
+def need_export() -> Any:
+    """``onnxembed.export``, or a one-line ``pip install`` hint and exit 2 when its extra is missing."""
+    try:
+        import onnxembed.export as export
+    except ImportError as e:
+        print(f"onnxembed: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return export
+
+
+def progress(msg: str) -> None:
+    """A build's progress line on stderr."""
+    print(f"[onnxembed] {msg}", file=sys.stderr, flush=True)
+
+
+def progress_bar(stream: Any = sys.stderr, width: int = 30) -> Callable[[int, int, str], None]:
+    """A plain-text progress bar redrawn in place (one line per update when stderr is not a terminal)."""
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    started = time.monotonic()
+
+    def draw(done: int, total: int, msg: str) -> None:
+        frac = done / total if total else 1.0
+        filled = int(round(width * frac))
+        line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {time.monotonic() - started:5.0f}s {msg}"
+        if tty:
+            stream.write("\r\x1b[K" + line + ("\n" if done >= total else ""))
+        else:
+            stream.write(line + "\n")
+        stream.flush()
+
+    return draw
+
+
+def _fmt_size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def print_manifest_summary(folder: Path) -> None:
+    """One line per variant: file, size, and the figures the build recorded (with what they were measured on)."""
+    from onnxembed import load_manifest
+
+    m = load_manifest(folder)
+    print(f"{m.name}: {m.dim}-d, pooling={m.pooling}, normalize={m.normalize}, max_length={m.max_length}")
+    print(f"{'variant':<20} {'file':<36} {'size':>9}  figures")
+    for v in m.variants.values():
+        figs = []
+        val = v.info.get("validation") or {}
+        if "max_abs_diff" in val:
+            figs.append(f"max|diff| vs {val.get('reference', '?')} {val['max_abs_diff']:.2e}")
+        if "min_cosine" in val:
+            figs.append(f"min cos {val['min_cosine']:.6f}")
+        acc = v.info.get("accuracy") or {}
+        if "mean_cosine" in acc:
+            n = acc.get("heldout_sentences")
+            on = f" on {n} held-out sentences" if n else " on held-out sentences"
+            figs.append(f"mean/min cos vs fp32 {acc['mean_cosine']:.4f}/{acc.get('min_cosine', float('nan')):.4f}{on}")
+        if "stsb_spearman" in acc:
+            figs.append(f"STS-B {acc['stsb_spearman']:.2f} (fp32 {acc.get('stsb_spearman_fp32', float('nan')):.2f})")
+        if v.info.get("same_as"):
+            figs.append(f"same bytes as {v.info['same_as']}")
+        print(f"{v.name:<20} {v.file:<36} {_fmt_size(v.size):>9}  {'; '.join(figs)}")
+
+
+def read_texts(path: Path | str, *, stdin: BinaryIO | None = None) -> list[str]:
+    """Texts for ``--input``: one rule for every subcommand.
+
+    - ``-``: standard input, one text per line;
+    - ``*.jsonl``: one JSON value per line, an object with a string ``"text"`` field or a bare
+      string; blank lines are skipped;
+    - any other file: one text per line, blank lines kept (so output row *i* is input line *i*).
+
+    Raises:
+        CliError: the file is missing or unreadable, not UTF-8, or a .jsonl line is not a text;
+            the message names the file and line.
+    """
+    name = str(path)
+    if name == "-":
+        src = stdin if stdin is not None else sys.stdin.buffer
+        return [line.rstrip("\r\n") for line in _lines(src, "<stdin>")]
+    p = Path(path)
+    try:
+        f = open(p, "rb")
+    except OSError as e:
+        raise CliError(f"--input {p}: cannot read it ({e.strerror or e})") from None
+    with f:
+        if p.suffix.lower() != ".jsonl":
+            return [line.rstrip("\r\n") for line in _lines(f, str(p))]
+        out: list[str] = []
+        for n, line in enumerate(_lines(f, str(p)), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CliError(f"{p}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
+            if isinstance(obj, dict) and isinstance(obj.get("text"), str):
+                out.append(obj["text"])
+            elif isinstance(obj, str):
+                out.append(obj)
+            else:
+                raise CliError(f'{p}:{n}: expected a JSON string or an object with a string "text" field, found {line.strip()[:80]!r}')
+        return out
+
+
+def _lines(f: BinaryIO, name: str) -> Iterator[str]:
+    """Decode line by line, so an error names the exact line."""
+    for n, raw in enumerate(f, 1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CliError(
+                f"{name}:{n}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                "convert the file first, e.g. iconv -f latin1 -t utf-8"
+            ) from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1, with a message in the CLI's words."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text}")
+    return value
