@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import ValidationError
-from ..pooling import pool
+from ..pooling import pool, rowwise_cosine
 from .registry import ModelSpec
 
 __all__ = ["PROBE_SENTENCES", "validate_against_torch", "tokenize_probe", "MAX_ABS_DIFF", "MIN_COSINE"]
@@ -43,11 +43,6 @@ def tokenize_probe(checkpoint: Path, spec: ModelSpec, sentences: tuple[str, ...]
     return {name: enc[name].astype(np.int64) for name in spec.input_names}
 
 
-def _cosines(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    return (a64 * b64).sum(1) / (np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1))
-
-
 def validate_against_torch(onnx_path: Path, checkpoint: Path, spec: ModelSpec) -> dict[str, Any]:
     """Compare an fp32 export with PyTorch (last_hidden_state) and sentence-transformers (pooled).
 
@@ -78,7 +73,7 @@ def validate_against_torch(onnx_path: Path, checkpoint: Path, spec: ModelSpec) -
     st_model = SentenceTransformer(modules=modules, device="cpu")
     st_emb = st_model.encode(list(PROBE_SENTENCES), batch_size=len(PROBE_SENTENCES), convert_to_numpy=True, show_progress_bar=False)
     ours = pool(onnx_hidden, mask, spec.pooling, spec.normalize)
-    min_cos = float(_cosines(ours, st_emb).min())
+    min_cos = float(rowwise_cosine(ours, st_emb).min())
     pooled_max_abs = float(np.abs(ours - st_emb).max())
 
     figures = {

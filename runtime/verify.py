@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ManifestError
+from .pooling import rowwise_cosine
 from .manifest import MANIFEST_NAME, load_manifest, sha256_file
 
 __all__ = ["FINGERPRINT_SENTENCES", "VerifyReport", "compute_fingerprints", "format_report", "report_json", "verify_artifacts"]
@@ -65,11 +66,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    return (a64 * b64).sum(1) / np.maximum(np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1), 1e-30)
 
 
 def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, run: bool = True) -> VerifyReport:
@@ -130,7 +126,7 @@ def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, r
         if got.shape != want.shape:
             report.problems.append(f"{v.file}: embeddings have shape {got.shape}, fingerprint {want.shape}")
             continue
-        worst = float(_cos(got, want).min())
+        worst = float(rowwise_cosine(got, want).min())
         if worst < bound:
             report.problems.append(f"{v.file}: fingerprint mismatch, min cosine {worst:.6f} < {bound} ({v.precision})")
     return report
