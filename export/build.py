@@ -13,7 +13,8 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from ..manifest import FORMAT_VERSION, MANIFEST_NAME, load_manifest, sha256_file
+from ..catalog import ALL_VARIANTS
+from ..manifest import FORMAT_VERSION, MANIFEST_NAME, load_manifest, sha256_file, variant_entry
 from .checkpoint import Checkpoint, resolve_checkpoint, weights_sha256
 from .onnx_export import export_onnx
 from .registry import ModelSpec, load_registry
@@ -24,9 +25,6 @@ __all__ = ["build_model", "build_models", "BuildResult", "ALL_VARIANTS", "tool_v
 
 logger = logging.getLogger(__name__)
 
-FUSED_VARIANTS = ("O1", "O2", "O3", "O4")
-INT8_VARIANTS = ("qint8_avx512_vnni", "quint8_avx2", "qint8_arm64")
-ALL_VARIANTS = ("fp32",) + FUSED_VARIANTS + INT8_VARIANTS
 _TMP_TAG = ".onnxembed-tmp-"
 _TOOLS = ("onnxembed", "torch", "transformers", "optimum-onnx", "optimum", "onnx", "onnxruntime", "sentence-transformers")
 
@@ -94,12 +92,6 @@ def _base_manifest(ck: Checkpoint, spec: ModelSpec, weights: str) -> dict[str, A
         "variants": {},
         "tools": tool_versions(),
     }
-
-
-def file_entry(workdir: Path, rel: str, precision: str, device: str, **info: Any) -> dict[str, Any]:
-    """A manifest variant entry for a file written into ``workdir``."""
-    p = workdir / rel
-    return {"file": rel, "sha256": sha256_file(p), "size": p.stat().st_size, "precision": precision, "device": device, **info}
 
 
 @dataclass
@@ -250,7 +242,7 @@ def build_model(
         export_s = time.perf_counter() - t0
         say(f"{model}: validating against PyTorch")
         figures = validate_against_torch(work / "onnx" / "model.onnx", ck.path, spec)
-        manifest["variants"]["fp32"] = file_entry(
+        manifest["variants"]["fp32"] = variant_entry(
             work, "onnx/model.onnx", "fp32", "any", validation=figures, export_seconds=round(export_s, 2)
         )
         rest = [v for v in wanted if v != "fp32"]

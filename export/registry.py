@@ -8,14 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..pooling import POOLERS
+from ..quantize.presets import DEFAULT_GATES
+
 __all__ = ["ModelSpec", "RegistryError", "load_registry", "dump_registry", "get_spec", "REGISTRY_FILE"]
 
 REGISTRY_FILE = "models.yaml"
 REGISTRY_ENV = "ONNXEMBED_REGISTRY"
 ARCHITECTURES = ("bert", "distilbert")
-POOLINGS = ("mean", "cls", "max", "mean_sqrt_len")
+POOLINGS = tuple(POOLERS)
 SOURCES = ("hub", "package", "local")
-GATE_KEYS = ("mean_cosine", "min_cosine", "stsb_spearman_drop", "batch_stability")
+GATE_KEYS = tuple(DEFAULT_GATES)
 
 # field -> (type, required)
 _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {

@@ -15,6 +15,7 @@ _POOLING_KEYS = {
     "cls": "pooling_mode_cls_token",
     "max": "pooling_mode_max_tokens",
     "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens",
+    "lasttoken": "pooling_mode_lasttoken",
 }
 
 
@@ -36,7 +37,24 @@ def write_model_files(checkpoint: Path, workdir: Path, spec: ModelSpec) -> None:
     if not getattr(tok, "is_fast", False):
         raise ValueError(f"{checkpoint}: no fast tokenizer could be built; onnxembed needs tokenizer.json")
     tok.save_pretrained(str(workdir))
+    set_tokenizer_lengths(workdir / "tokenizer.json", spec.max_length)
     write_sentence_transformers_files(workdir, spec)
+
+
+def set_tokenizer_lengths(path: Path, max_length: int) -> None:
+    """Make ``tokenizer.json`` truncate at the model's ``max_length`` and pad to the batch's longest text.
+
+    Hub files often carry another length (all-MiniLM-L6-v2's pads and truncates at 128 while the model
+    and sentence-transformers use 256); whoever uses the file with the ``tokenizers`` library must get
+    the model's length.
+    """
+    data = json.loads(path.read_text(encoding="utf-8"))
+    trunc = data.get("truncation") or {"direction": "Right", "strategy": "LongestFirst", "stride": 0}
+    data["truncation"] = {**trunc, "max_length": int(max_length)}
+    pad = data.get("padding")
+    if isinstance(pad, dict):
+        data["padding"] = {**pad, "strategy": "BatchLongest"}
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
 def write_sentence_transformers_files(workdir: Path, spec: ModelSpec) -> None:
@@ -53,7 +71,6 @@ def write_sentence_transformers_files(workdir: Path, spec: ModelSpec) -> None:
     pooling = {"word_embedding_dimension": spec.embedding_dim}
     pooling.update({key: spec.pooling == mode for mode, key in _POOLING_KEYS.items()})
     pooling["pooling_mode_weightedmean_tokens"] = False
-    pooling["pooling_mode_lasttoken"] = False
     pooling["include_prompt"] = True
     _write_json(workdir / "1_Pooling" / "config.json", pooling)
     prompts = {k: v for k, v in spec.prefixes.items() if v}

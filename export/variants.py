@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..catalog import INT8_VARIANTS, variant_file
 from ..errors import ValidationError
-from ..manifest import sha256_file
+from ..manifest import variant_entry
 from .fusion import FUSION_LEVELS, fuse_model, fused_op_counts
 
 __all__ = ["add_variants", "FUSED_THRESHOLDS", "validate_fused"]
@@ -24,12 +26,6 @@ FUSED_THRESHOLDS: dict[str, tuple[float | None, float]] = {
     "O3": (None, 0.99999),  # FastGelu (tanh approximation) changes the numbers slightly
     "O4": (None, 0.9999),  # fp16 weights, checked on the CPU provider
 }
-INT8_VARIANTS = {"qint8_avx512_vnni": "avx512_vnni", "quint8_avx2": "avx2", "qint8_arm64": "arm64"}
-
-
-def _entry(workdir: Path, rel: str, precision: str, device: str, **info: Any) -> dict[str, Any]:
-    p = workdir / rel
-    return {"file": rel, "sha256": sha256_file(p), "size": p.stat().st_size, "precision": precision, "device": device, **info}
 
 
 def _o4_structure(path: Path) -> list[str]:
@@ -100,7 +96,7 @@ def add_variants(workdir: Path, manifest: dict[str, Any], variants: list[str], *
     for v in variants:
         t0 = time.perf_counter()
         if v in FUSION_LEVELS:
-            rel = f"onnx/model_{v}.onnx"
+            rel = variant_file(v)
             counts = fuse_model(fp32, workdir / rel, v, num_heads=int(manifest["num_heads"]), hidden_size=int(manifest["hidden_size"]),
                                 architecture=manifest.get("architecture", "bert"))
             figures, fails = validate_fused(v, workdir / rel, fp32, enc)
@@ -108,7 +104,7 @@ def add_variants(workdir: Path, manifest: dict[str, Any], variants: list[str], *
                 fails += _o4_structure(workdir / rel)
             failures += fails
             lv = FUSION_LEVELS[v]
-            manifest["variants"][v] = _entry(
+            manifest["variants"][v] = variant_entry(
                 workdir, rel, "fp16" if lv.fp16 else "fp32", lv.device, fused_ops=counts, validation=figures,
                 fusion={"optimizer": "onnxruntime.transformers.optimizer", "model_type": "bert", "ort_opt_level": lv.ort_level,
                         "transformer_fusions": lv.transformer_fusions, "gelu_approximation": lv.gelu_approximation,
@@ -118,10 +114,31 @@ def add_variants(workdir: Path, manifest: dict[str, Any], variants: list[str], *
         else:
             r = quantize_model(workdir, INT8_VARIANTS[v], manifest=manifest, gates=gates, check=False)
             failures += [f"{v}: {f}" for f in r.failures]
-            manifest["variants"][v] = _entry(
-                workdir, f"onnx/model_{v}.onnx", "int8", "cpu", cpu_feature=get_preset(r.preset).cpu_feature,
+            manifest["variants"][v] = variant_entry(
+                workdir, variant_file(v), "int8", "cpu", cpu_feature=get_preset(r.preset).cpu_feature,
                 fused_ops=fused_op_counts(r.path), recipe=r.recipe, accuracy=r.accuracy, seconds=round(time.perf_counter() - t0, 2),
             )
         logger.info("variant %s done in %.1f s", v, time.perf_counter() - t0)
+    _store_identical_once(workdir, manifest["variants"])
     if failures:
         raise ValidationError(f"variants of {manifest.get('name', workdir)} failed validation:", failures)
+
+
+def _store_identical_once(workdir: Path, entries: dict[str, dict[str, Any]]) -> None:
+    """Keep one copy of byte-identical model files (e.g. the arm64 and avx512_vnni int8 files).
+
+    The later variant's entry points at the first file (``same_as`` names it) and its own file name
+    becomes a relative symlink, so sentence-transformers' ``file_name="onnx/model_qint8_arm64.onnx"``
+    still loads.
+    """
+    first: dict[str, str] = {}
+    for name, e in entries.items():
+        owner = first.setdefault(e["sha256"], name)
+        if owner == name:
+            continue
+        dup = workdir / e["file"]
+        target = entries[owner]["file"]
+        dup.unlink()
+        dup.symlink_to(os.path.relpath(workdir / target, dup.parent))
+        e["file"], e["same_as"] = target, owner
+        logger.info("%s is byte-identical to %s: stored once, %s links to it", name, owner, dup.name)

@@ -23,7 +23,6 @@ from .pooling import cosine_similarity, pool
 from .progress import Progress, progress_reporter
 from .providers import (
     CPU,
-    LAST_RESORT,
     CpuFeatures,
     Plan,
     ProviderSpec,
@@ -141,7 +140,7 @@ class Embedder:
             session = _create_session(m, plan, opts, strict=strict, last=last)
             if session is None:
                 continue
-            level = logging.WARNING if plan.reason.startswith(LAST_RESORT) else logging.INFO
+            level = logging.WARNING if plan.last_resort else logging.INFO
             logger.log(level, "%s: variant %s on %s (%s)", m.name, plan.variant, session.get_providers(), plan.reason)
             return cls(m, session, tokenizer, plan.variant, max_tokens=max_tokens, reason=plan.reason)
         raise RuntimeError("no plan produced a session")  # pragma: no cover (the last plan raises)

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import IntegrityError, ManifestError
+from .pooling import POOLERS
 
 __all__ = ["Manifest", "Variant", "load_manifest", "sha256_file", "MANIFEST_NAME", "FORMAT_VERSION"]
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
-POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len", "lasttoken")
+POOLING_MODES = tuple(POOLERS)
 ALLOWED_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -30,6 +31,12 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def variant_entry(root: str | Path, rel: str, precision: str, device: str, **info: Any) -> dict[str, Any]:
+    """The manifest entry of a model file written under ``root``: file, sha256, size, precision, device, and ``info``."""
+    p = Path(root) / rel
+    return {"file": rel, "sha256": sha256_file(p), "size": p.stat().st_size, "precision": precision, "device": device, **info}
 
 
 @dataclass(frozen=True)
@@ -171,7 +178,7 @@ def parse_manifest(raw: dict[str, Any], root: Path) -> Manifest:
 
 
 def load_manifest(folder: str | Path) -> Manifest:
-    """Read and validate ``folder/manifest.json``.
+    """Read and validate ``folder/manifest.json`` (``folder`` may also be the manifest file itself).
 
     >>> m = load_manifest("artifacts/all-minilm-l6-v2")  # doctest: +SKIP
     >>> m.pooling, m.dim
@@ -181,6 +188,8 @@ def load_manifest(folder: str | Path) -> Manifest:
         ManifestError: the folder or manifest is missing or malformed.
     """
     root = Path(folder)
+    if root.name == MANIFEST_NAME and root.is_file():
+        root = root.parent  # the manifest file itself was given: its folder is meant
     path = root / MANIFEST_NAME
     if not root.is_dir():
         raise ManifestError(f"artifact folder {root} does not exist; build it with `onnxembed build MODEL --out {root}`")
@@ -191,6 +200,8 @@ def load_manifest(folder: str | Path) -> Manifest:
         )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); the file is damaged: rebuild or re-download the folder") from e
     except json.JSONDecodeError as e:
-        raise ManifestError(f"{path} is not valid JSON ({e}); rebuild the folder") from e
+        raise ManifestError(f"{path} is not valid JSON ({e}); rebuild or re-download the folder") from e
     return parse_manifest(raw, root.resolve())

@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
+from .catalog import int8_variant_for
 from .errors import ManifestError, ProviderUnavailableError
 from .manifest import Variant
 
@@ -55,14 +56,14 @@ FEATURES_ENV = "ONNXEMBED_CPU_FEATURES"
 # Per CPU int8 preset, the int8 files that run well on it, best first. An AVX512-VNNI CPU also has
 # AVX2, so the avx2 file is its fallback; the VNNI file (no reduce_range) is not safe on AVX2 alone.
 INT8_BY_PRESET: dict[str, tuple[str, ...]] = {
-    "avx512_vnni": ("qint8_avx512_vnni", "quint8_avx2"),
-    "avx2": ("quint8_avx2",),
-    "arm64": ("qint8_arm64",),
+    "avx512_vnni": (int8_variant_for("avx512_vnni"), int8_variant_for("avx2")),
+    "avx2": (int8_variant_for("avx2"),),
+    "arm64": (int8_variant_for("arm64"),),
 }
 FUSED_FP32_ORDER = ("O2", "O1", "fp32")
 # The static (QDQ) int8 file OpenVINO runs as int8 on VNNI CPUs; measured on an AVX512-VNNI CPU
 # without AMX (benchmarks/RESULTS.md): 1.5x the same file on the CPU provider, same embeddings.
-OPENVINO_INT8 = "qint8_avx512_vnni"
+OPENVINO_INT8 = int8_variant_for("avx512_vnni")
 LAST_RESORT = "last resort"
 INSTALL_HINT = {
     CUDA: "pip install onnxruntime-gpu (in an environment without the plain onnxruntime package), with CUDA and cuDNN",
@@ -222,32 +223,34 @@ class Plan:
         variant: the manifest's variant key.
         providers: what to pass to ``onnxruntime.InferenceSession(providers=...)``.
         reason: why this plan, for the logs.
+        last_resort: the plan is a poor fit (e.g. int8 made for another CPU): logged as a warning.
     """
 
     variant: str
     providers: tuple[tuple[str, dict[str, Any]], ...]
     reason: str
+    last_resort: bool = False
 
     @property
     def provider_names(self) -> list[str]:
         return [name for name, _ in self.providers]
 
 
-def _cpu_variant(variants: Mapping[str, Variant], features: CpuFeatures) -> tuple[str, str]:
+def _cpu_variant(variants: Mapping[str, Variant], features: CpuFeatures) -> tuple[str, str, bool]:
     preset = features.int8_preset
     for key in INT8_BY_PRESET.get(preset or "", ()):
         if key in variants:
-            return key, f"int8 file for this CPU ({preset})"
+            return key, f"int8 file for this CPU ({preset})", False
     for key in FUSED_FP32_ORDER:
         if key in variants:
             why = "no int8 file for this CPU" if preset else "CPU without AVX2/AVX512-VNNI/arm64 int8 support"
-            return key, f"fp32 file ({why})"
+            return key, f"fp32 file ({why})", False
     fp32 = sorted(k for k, v in variants.items() if v.precision == "fp32")
     if fp32:
-        return fp32[0], "fp32 file"
+        return fp32[0], "fp32 file", False
     other = sorted(k for k, v in variants.items() if v.precision == "int8")
     if other:
-        return other[0], f"{LAST_RESORT}: the only CPU file is int8 for another CPU ({other[0]}); expect lower accuracy or speed"
+        return other[0], f"{LAST_RESORT}: the only CPU file is int8 for another CPU ({other[0]}); expect lower accuracy or speed", True
     raise ManifestError(
         f"no variant runs on the CPU provider: present {sorted(variants)} (fp16 files need CUDA); "
         "rebuild with --variants fp32"
@@ -275,8 +278,8 @@ def auto_plans(variants: Mapping[str, Variant], available: Sequence[str], featur
     elif OPENVINO in available and features.int8_preset == "avx512_vnni" and OPENVINO_INT8 in variants:
         plans.append(Plan(OPENVINO_INT8, ((OPENVINO, {"device_type": "CPU"}), (CPU, {})),
                           "AVX512-VNNI CPU without AMX, OpenVINO installed: the static int8 (QDQ) file on OpenVINO"))
-    key, why = _cpu_variant(variants, features)
-    plans.append(Plan(key, ((CPU, {}),), why))
+    key, why, poor = _cpu_variant(variants, features)
+    plans.append(Plan(key, ((CPU, {}),), why, last_resort=poor))
     return plans
 
 

@@ -62,6 +62,8 @@ class VerifyReport:
     folder: Path
     problems: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
+    # file -> why its fingerprint was not compared (sha256 still checked), e.g. "needs CUDA"
+    not_run: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -106,14 +108,17 @@ def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, r
         except ManifestError as e:
             report.problems.append(f"{v.file}: {e}")
             continue
-        report.checked.append(v.file)
+        label = f"{v.file} (as {name})" if v.info.get("same_as") else v.file
+        report.checked.append(label)
         if not run:
+            report.not_run[label] = "--no-run"
             continue
         rec = fp.get(name)
         if rec is None:
             report.problems.append(f"{v.file}: no fingerprint recorded for variant {name!r}")
             continue
         if "skipped" in rec:
+            report.not_run[label] = str(rec["skipped"])
             logger.info("%s: fingerprint not checked (%s)", v.file, rec["skipped"])
             continue
         try:
@@ -134,11 +139,15 @@ def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, r
 
 def format_report(report: VerifyReport) -> str:
     """Human-readable report, one line per file."""
-    lines = [f"{report.folder}: {'OK' if report.ok else 'FAILED'} ({len(report.checked)} files checked)"]
-    lines += [f"  ok      {c}" for c in report.checked]
+    partial = f", {len(report.not_run)} of them by sha256 only" if report.not_run else ""
+    lines = [f"{report.folder}: {'OK' if report.ok else 'FAILED'} ({len(report.checked)} files checked{partial}, {len(report.problems)} problems)"]
+    for c in report.checked:
+        why = report.not_run.get(c)
+        lines.append(f"  ok      {c}" + (f" (sha256 ok; fingerprint not checked: {why})" if why else ""))
     lines += [f"  PROBLEM {p}" for p in report.problems]
     return "\n".join(lines)
 
 
 def report_json(report: VerifyReport) -> str:
-    return json.dumps({"folder": str(report.folder), "ok": report.ok, "checked": report.checked, "problems": report.problems}, indent=2)
+    return json.dumps({"folder": str(report.folder), "ok": report.ok, "checked": report.checked,
+                       "fingerprint_not_checked": report.not_run, "problems": report.problems}, indent=2)

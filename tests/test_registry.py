@@ -61,7 +61,7 @@ def _registry_with(tmp_path: Path, name: str, **changes: object) -> Path:
         ({"poolling": "mean"}, "entry 'gte-small' has unknown field(s) ['poolling']"),
         ({"hidden_size": "384"}, "entry 'gte-small' field 'hidden_size' should be int, found str"),
         ({"normalize": 1}, "entry 'gte-small' field 'normalize' should be bool"),
-        ({"pooling": "weighted"}, "entry 'gte-small' field 'pooling' is 'weighted'; known: ['mean', 'cls', 'max', 'mean_sqrt_len']"),
+        ({"pooling": "weighted"}, "entry 'gte-small' field 'pooling' is 'weighted'; known: ['mean', 'cls', 'max', 'mean_sqrt_len', 'lasttoken']"),
         ({"architecture": "roberta"}, "field 'architecture' is 'roberta'"),
         ({"license": None}, "entry 'gte-small' is missing field 'license'"),
         ({"prefixes": {"query": "q: "}}, "entry 'gte-small' field 'prefixes' must be {query: str, passage: str}"),
