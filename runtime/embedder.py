@@ -32,6 +32,7 @@ from .providers import (
     explicit_plan,
     fallen_back,
     normalize_providers,
+    with_openvino_cache,
 )
 from .tokenizer import Tokenizer
 
@@ -94,6 +95,7 @@ class Embedder:
         cpu_mem_arena: bool = True,
         session_options: ort.SessionOptions | None = None,
         cpu_features: CpuFeatures | None = None,
+        cache_dir: str | Path | None = None,
     ) -> Embedder:
         """Load an artifact folder built by ``onnxembed build``.
 
@@ -112,6 +114,8 @@ class Embedder:
             session_options: a full ``onnxruntime.SessionOptions`` (``threads`` and
                 ``cpu_mem_arena`` are applied on top of it).
             cpu_features: override the detected CPU features (tests, benchmarks).
+            cache_dir: a folder for OpenVINO's compiled-model cache: the first load compiles and
+                saves there, later loads (other processes too) start from it. Ignored by other providers.
 
         Raises:
             ManifestError: missing folder or manifest, unknown variant, tokenizer or graph that does
@@ -129,6 +133,8 @@ class Embedder:
         else:
             plans, strict = [explicit_plan(variant, requested, m.variants, features)], True
             check_installed(plans[0].providers, available)
+        if cache_dir is not None:
+            plans = [with_openvino_cache(p, cache_dir) for p in plans]
         tokenizer = _load_tokenizer(m)
         opts = _session_options(session_options, threads, cpu_mem_arena)
         verified: set[str] = set()

@@ -113,12 +113,13 @@ def test_this_machine_is_detected_without_error() -> None:
         (HASWELL, [CPU], ("O4", "qint8_avx512_vnni"), [("qint8_avx512_vnni", CPU)]),  # last resort, with a warning
         (ZEN4, [CUDA, CPU], ALL, [("O4", CUDA), ("qint8_avx512_vnni", CPU)]),
         (ZEN4, [CUDA, CPU], ("fp32", "qint8_avx512_vnni"), [("fp32", CUDA), ("qint8_avx512_vnni", CPU)]),
-        (SPR, [OPENVINO, CPU], ALL, [("fp32", OPENVINO), ("qint8_avx512_vnni", CPU)]),
+        (SPR, [OPENVINO, CPU], ALL, [("O2", OPENVINO), ("qint8_avx512_vnni", CPU)]),  # AMX: the fused file in bf16
+        (SPR, [OPENVINO, CPU], ("fp32", "qint8_avx512_vnni"), [("fp32", OPENVINO), ("qint8_avx512_vnni", CPU)]),
         # No AMX: OpenVINO runs the static int8 file (as int8), not bf16; without that file, the CPU choice.
         (ZEN4, [OPENVINO, CPU], ALL, [("qint8_avx512_vnni", OPENVINO), ("qint8_avx512_vnni", CPU)]),
         (ZEN4, [OPENVINO, CPU], ("fp32", "O2", "quint8_avx2"), [("quint8_avx2", CPU)]),
         (HASWELL, [OPENVINO, CPU], ALL, [("quint8_avx2", CPU)]),  # AVX2 only: its own file, on the CPU provider
-        (SPR, [CUDA, OPENVINO, CPU], ALL, [("O4", CUDA), ("fp32", OPENVINO), ("qint8_avx512_vnni", CPU)]),
+        (SPR, [CUDA, OPENVINO, CPU], ALL, [("O4", CUDA), ("O2", OPENVINO), ("qint8_avx512_vnni", CPU)]),
     ],
 )
 def test_auto_plans(feats: CpuFeatures, available: list[str], present: tuple[str, ...], expected: list[tuple[str, str]]) -> None:
@@ -298,13 +299,15 @@ def test_auto_working_cuda_uses_it(default_artifacts: Path, monkeypatch: pytest.
     assert m.variants[emb.variant].precision != "int8"
 
 
-def test_auto_amx_with_openvino_runs_fp32_with_bf16_options(default_artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_amx_with_openvino_runs_the_fused_file_with_bf16_options(default_artifacts: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(ort, "get_available_providers", lambda: [OPENVINO, CPU])
     rec = _Recorder(monkeypatch, pretend={OPENVINO: "works"})
-    emb = Embedder.load(default_artifacts, cpu_features=SPR, verify=False)
-    assert emb.variant == "fp32" and emb.providers[0] == OPENVINO
+    emb = Embedder.load(default_artifacts, cpu_features=SPR, verify=False, cache_dir=tmp_path / "ov-cache")
+    assert emb.variant == "O2" and emb.providers[0] == OPENVINO
     name, opts = rec.calls[0][1][0]
     assert name == OPENVINO and json.loads(opts["load_config"])["CPU"]["INFERENCE_PRECISION_HINT"] == "bf16"
+    assert opts["cache_dir"] == str(tmp_path / "ov-cache") and (tmp_path / "ov-cache").is_dir()
+    assert rec.calls[0][1][1] == CPU  # the CPU provider keeps no OpenVINO option
 
 
 def test_auto_openvino_that_falls_back_takes_the_cpu_choice(default_artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
