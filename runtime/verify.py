@@ -56,11 +56,13 @@ def compute_fingerprints(folder: str | Path) -> dict[str, Any]:
 
 @dataclass
 class VerifyReport:
-    """One line per problem; ``ok`` when there are none."""
+    """One line per problem; ``ok`` when there are none. ``notes`` are facts that are not problems
+    (e.g. an int8 file whose accuracy gates were not run at build time)."""
 
     folder: Path
     problems: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -111,6 +113,9 @@ def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, r
             report.problems.append(f"{v.file}: {e}")
             continue
         report.checked.append(v.file)
+        acc = v.info.get("accuracy")
+        if isinstance(acc, dict) and acc.get("gates_run") is False:
+            report.notes.append(f"{v.file}: the int8 accuracy gates were NOT run at build time ({acc.get('reason', 'skip_gates')})")
         if not run:
             continue
         rec = fp.get(name)
@@ -140,9 +145,11 @@ def format_report(report: VerifyReport) -> str:
     """Human-readable report, one line per file."""
     lines = [f"{report.folder}: {'OK' if report.ok else 'FAILED'} ({len(report.checked)} files checked)"]
     lines += [f"  ok      {c}" for c in report.checked]
+    lines += [f"  NOTE    {n}" for n in report.notes]
     lines += [f"  PROBLEM {p}" for p in report.problems]
     return "\n".join(lines)
 
 
 def report_json(report: VerifyReport) -> str:
-    return json.dumps({"folder": str(report.folder), "ok": report.ok, "checked": report.checked, "problems": report.problems}, indent=2)
+    return json.dumps({"folder": str(report.folder), "ok": report.ok, "checked": report.checked, "notes": report.notes,
+                       "problems": report.problems}, indent=2)
