@@ -357,7 +357,7 @@ def _try_hub(entries: Sequence[tuple[str, str, str]], split: str, tried: list[st
     try:
         return _hub_set(entries, split)
     except (OSError, ValueError) as e:  # offline and not cached, unreachable, or a bad file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
         tried.append(f"the Hugging Face hub ({', '.join(sorted({r for r, _, _ in entries}))}): {type(e).__name__}: {first}")
         logger.info("hub data not available: %s", tried[-1])
         return None
