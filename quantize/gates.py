@@ -60,9 +60,17 @@ class Reference:
     data: dict[str, Any] | None = None  # what judged the gates, for the manifest
 
 
-def _sts_spearman(session: Any, enc: Encoder, rows: list[tuple[float, str, str]]) -> float:
-    a = enc.embed(session, [r[1] for r in rows])
-    b = enc.embed(session, [r[2] for r in rows])
+def _sts_spearman(session: Any, enc: Encoder, rows: list[tuple[float, str, str]], texts: list[str],
+                  emb: npt.NDArray[np.float32]) -> float:
+    """Spearman of the pairs' cosines; sentences already embedded in ``emb`` (rows of ``texts``) are not
+    embedded again (the STS-B test sentences are held-out texts; an embedding does not depend on its batch)."""
+    index = {t: i for i, t in enumerate(texts)}
+    missing = list(dict.fromkeys(t for _, a, b in rows for t in (a, b) if t not in index))
+    if missing:
+        index.update({t: len(texts) + i for i, t in enumerate(missing)})
+        emb = np.concatenate([emb, enc.embed(session, missing)]) if len(texts) else enc.embed(session, missing)
+    a = emb[[index[r[1]] for r in rows]]
+    b = emb[[index[r[2]] for r in rows]]
     return spearman(np.array([r[0] for r in rows]), cosines(a, b))
 
 
@@ -80,11 +88,12 @@ def reference_for(fp32_session: Any, enc: Encoder, data: QuantData | Path) -> Re
     longest = sorted(held, key=len, reverse=True)
     fillers = [" ".join(longest[i::STABILITY_BATCH - 1]) for i in range(STABILITY_BATCH - 1)]  # each past max_length
     probes = held[:: max(1, len(held) // STABILITY_PROBES)][:STABILITY_PROBES]
+    held_emb = enc.embed(fp32_session, held)
     return Reference(
         heldout=held,
-        heldout_emb=enc.embed(fp32_session, held),
+        heldout_emb=held_emb,
         stsb_rows=rows,
-        stsb_spearman=_sts_spearman(fp32_session, enc, rows) if rows else None,
+        stsb_spearman=_sts_spearman(fp32_session, enc, rows, held, held_emb) if rows else None,
         stability_probes=probes,
         stability_fillers=fillers,
         data={"heldout": data.heldout.describe(), "sts_pairs": data.sts.describe() if data.sts is not None else None},
@@ -106,8 +115,9 @@ def measure(session: Any, enc: Encoder, ref: Reference) -> dict[str, Any]:
 
     ``stsb_spearman`` and ``stsb_spearman_fp32`` are None when there are no labelled pairs.
     """
-    cos = cosines(enc.embed(session, ref.heldout), ref.heldout_emb)
-    sp = _sts_spearman(session, enc, ref.stsb_rows) if ref.stsb_rows else None
+    emb = enc.embed(session, ref.heldout)
+    cos = cosines(emb, ref.heldout_emb)
+    sp = _sts_spearman(session, enc, ref.stsb_rows, ref.heldout, emb) if ref.stsb_rows else None
     return {
         "gates_run": True,
         "heldout_sentences": len(ref.heldout),

@@ -303,3 +303,24 @@ def test_build_from_a_calibration_file_without_gate_data(model_only_hub: dict[st
     assert m["build"]["int8_data"]["skip_gates"] is True and m["build"]["int8_data"]["calibration"]["path"] == str(corpus)
     v = run_installed("verify", str(out), env=model_only_hub)
     assert "NOTE    onnx/model_qint8_avx512_vnni.onnx: the int8 accuracy gates were NOT run" in v.stdout and "OK" in v.stdout
+
+
+def test_spearman_reuses_heldout_embeddings_and_embeds_the_rest() -> None:
+    import numpy as np
+
+    from onnxembed.quantize.gates import _sts_spearman, cosines, spearman
+
+    class Enc:  # embeds a text as a fixed pseudo-random vector of its content; counts what it embeds
+        seen: list[str] = []
+
+        def embed(self, session: object, texts: list[str]) -> np.ndarray:
+            self.seen += texts
+            return np.stack([np.random.default_rng(sum(map(ord, t))).normal(size=8) for t in texts]).astype(np.float32)
+
+    enc = Enc()
+    rows = [(float(i % 5), f"left {i}", f"right {i}") for i in range(30)]
+    held = [t for _, a, b in rows[:20] for t in (a, b)]  # the last 10 pairs are not held-out texts
+    got = _sts_spearman(None, enc, rows, held, enc.embed(None, held))
+    assert enc.seen[len(held):] == [t for _, a, b in rows[20:] for t in (a, b)]  # only the missing ones embedded again
+    a, b = enc.embed(None, [r[1] for r in rows]), enc.embed(None, [r[2] for r in rows])
+    assert got == spearman(np.array([r[0] for r in rows]), cosines(a, b))
