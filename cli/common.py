@@ -69,11 +69,15 @@ def print_manifest_summary(folder: Path) -> None:
         if "min_cosine" in val:
             figs.append(f"min cos {val['min_cosine']:.6f}")
         acc = v.info.get("accuracy") or {}
+        if acc.get("gates_run") is False:
+            figs.append("accuracy gates NOT run (--skip-gates)")
         if "mean_cosine" in acc:
             n = acc.get("heldout_sentences")
             on = f" on {n} held-out sentences" if n else " on held-out sentences"
             figs.append(f"mean/min cos vs fp32 {acc['mean_cosine']:.4f}/{acc.get('min_cosine', float('nan')):.4f}{on}")
-        if "stsb_spearman" in acc:
+        if acc.get("q001_cosine") is not None:
+            figs.append(f"0.1% quantile {acc['q001_cosine']:.4f}")
+        if acc.get("stsb_spearman") is not None:
             figs.append(f"STS-B {acc['stsb_spearman']:.2f} (fp32 {acc.get('stsb_spearman_fp32', float('nan')):.2f})")
         if v.info.get("same_as"):
             figs.append(f"same bytes as {v.info['same_as']}")

@@ -28,7 +28,8 @@ def _print_build_table(results: list[Any]) -> None:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     export = need_export()
-    common = dict(variants=args.variants, force=args.force, opset=args.opset, registry=args.registry, progress=progress)
+    common = dict(variants=args.variants, force=args.force, opset=args.opset, registry=args.registry, progress=progress,
+                  calibration=args.calibration, gate_data=args.gate_data, skip_gates=args.skip_gates)
     if args.all or args.models:
         if args.model:
             raise SystemExit("onnxembed build: give either MODEL or --all/--models, not both")
@@ -60,6 +61,14 @@ def _add_build(sub: Any) -> None:
     p.add_argument("--revision", default=None, help="hub revision (overrides models.yaml)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     p.add_argument("--registry", default=None, type=Path, help="another models.yaml (default: the packaged one)")
+    p.add_argument("--calibration", default=None, type=Path, metavar="FILE",
+                   help="int8 calibration texts: .txt (one per line), .jsonl ('text' field) or .parquet ('text' column); "
+                        "best: the corpus you will embed (default: $ONNXEMBED_DATA, else STS-B dev from the HF hub cache)")
+    p.add_argument("--gate-data", default=None, type=Path, metavar="FILE",
+                   help="held-out texts for the int8 gates: .tsv labelled pairs (score, sentence1, sentence2) or plain texts "
+                        "(default: $ONNXEMBED_DATA, else STS-B test + STS12-16 from the HF hub cache)")
+    p.add_argument("--skip-gates", action="store_true",
+                   help="write int8 files without judging them (no gate data needed); the manifest and verify say so")
     p.set_defaults(func=_cmd_build)
 
 
@@ -135,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         return int(args.func(args) or 0)
-    except (CliError, ValueError, TypeError, FileExistsError, FileNotFoundError, RuntimeError) as e:
+    except (CliError, ValueError, TypeError, FileExistsError, FileNotFoundError, RuntimeError, ImportError) as e:
         print(f"onnxembed {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -131,13 +131,20 @@ def _source_digest() -> str:
     return h.hexdigest()
 
 
-def inputs_key(weights_sha256: str, spec: ModelSpec, variants: list[str], opset: int | None) -> str:
+def _data_options(calibration: str | Path | None, gate_data: str | Path | None, skip_gates: bool) -> dict[str, Any]:
+    """The int8 data options as the manifest and the inputs key see them (files by path and sha256)."""
+    return {"calibration": {"path": str(calibration), "sha256": sha256_file(Path(calibration))} if calibration else None,
+            "gate_data": {"path": str(gate_data), "sha256": sha256_file(Path(gate_data))} if gate_data else None,
+            "skip_gates": bool(skip_gates)}
+
+
+def inputs_key(weights_sha256: str, spec: ModelSpec, variants: list[str], opset: int | None, data: dict[str, Any] | None = None) -> str:
     """sha256 of everything that determines a build's outputs: weights, registry entry, tools, code, options."""
     import hashlib
 
     blob = json.dumps(
         {"weights": weights_sha256, "spec": spec.as_dict(), "tools": tool_versions(), "code": _source_digest(),
-         "variants": variants, "opset": opset},
+         "variants": variants, "opset": opset, **({"data": data} if data else {})},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -183,6 +190,9 @@ def build_model(
     opset: int | None = None,
     registry: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    calibration: str | Path | None = None,
+    gate_data: str | Path | None = None,
+    skip_gates: bool = False,
 ) -> BuildResult:
     """Build an artifact folder: fp32 ONNX validated against PyTorch, then the requested variants.
 
@@ -202,6 +212,10 @@ def build_model(
         opset: ONNX opset for the export (None: the exporter's default).
         registry: another ``models.yaml`` to resolve registry names with (None: the packaged one).
         progress: called with a short message as each stage starts.
+        calibration: a file of int8 calibration texts (``--calibration``; ``.txt``, ``.jsonl``, ``.parquet``).
+        gate_data: a file of held-out texts or labelled pairs for the int8 gates (``--gate-data``).
+        skip_gates: write int8 files without judging them (``--skip-gates``); the manifest says so.
+            Where texts come from otherwise: :mod:`onnxembed.quantize.data`.
 
     Returns:
         A :class:`BuildResult` (``status`` built or skipped; failures raise).
@@ -212,6 +226,13 @@ def build_model(
     say = progress or (lambda msg: logger.info("%s", msg))
     out = Path(out)
     wanted = _normalize_variants(variants)
+    int8 = [v for v in wanted if v in INT8_VARIANTS]
+    data_opts = None
+    if int8:
+        from ..quantize.data import resolve_data
+
+        resolve_data(calibration=calibration, gate_data=gate_data, skip_gates=skip_gates)  # fail before the export
+        data_opts = _data_options(calibration, gate_data, skip_gates)
     existing = _existing_key(out) if out.exists() else None
     if out.exists() and existing is None and not force:
         raise FileExistsError(
@@ -225,7 +246,7 @@ def build_model(
     ck = resolve_checkpoint(model, revision=revision, registry=load_registry(registry))
     spec = ck.spec
     weights = weights_sha256(ck.path)
-    key = inputs_key(weights, spec, wanted, opset)
+    key = inputs_key(weights, spec, wanted, opset, data_opts)
     if existing == key and not force:
         say(f"{model}: up to date (inputs unchanged), skipped")
         return BuildResult(spec.name, out, "skipped", time.perf_counter() - started, "inputs unchanged", _variant_summary(out))
@@ -250,7 +271,7 @@ def build_model(
             from .variants import add_variants
 
             say(f"{model}: building {', '.join(rest)}")
-            add_variants(work, manifest, rest, gates=dict(spec.gates))
+            add_variants(work, manifest, rest, gates=dict(spec.gates), calibration=calibration, gate_data=gate_data, skip_gates=skip_gates)
         manifest["files"] = _record_files(work)
         say(f"{model}: recording fingerprints")
         _add_fingerprints(work, manifest)
@@ -259,6 +280,7 @@ def build_model(
             "opset": opset,
             "registry": str(registry) if registry else "packaged models.yaml",
             "inputs_key": key,
+            **({"int8_data": data_opts} if data_opts else {}),
             "seconds": round(time.perf_counter() - started, 2),
         }
         (work / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -300,6 +322,9 @@ def build_models(
     opset: int | None = None,
     registry: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    calibration: str | Path | None = None,
+    gate_data: str | Path | None = None,
+    skip_gates: bool = False,
 ) -> list[BuildResult]:
     """Build several models into ``outroot/NAME/`` and write ``outroot/build-report.json``.
 
@@ -312,7 +337,8 @@ def build_models(
         out = outroot / name
         t0 = time.perf_counter()
         try:
-            results.append(build_model(name, out, variants=variants, force=force, opset=opset, registry=registry, progress=progress))
+            results.append(build_model(name, out, variants=variants, force=force, opset=opset, registry=registry, progress=progress,
+                                       calibration=calibration, gate_data=gate_data, skip_gates=skip_gates))
         except Exception as e:  # noqa: BLE001 - reported per model, the others go on
             results.append(BuildResult(name, out, "failed", time.perf_counter() - t0, f"{type(e).__name__}: {e}"))
             if progress:

@@ -68,7 +68,16 @@ def validate_fused(level: str, fused: Path, fp32: Path, enc: Any) -> tuple[dict[
     return figures, fails
 
 
-def add_variants(workdir: Path, manifest: dict[str, Any], variants: list[str], *, gates: dict[str, float] | None = None) -> None:
+def add_variants(
+    workdir: Path,
+    manifest: dict[str, Any],
+    variants: list[str],
+    *,
+    gates: dict[str, float] | None = None,
+    calibration: str | Path | None = None,
+    gate_data: str | Path | None = None,
+    skip_gates: bool = False,
+) -> None:
     """Write ``onnx/model_<X>.onnx`` for each requested variant and record it in ``manifest['variants']``.
 
     Args:
@@ -76,6 +85,8 @@ def add_variants(workdir: Path, manifest: dict[str, Any], variants: list[str], *
         manifest: the manifest dict being built (name, architecture, hidden_size, num_heads, pooling, ...).
         variants: any of ``O1``..``O4``, ``qint8_avx512_vnni``, ``quint8_avx2``, ``qint8_arm64``.
         gates: int8 gate overrides from models.yaml (defaults: :data:`onnxembed.quantize.DEFAULT_GATES`).
+        calibration, gate_data, skip_gates: where the int8 texts come from (see
+            :func:`onnxembed.quantize.quantize_model`).
 
     Raises:
         ValidationError: a fused file differs from fp32 beyond its threshold or an int8 file fails a
@@ -112,7 +123,8 @@ def add_variants(workdir: Path, manifest: dict[str, Any], variants: list[str], *
                 seconds=round(time.perf_counter() - t0, 2),
             )
         else:
-            r = quantize_model(workdir, INT8_VARIANTS[v], manifest=manifest, gates=gates, check=False)
+            r = quantize_model(workdir, INT8_VARIANTS[v], manifest=manifest, gates=gates, check=False,
+                               calibration=calibration, gate_data=gate_data, skip_gates=skip_gates)
             failures += [f"{v}: {f}" for f in r.failures]
             manifest["variants"][v] = variant_entry(
                 workdir, variant_file(v), "int8", "cpu", cpu_feature=get_preset(r.preset).cpu_feature,

@@ -2,7 +2,8 @@
 
 The recipe, chosen by measurement on all-MiniLM-L6-v2 (see ``benchmarks/quant_recipes.py``):
 
-1. Calibrate on STS-B *dev* sentences: per-channel min/max of every weight MatMul's input over the
+1. Calibrate on STS-B *dev* sentences, or the user's own texts (:mod:`onnxembed.quantize.data` says
+   where texts come from; none is ever a held-out text): per-channel min/max of every weight MatMul's input over the
    real tokens (padding excluded).
 2. Static QDQ on the plain graph: uint8 per-tensor activations with fixed scales (so an embedding does
    not depend on its batch neighbours), int8 per-channel weights, SmoothQuant scaling; the
@@ -10,7 +11,8 @@ The recipe, chosen by measurement on all-MiniLM-L6-v2 (see ``benchmarks/quant_re
    ``alpha`` is picked among a few values by cosine to fp32 on other dev sentences.
 3. If the dev figures are still under the gates, keep the most sensitive MatMuls in fp32, one at a time,
    ranked by each MatMul's own quantization error on the calibration activations (bounded).
-4. Check the gates on held-out data (STS12-16/SICK-R sentences, STS-B test) and record everything.
+4. Check the gates on held-out data (all unique STS-B test and STS12-16 sentences, STS-B test pairs)
+   and record everything, including which texts calibrated and which judged the gates.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from typing import Any, Sequence
 
 from ..errors import ValidationError
 from ..manifest import sha256_file
-from .calibrate import Encoder, collect_stats, data_dir as find_data_dir, make_session, read_sts, unique_sentences
+from .calibrate import Encoder, collect_stats, make_session
+from .data import QuantData, resolve_data, texts_sha256
 from .gates import Reference, check_gates, cosines, measure, reference_for
 from .presets import get_preset, merge_gates
 from .qdq import ActStats, QuantScheme, node_sensitivity, quantizable_matmuls, quantize_graph
@@ -67,7 +70,7 @@ class _Context:
     calib_texts: list[str]
     selection: list[str]
     selection_ref: Any
-    data: Path
+    data: QuantData
     fp32_session: Any
     reference: Reference | None = None
     # (scheme, gates, alphas, max_fp32_nodes) -> (model, search, accuracy): presets with the same
@@ -78,16 +81,16 @@ class _Context:
 _CONTEXTS: dict[str, _Context] = {}
 
 
-def _context(fp32_path: Path, model_dir: Path, manifest: dict[str, Any], data: Path) -> _Context:
+def _context(fp32_path: Path, model_dir: Path, manifest: dict[str, Any], data: QuantData) -> _Context:
     import onnx
 
-    key = hashlib.sha256(f"{sha256_file(fp32_path)}|{data.resolve()}|{json.dumps(manifest.get('input_names'))}".encode()).hexdigest()
+    held = texts_sha256(data.heldout.texts) if data.heldout is not None else "-"
+    key = hashlib.sha256(f"{sha256_file(fp32_path)}|{data.key}|{held}|{json.dumps(manifest.get('input_names'))}".encode()).hexdigest()
     if key in _CONTEXTS:
         return _CONTEXTS[key]
     model = onnx.load(str(fp32_path))
     enc = Encoder(model_dir, manifest)
-    dev_path = data / "sts" / "stsb-dev.tsv"
-    dev = unique_sentences(read_sts(dev_path))
+    dev = list(data.calibration.texts)
     step = max(1, len(dev) // (CALIBRATION_SENTENCES + SELECTION_SENTENCES))
     spread = dev[::step]
     calib, selection = spread[0::2][:CALIBRATION_SENTENCES], spread[1::2][:SELECTION_SENTENCES]
@@ -98,7 +101,7 @@ def _context(fp32_path: Path, model_dir: Path, manifest: dict[str, Any], data: P
         model=model,
         enc=enc,
         stats=stats,
-        calib_info={"file": "sts/stsb-dev.tsv", "sha256": sha256_file(dev_path), "sentences": len(calib),
+        calib_info={**data.calibration.describe(), "overlap_removed": data.overlap_removed, "sentences": len(calib),
                     "selection_sentences": len(selection), "statistic": "per-channel min/max over non-padding tokens"},
         calib_texts=calib,
         selection=selection,
@@ -170,6 +173,9 @@ def quantize_model(
     manifest: dict[str, Any] | None = None,
     gates: dict[str, float] | None = None,
     data_dir: str | Path | None = None,
+    calibration: str | Path | None = None,
+    gate_data: str | Path | None = None,
+    skip_gates: bool = False,
     smooth_alphas: Sequence[float] = SMOOTH_ALPHAS,
     max_fp32_nodes: int = MAX_FP32_NODES,
     check: bool = True,
@@ -184,7 +190,15 @@ def quantize_model(
         manifest: the manifest dict (pooling, normalize, input_names, max_length); default read from
             ``model_dir/manifest.json``.
         gates: overrides of :data:`~onnxembed.quantize.DEFAULT_GATES`.
-        data_dir: the folder holding ``sts/*.tsv`` (default: ``$ONNXEMBED_DATA`` or beside the repository).
+        data_dir: a folder holding ``sts/*.tsv`` (takes precedence over ``$ONNXEMBED_DATA``; see
+            :mod:`onnxembed.quantize.data` for the order in which texts are looked for).
+        calibration: a file of calibration texts (``--calibration``): ``.txt`` one per line, ``.jsonl``
+            with a ``text`` field, ``.parquet`` with a ``text`` column. The corpus you will embed is the
+            best calibration there is.
+        gate_data: a file of held-out texts for the gates (``--gate-data``): a ``.tsv`` of labelled
+            pairs (``score/sentence1/sentence2``: cosine and Spearman gates) or plain texts (cosine gates).
+        skip_gates: write the int8 file without gate texts (``--skip-gates``); ``accuracy`` then says
+            ``gates_run: False``. Without it, no gate texts anywhere is an error before anything is written.
         smooth_alphas: SmoothQuant strengths to try, in order.
         max_fp32_nodes: at most this many MatMuls are kept in fp32.
         check: raise :class:`~onnxembed.errors.ValidationError` when a gate fails (the file is still written).
@@ -210,7 +224,7 @@ def quantize_model(
     fp32_path = model_dir / "onnx" / "model.onnx"
     if not fp32_path.is_file():
         raise FileNotFoundError(f"{fp32_path} not found; int8 variants are made from the fp32 export (onnxembed build)")
-    data = find_data_dir(data_dir)
+    data = resolve_data(calibration=calibration, gate_data=gate_data, data_dir=data_dir, skip_gates=skip_gates)
     ctx = _context(fp32_path, model_dir, manifest, data)
     key = (p.scheme, tuple(sorted(g.items())), tuple(smooth_alphas), max_fp32_nodes)
     if key in ctx.done:
@@ -228,12 +242,15 @@ def quantize_model(
 
     acc: dict[str, Any] = {}
     failures: list[str] = []
-    if evaluate and cached_acc:
+    if skip_gates:
+        acc = {"gates_run": False, "reason": "skipped on request (skip_gates=True, --skip-gates): no held-out texts judged this file"}
+        logger.warning("%s: written WITHOUT accuracy gates (skip_gates)", p.variant)
+    elif evaluate and cached_acc:
         acc = dict(cached_acc)
         failures = check_gates(acc, g)
     elif evaluate:
         if ctx.reference is None:
-            ctx.reference = reference_for(ctx.fp32_session, ctx.enc, data)
+            ctx.reference = reference_for(ctx.fp32_session, ctx.enc, ctx.data)
         acc = measure(make_session(dst), ctx.enc, ctx.reference)
         failures = check_gates(acc, g)
         acc["gates_passed"] = not failures

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,22 +13,25 @@ import numpy.typing as npt
 from ..pooling import pool
 from .qdq import ActStats
 
-__all__ = ["data_dir", "read_sts", "unique_sentences", "heldout_sentences", "Encoder", "collect_stats", "pool"]
+__all__ = ["data_dir", "read_sts", "unique_sentences", "Encoder", "collect_stats", "pool"]
 
 logger = logging.getLogger(__name__)
 
-HELDOUT_FILES = ("sts12.tsv", "sts13.tsv", "sts14.tsv", "sts15.tsv", "sts16.tsv", "sick-r.tsv")
-
-
 def data_dir(override: str | Path | None = None) -> Path:
-    """The shared evaluation data folder: ``override``, ``$ONNXEMBED_DATA``, or ``shared/data`` beside the repository."""
-    for cand in (override, os.environ.get("ONNXEMBED_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data"):
-        if cand and (Path(cand) / "sts" / "stsb-dev.tsv").is_file():
-            return Path(cand)
-    raise FileNotFoundError(
-        "int8 calibration needs the STS data (sts/stsb-dev.tsv, sts/stsb-test.tsv, ...); not found in "
-        f"{override or '$ONNXEMBED_DATA'} nor beside the repository; pass data_dir= or set ONNXEMBED_DATA"
-    )
+    """The local STS data folder: ``override``, ``$ONNXEMBED_DATA``, or ``shared/data`` beside a source checkout.
+
+    (For benchmarks; the build resolves its texts with :func:`onnxembed.quantize.data.resolve_data`,
+    which also knows user files and the Hugging Face hub.)
+    """
+    from .data import DATA_ENV, LOCAL_FILES, _local_folder
+
+    found = _local_folder(override)
+    if found is None:
+        raise FileNotFoundError(
+            f"no local STS data folder: ${DATA_ENV} is unset and there is no shared/data beside a source checkout; "
+            f"set {DATA_ENV} to a folder holding {', '.join(LOCAL_FILES)}"
+        )
+    return found[0]
 
 
 def read_sts(path: Path) -> list[tuple[float, str, str]]:
@@ -48,18 +50,6 @@ def unique_sentences(rows: Sequence[tuple[float, str, str]]) -> list[str]:
             if t.strip():
                 seen.setdefault(t, None)
     return list(seen)
-
-
-def heldout_sentences(root: Path, n: int = 500) -> list[str]:
-    """``n`` fixed sentences spread over STS12-16 and SICK-R (never STS-B): the held-out accuracy set."""
-    pools = [unique_sentences(read_sts(root / "sts" / f)) for f in HELDOUT_FILES]
-    out: dict[str, None] = {}
-    for i in range(max(len(p) for p in pools)):
-        for p in pools:
-            out.setdefault(p[(i * 37) % len(p)], None)  # a stride through each file, not its first rows
-        if len(out) >= n:
-            break
-    return list(out)[:n]
 
 
 class Encoder:

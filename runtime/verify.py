@@ -57,13 +57,15 @@ def compute_fingerprints(folder: str | Path) -> dict[str, Any]:
 
 @dataclass
 class VerifyReport:
-    """One line per problem; ``ok`` when there are none."""
+    """One line per problem; ``ok`` when there are none. ``notes`` are facts that are not problems
+    (e.g. an int8 file whose accuracy gates were not run at build time)."""
 
     folder: Path
     problems: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
     # file -> why its fingerprint was not compared (sha256 still checked), e.g. "needs CUDA"
     not_run: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -110,6 +112,9 @@ def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, r
             continue
         label = f"{v.file} (as {name})" if v.info.get("same_as") else v.file
         report.checked.append(label)
+        acc = v.info.get("accuracy")
+        if isinstance(acc, dict) and acc.get("gates_run") is False:
+            report.notes.append(f"{v.file}: the int8 accuracy gates were NOT run at build time ({acc.get('reason', 'skip_gates')})")
         if not run:
             report.not_run[label] = "--no-run"
             continue
@@ -144,10 +149,11 @@ def format_report(report: VerifyReport) -> str:
     for c in report.checked:
         why = report.not_run.get(c)
         lines.append(f"  ok      {c}" + (f" (sha256 ok; fingerprint not checked: {why})" if why else ""))
+    lines += [f"  NOTE    {n}" for n in report.notes]
     lines += [f"  PROBLEM {p}" for p in report.problems]
     return "\n".join(lines)
 
 
 def report_json(report: VerifyReport) -> str:
     return json.dumps({"folder": str(report.folder), "ok": report.ok, "checked": report.checked,
-                       "fingerprint_not_checked": report.not_run, "problems": report.problems}, indent=2)
+                       "fingerprint_not_checked": report.not_run, "notes": report.notes, "problems": report.problems}, indent=2)

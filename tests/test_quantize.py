@@ -82,8 +82,15 @@ def test_word_embedding_table_is_int8_per_row(tiny_bert: tuple[Path, dict], tiny
 def test_recipe_and_accuracy_recorded(tiny_quantized) -> None:  # type: ignore[no-untyped-def]
     r = tiny_quantized
     assert r.path.name == "model_qint8_avx512_vnni.onnx" and r.variant == "qint8_avx512_vnni"
-    assert r.recipe["calibration"]["file"] == "sts/stsb-dev.tsv" and r.recipe["calibration"]["sentences"] > 100
-    assert set(r.accuracy) >= {"mean_cosine", "min_cosine", "stsb_spearman", "stsb_spearman_fp32", "batch_stability_min_cosine"}
+    calib = r.recipe["calibration"]
+    assert calib["source"].startswith("shared/data:") and calib["split"] == "validation" and calib["sentences"] > 100
+    assert list(calib["files"]) == ["sts/stsb-dev.tsv"] and len(calib["sha256"]) == 64 and calib["overlap_removed"] > 0
+    assert set(r.accuracy) >= {"mean_cosine", "min_cosine", "q001_cosine", "stsb_spearman", "stsb_spearman_fp32", "batch_stability_min_cosine"}
+    assert r.accuracy["min_cosine"] <= r.accuracy["q001_cosine"] <= r.accuracy["mean_cosine"]
+    held = r.accuracy["data"]["heldout"]
+    assert held["texts"] == r.accuracy["heldout_sentences"] >= 5000 and held["split"] == "test"
+    assert sorted(held["files"]) == ["sts/sts12.tsv", "sts/sts13.tsv", "sts/sts14.tsv", "sts/sts15.tsv", "sts/sts16.tsv", "sts/stsb-test.tsv"]
+    assert r.accuracy["data"]["sts_pairs"]["pairs"] == 1379  # STS-B test
     # static activation scales: a text's embedding does not depend on its batch neighbours
     assert r.accuracy["batch_stability_min_cosine"] >= 0.9999
 
@@ -222,14 +229,14 @@ def test_integer_ops_on_a_fused_graph(tiny_bert: tuple[Path, dict], tmp_path: Pa
     assert got.shape == ref.shape and np.isfinite(got).all()
 
 
-def test_missing_calibration_data_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from onnxembed.quantize import calibrate
+def test_missing_local_data_folder_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from onnxembed.quantize import calibrate, data
 
     monkeypatch.delenv("ONNXEMBED_DATA", raising=False)
-    monkeypatch.setattr(calibrate, "__file__", str(tmp_path / "site" / "quantize" / "calibrate.py"))  # no shared/data beside it
+    monkeypatch.setattr(data, "_repo_data", lambda: None)  # as an installed package: no shared/data beside it
     with pytest.raises(FileNotFoundError, match="ONNXEMBED_DATA") as e:
         calibrate.data_dir()
     assert "sts/stsb-dev.tsv" in str(e.value)
     monkeypatch.setenv("ONNXEMBED_DATA", str(tmp_path / "empty"))
-    with pytest.raises(FileNotFoundError, match="stsb-dev"):
+    with pytest.raises(ValueError, match=r"\$ONNXEMBED_DATA is .*empty.*not a folder"):
         calibrate.data_dir()

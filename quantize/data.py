@@ -1,0 +1,458 @@
+"""Where the int8 build's texts come from: calibration texts, and the held-out texts that judge the gates.
+
+Each of the two is taken from the first source that has it (the precedence):
+
+1. an explicit option: ``calibration=FILE`` / ``--calibration FILE``, ``gate_data=FILE`` / ``--gate-data FILE``;
+2. ``data_dir=DIR`` (Python only), then ``$ONNXEMBED_DATA``: a local folder in the ``sts/*.tsv`` layout
+   (see :data:`LOCAL_FILES`). Set but wrong is an error naming the variable, never silently skipped;
+3. ``shared/data`` beside a source checkout (a folder with ``pyproject.toml`` whose parent holds
+   ``shared/data``): the repository's own tests and CI. An installed package never looks there;
+4. the Hugging Face hub, through its cache (so ``HF_HUB_OFFLINE=1`` works once cached): STS-B
+   validation from ``mteb/stsbenchmark-sts`` calibrates, STS-B test and STS12-16 test
+   (``mteb/sts1X-sts``) judge the gates.
+
+Calibration texts never overlap the held-out texts: any calibration text equal to a held-out text
+(compared lower-cased with punctuation and spaces removed, so MTEB's tokenized copies match the raw
+text) is dropped before calibrating, and the count is recorded. No STS text ships in the package
+(their licences include share-alike and non-commercial parts): it is read from the user's disk or the
+hub cache only.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+__all__ = [
+    "DATA_ENV", "HUB_CALIBRATION", "HUB_HELDOUT", "HUB_STS_PAIRS", "LOCAL_FILES", "MIN_CALIBRATION_TEXTS",
+    "GateDataMissing", "QuantData", "TextSet", "read_texts", "resolve_data", "texts_sha256", "text_key",
+]
+
+logger = logging.getLogger(__name__)
+
+DATA_ENV = "ONNXEMBED_DATA"
+MIN_CALIBRATION_TEXTS = 16
+
+# (repo id, file in the dataset repository, split): the layout of the MTEB STS datasets (gzipped JSON
+# lines with ``sentence1``, ``sentence2``, ``score`` 0-5; STS12-16 text is SentEval's tokenized, lower-cased copy).
+HUB_CALIBRATION: tuple[tuple[str, str, str], ...] = (("mteb/stsbenchmark-sts", "validation.jsonl.gz", "validation"),)
+HUB_STS_PAIRS: tuple[str, str, str] = ("mteb/stsbenchmark-sts", "test.jsonl.gz", "test")
+HUB_HELDOUT: tuple[tuple[str, str, str], ...] = (
+    HUB_STS_PAIRS,
+    ("mteb/sts12-sts", "test.jsonl.gz", "test"),
+    ("mteb/sts13-sts", "test.jsonl.gz", "test"),
+    ("mteb/sts14-sts", "test.jsonl.gz", "test"),
+    ("mteb/sts15-sts", "test.jsonl.gz", "test"),
+    ("mteb/sts16-sts", "test.jsonl.gz", "test"),
+)
+HUB_REVISION = "main"
+
+# A local data folder (``$ONNXEMBED_DATA``, ``shared/data``): header ``score<TAB>sentence1<TAB>sentence2``.
+LOCAL_CALIBRATION = ("sts/stsb-dev.tsv",)
+LOCAL_STS_PAIRS = "sts/stsb-test.tsv"
+LOCAL_HELDOUT = (LOCAL_STS_PAIRS, "sts/sts12.tsv", "sts/sts13.tsv", "sts/sts14.tsv", "sts/sts15.tsv", "sts/sts16.tsv")
+LOCAL_FILES = LOCAL_CALIBRATION + LOCAL_HELDOUT
+
+Pair = tuple[float, str, str]
+
+
+class GateDataMissing(FileNotFoundError):
+    """No held-out texts were found to judge the int8 gates (and ``skip_gates`` was not given)."""
+
+
+def texts_sha256(texts: Sequence[str]) -> str:
+    """sha256 of the texts as a JSON array (UTF-8, ``ensure_ascii=False``): the identity the manifest records."""
+    return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def text_key(text: str) -> str:
+    """The overlap key: lower-cased, punctuation and whitespace removed (``"Don't"`` and ``"do n't"`` match)."""
+    return _NON_WORD.sub("", text.lower())
+
+
+def _unique(texts: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for t in texts:
+        if t.strip():
+            seen.setdefault(t, None)
+    return list(seen)
+
+
+@dataclass(frozen=True)
+class TextSet:
+    """Texts from one source: unique, first-occurrence order; ``pairs`` when the source is labelled.
+
+    Attributes:
+        texts: the unique non-blank texts (both sentences of each pair, for a pairs source).
+        pairs: ``(score, sentence1, sentence2)`` rows (empty for plain texts).
+        source: where they came from (``file:PATH``, ``$ONNXEMBED_DATA:DIR``, ``shared/data:DIR``,
+            ``hf://datasets/REPO@COMMIT``; several joined by ``+``).
+        split: ``validation``, ``test``, ``user`` (a file the user gave).
+        files: sha256 of each file read, by name.
+    """
+
+    texts: tuple[str, ...]
+    pairs: tuple[Pair, ...] = ()
+    source: str = ""
+    split: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records: source, split, count, sha256 (of the texts, see :func:`texts_sha256`)."""
+        out: dict[str, Any] = {"source": self.source, "split": self.split, "texts": len(self.texts), "sha256": texts_sha256(self.texts)}
+        if self.pairs:
+            out["pairs"] = len(self.pairs)
+        out["files"] = dict(self.files)
+        return out
+
+
+@dataclass(frozen=True)
+class QuantData:
+    """The resolved texts of one int8 build.
+
+    Attributes:
+        calibration: the calibration texts, already without any held-out text.
+        heldout: the texts the cosine gates are judged on (None: gates skipped).
+        sts: labelled pairs for the Spearman-drop gate (None: no labelled pairs; that gate is not run).
+        overlap_removed: calibration texts dropped because they are also held-out texts.
+    """
+
+    calibration: TextSet
+    heldout: TextSet | None
+    sts: TextSet | None
+    overlap_removed: int = 0
+
+    @property
+    def key(self) -> str:
+        """Identity of the calibration texts (the calibration statistics depend on nothing else)."""
+        return texts_sha256(self.calibration.texts)
+
+
+# --- reading files -------------------------------------------------------------------------------
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    for suffix, kind in ((".jsonl.gz", "jsonl"), (".jsonl", "jsonl"), (".parquet", "parquet"), (".tsv", "tsv"), (".tsv.gz", "tsv")):
+        if name.endswith(suffix):
+            return kind
+    return "txt"
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.name.lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")  # type: ignore[return-value]
+    return open(path, encoding="utf-8", newline="")  # type: ignore[return-value]
+
+
+def _records(path: Path, rows: Iterable[dict[str, Any]], text_field: str) -> tuple[list[str], list[Pair]]:
+    """Texts and labelled pairs from dict rows: ``text_field``, or ``sentence1``/``sentence2`` (+ ``score``)."""
+    texts: list[str] = []
+    pairs: list[Pair] = []
+    for i, row in enumerate(rows, 1):
+        if text_field in row:
+            value = row[text_field]
+            if not isinstance(value, str):
+                raise ValueError(f"{path}: row {i}: field {text_field!r} is {type(value).__name__}; expected a string")
+            texts.append(value)
+        elif "sentence1" in row and "sentence2" in row:
+            a, b = row["sentence1"], row["sentence2"]
+            if not isinstance(a, str) or not isinstance(b, str):
+                raise ValueError(f"{path}: row {i}: sentence1/sentence2 must be strings")
+            texts += [a, b]
+            if row.get("score") is not None:
+                pairs.append((float(row["score"]), a, b))
+        else:
+            raise ValueError(
+                f"{path}: row {i} has fields {sorted(row)}; expected a {text_field!r} field (or sentence1, sentence2 and score)"
+            )
+    if pairs and len(pairs) * 2 != len(texts):
+        pairs = []  # mixed rows: use the texts, not a partial pair set
+    return texts, pairs
+
+
+def _read_jsonl(path: Path, text_field: str) -> tuple[list[str], list[Pair]]:
+    def rows() -> Iterable[dict[str, Any]]:
+        with _open_text(path) as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}: line {i} is not JSON ({e.msg}); expected one JSON object per line") from e
+                if not isinstance(obj, dict):
+                    raise ValueError(f"{path}: line {i} is a JSON {type(obj).__name__}; expected an object with a {text_field!r} field")
+                yield obj
+
+    return _records(path, rows(), text_field)
+
+
+def _read_parquet(path: Path, text_field: str) -> tuple[list[str], list[Pair]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise ImportError("pip install pyarrow  (reading parquet calibration or gate files needs pyarrow)") from e
+    table = pq.read_table(path)
+    cols = set(table.column_names)
+    if text_field in cols:
+        return _records(path, ({text_field: t} for t in table.column(text_field).to_pylist()), text_field)
+    if {"sentence1", "sentence2"} <= cols:
+        names = [c for c in ("sentence1", "sentence2", "score") if c in cols]
+        data = {c: table.column(c).to_pylist() for c in names}
+        return _records(path, (dict(zip(names, vals)) for vals in zip(*data.values())), text_field)
+    raise ValueError(f"{path}: parquet columns {sorted(cols)}; expected a {text_field!r} column (or sentence1, sentence2 and score)")
+
+
+def _read_tsv(path: Path) -> tuple[list[str], list[Pair]]:
+    with _open_text(path) as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header != ["score", "sentence1", "sentence2"]:
+            raise ValueError(f"{path}: header {header}; expected 'score<TAB>sentence1<TAB>sentence2' (labelled pairs, no quoting)")
+        pairs = []
+        for i, r in enumerate(reader, 2):
+            if len(r) != 3:
+                raise ValueError(f"{path}: line {i} has {len(r)} TAB-separated fields; expected 3 (score, sentence1, sentence2)")
+            try:
+                pairs.append((float(r[0]), r[1], r[2]))
+            except ValueError as e:
+                raise ValueError(f"{path}: line {i}: score {r[0]!r} is not a number") from e
+    return [t for _, a, b in pairs for t in (a, b)], pairs
+
+
+def read_texts(path: str | Path, *, text_field: str = "text") -> tuple[list[str], list[Pair]]:
+    """Texts (and labelled pairs, if any) from a file, by its extension.
+
+    - ``.txt`` (or anything else): one text per line; blank lines skipped.
+    - ``.jsonl`` / ``.jsonl.gz``: one JSON object per line with a ``text`` field (or ``sentence1``,
+      ``sentence2`` and ``score``: labelled pairs).
+    - ``.parquet``: a ``text`` column (or ``sentence1``, ``sentence2``, ``score``); needs ``pyarrow``.
+    - ``.tsv``: labelled pairs, header ``score<TAB>sentence1<TAB>sentence2``, no quoting.
+
+    Returns:
+        ``(texts, pairs)``: the texts in file order (duplicates kept), and the ``(score, s1, s2)`` rows
+        (empty unless every row is a labelled pair).
+
+    >>> texts, pairs = read_texts("corpus.txt")  # doctest: +SKIP
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file; expected a .txt (one text per line), .jsonl or .parquet file, or a .tsv of labelled pairs")
+    kind = _kind(p)
+    if kind == "jsonl":
+        texts, pairs = _read_jsonl(p, text_field)
+    elif kind == "parquet":
+        texts, pairs = _read_parquet(p, text_field)
+    elif kind == "tsv":
+        texts, pairs = _read_tsv(p)
+    else:
+        with _open_text(p) as f:
+            texts, pairs = [line.rstrip("\r\n") for line in f], []
+    if not any(t.strip() for t in texts):
+        raise ValueError(f"{p}: no texts found; expected at least one non-blank text")
+    return texts, pairs
+
+
+def _file_set(path: str | Path, split: str) -> TextSet:
+    p = Path(path).resolve()
+    texts, pairs = read_texts(p)
+    return TextSet(tuple(_unique(texts)), tuple(pairs), f"file:{p}", split, {p.name: _sha256_file(p)})
+
+
+def _merge(sets: Sequence[TextSet], source: str, split: str) -> TextSet:
+    files: dict[str, str] = {}
+    for s in sets:
+        files.update(s.files)
+    return TextSet(tuple(_unique(t for s in sets for t in s.texts)), tuple(p for s in sets for p in s.pairs), source, split, files)
+
+
+# --- local folders -------------------------------------------------------------------------------
+
+
+def _repo_data() -> Path | None:
+    """``shared/data`` beside a source checkout, or None (an installed package never has one)."""
+    repo = Path(__file__).resolve().parents[1]
+    cand = repo.parent / "shared" / "data"
+    if (repo / "pyproject.toml").is_file() and cand.is_dir():
+        return cand
+    return None
+
+
+def _check_folder(root: Path, what: str) -> Path:
+    if not root.is_dir():
+        raise ValueError(f"{what} is {str(root)!r}, which is not a folder; expected a folder holding {', '.join(LOCAL_FILES)} (or unset it)")
+    missing = [f for f in LOCAL_FILES if not (root / f).is_file()]
+    if missing:
+        raise ValueError(f"{what} is {str(root)!r}, which lacks {', '.join(missing)}; expected {', '.join(LOCAL_FILES)} (or unset it)")
+    return root
+
+
+def _local_folder(data_dir: str | Path | None) -> tuple[Path, str] | None:
+    """The local data folder and its label, by precedence: ``data_dir``, ``$ONNXEMBED_DATA``, ``shared/data``."""
+    if data_dir is not None:
+        return _check_folder(Path(data_dir), "data_dir"), "data_dir"
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return _check_folder(Path(env), f"${DATA_ENV}"), f"${DATA_ENV}"
+    repo = _repo_data()
+    if repo is not None and all((repo / f).is_file() for f in LOCAL_FILES):
+        return repo, "shared/data"
+    return None
+
+
+def _local_set(root: Path, label: str, files: Sequence[str], split: str) -> TextSet:
+    sets = [_file_set(root / f, split) for f in files]
+    sts = _merge(sets, f"{label}:{root.resolve()}", split)
+    return TextSet(sts.texts, sts.pairs, sts.source, split, {f: s.files[Path(f).name] for f, s in zip(files, sets)})
+
+
+# --- the Hugging Face hub ------------------------------------------------------------------------
+
+
+def _hub_file(repo: str, filename: str) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(repo, filename, repo_type="dataset", revision=HUB_REVISION))
+
+
+def _commit_of(path: Path) -> str:
+    """The snapshot folder's name: the commit the cached file belongs to."""
+    parts = path.parts
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else "?"
+
+
+def _hub_set(entries: Sequence[tuple[str, str, str]], split: str) -> TextSet:
+    """Texts of hub dataset files (all of them, or an OSError/ValueError naming the first missing one)."""
+    sets, sources = [], []
+    for repo, filename, _ in entries:
+        path = _hub_file(repo, filename)
+        texts, pairs = _read_jsonl(path, "text")
+        sets.append(TextSet(tuple(_unique(texts)), tuple(pairs), "", split, {f"{repo}/{filename}": _sha256_file(path)}))
+        sources.append(f"hf://datasets/{repo}@{_commit_of(path)}/{filename}")
+    return _merge(sets, "+".join(sources), split)
+
+
+def _try_hub(entries: Sequence[tuple[str, str, str]], split: str, tried: list[str]) -> TextSet | None:
+    try:
+        return _hub_set(entries, split)
+    except (OSError, ValueError) as e:  # offline and not cached, unreachable, or a bad file
+        first = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
+        tried.append(f"the Hugging Face hub ({', '.join(sorted({r for r, _, _ in entries}))}): {type(e).__name__}: {first}")
+        logger.info("hub data not available: %s", tried[-1])
+        return None
+
+
+# --- resolving -----------------------------------------------------------------------------------
+
+
+def _no_overlap(calibration: TextSet, heldout: TextSet | None) -> tuple[TextSet, int]:
+    if heldout is None:
+        return calibration, 0
+    held = {text_key(t) for t in heldout.texts}
+    kept = tuple(t for t in calibration.texts if text_key(t) not in held)
+    removed = len(calibration.texts) - len(kept)
+    if removed:
+        logger.info("dropped %d calibration texts that are also held-out texts", removed)
+    if len(kept) < MIN_CALIBRATION_TEXTS:
+        raise ValueError(
+            f"calibration: {len(kept)} texts left after removing the {removed} that are also held-out gate texts "
+            f"(source {calibration.source}); expected at least {MIN_CALIBRATION_TEXTS}; give calibration texts other than the gate texts"
+        )
+    if {text_key(t) for t in kept} & held:  # an invariant of the filter above, checked where it matters
+        raise RuntimeError("calibration texts overlap the held-out gate texts")
+    return TextSet(kept, (), calibration.source, calibration.split, calibration.files), removed
+
+
+def resolve_data(
+    *,
+    calibration: str | Path | None = None,
+    gate_data: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    skip_gates: bool = False,
+) -> QuantData:
+    """Find the calibration texts and the gate texts, by the precedence in this module's docstring.
+
+    Args:
+        calibration: a file of calibration texts (``--calibration``; see :func:`read_texts`).
+        gate_data: a file of held-out texts for the gates (``--gate-data``): labelled pairs (``.tsv``
+            ``score/sentence1/sentence2``, or jsonl/parquet with those fields) give the cosine gates and
+            the Spearman-drop gate; plain texts give the cosine gates only.
+        data_dir: a local folder in the ``sts/*.tsv`` layout (takes precedence over ``$ONNXEMBED_DATA``).
+        skip_gates: do not look for gate texts (``--skip-gates``); ``heldout`` is then None.
+
+    Raises:
+        ValueError: ``$ONNXEMBED_DATA`` (or ``data_dir``) is set but is not a data folder, a file is
+            malformed, or too few calibration texts are left.
+        FileNotFoundError: no calibration texts anywhere.
+        GateDataMissing: no gate texts anywhere and ``skip_gates`` is False.
+
+    >>> d = resolve_data(calibration="corpus.txt")  # doctest: +SKIP
+    >>> d.calibration.describe()["texts"], d.heldout.describe()["texts"]  # doctest: +SKIP
+    (1200, 21166)
+    """
+    if skip_gates and gate_data is not None:
+        raise ValueError("gate_data (--gate-data) and skip_gates (--skip-gates) contradict each other; give one")
+    local = _local_folder(data_dir)  # raises on a set-but-wrong $ONNXEMBED_DATA even when files are given
+    tried: list[str] = []
+
+    heldout: TextSet | None = None
+    sts: TextSet | None = None
+    if not skip_gates:
+        if gate_data is not None:
+            heldout = _file_set(gate_data, "user")
+            sts = heldout if heldout.pairs else None
+        elif local is not None:
+            heldout = _local_set(local[0], local[1], LOCAL_HELDOUT, "test")
+            sts = _local_set(local[0], local[1], (LOCAL_STS_PAIRS,), "test")
+        else:
+            heldout = _try_hub(HUB_HELDOUT, "test", tried)
+            if heldout is not None:
+                sts = _hub_set((HUB_STS_PAIRS,), "test")
+        if heldout is None:
+            raise GateDataMissing(
+                "int8 variants need held-out texts to judge the accuracy gates, and none were found: "
+                f"no --gate-data file, no data_dir, ${DATA_ENV} unset, no shared/data beside a source checkout"
+                + (f", and {'; '.join(tried)}" if tried else "")
+                + f". Fix: pass --gate-data FILE (labelled pairs .tsv, or plain texts), set {DATA_ENV} to a folder with "
+                f"{', '.join(LOCAL_HELDOUT)}, put the hub datasets in the cache (run once online), or pass --skip-gates "
+                "(the manifest then records that the gates were not run); --variants fp32,O1,O2,O3,O4 builds no int8 file"
+            )
+
+    if calibration is not None:
+        calib = _file_set(calibration, "user")
+    elif local is not None:
+        calib = _local_set(local[0], local[1], LOCAL_CALIBRATION, "validation")
+    else:
+        found = _try_hub(HUB_CALIBRATION, "validation", tried)
+        if found is None:
+            raise FileNotFoundError(
+                "int8 calibration needs texts, and none were found: no --calibration file, no data_dir, "
+                f"${DATA_ENV} unset, no shared/data beside a source checkout, and {'; '.join(tried)}. "
+                f"Fix: pass --calibration FILE (your own texts: .txt one per line, .jsonl with a 'text' field, or .parquet "
+                f"with a 'text' column), set {DATA_ENV} to a folder with {', '.join(LOCAL_CALIBRATION)}, or put "
+                f"{HUB_CALIBRATION[0][0]} in the Hugging Face cache (run once online); --variants fp32,O1,O2,O3,O4 builds no int8 file"
+            )
+        calib = found
+    calib, removed = _no_overlap(calib, heldout)
+    return QuantData(calibration=calib, heldout=heldout, sts=sts, overlap_removed=removed)
