@@ -13,7 +13,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from ..catalog import ALL_VARIANTS
+from ..catalog import ALL_VARIANTS, FP32, INT8_VARIANTS, variant_file
 from ..manifest import FORMAT_VERSION, MANIFEST_NAME, load_manifest, sha256_file, variant_entry
 from .checkpoint import Checkpoint, resolve_checkpoint, weights_sha256
 from .onnx_export import export_onnx
@@ -226,52 +226,26 @@ def build_model(
     say = progress or (lambda msg: logger.info("%s", msg))
     out = Path(out)
     wanted = _normalize_variants(variants)
-    int8 = [v for v in wanted if v in INT8_VARIANTS]
-    data_opts = None
-    if int8:
-        from ..quantize.data import resolve_data
-
-        resolve_data(calibration=calibration, gate_data=gate_data, skip_gates=skip_gates)  # fail before the export
-        data_opts = _data_options(calibration, gate_data, skip_gates)
-    existing = _existing_key(out) if out.exists() else None
-    if out.exists() and existing is None and not force:
-        raise FileExistsError(
-            f"{out} already exists and is not an onnxembed artifact folder; pass force=True (--force) to "
-            "replace it, or choose another --out"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_stale(out)
+    data_opts = _check_int8_data(wanted, calibration, gate_data, skip_gates)  # fail before the export
+    existing = _check_out(out, force)
     started = time.perf_counter()
     say(f"{model}: resolving checkpoint")
     ck = resolve_checkpoint(model, revision=revision, registry=load_registry(registry))
-    spec = ck.spec
     weights = weights_sha256(ck.path)
-    key = inputs_key(weights, spec, wanted, opset, data_opts)
+    key = inputs_key(weights, ck.spec, wanted, opset, data_opts)
     if existing == key and not force:
         say(f"{model}: up to date (inputs unchanged), skipped")
-        return BuildResult(spec.name, out, "skipped", time.perf_counter() - started, "inputs unchanged", _variant_summary(out))
+        return BuildResult(ck.spec.name, out, "skipped", time.perf_counter() - started, "inputs unchanged", _variant_summary(out))
     work = out.parent / f".{out.name}{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     work.mkdir()
     try:
-        manifest = _base_manifest(ck, spec, weights)
-        write_model_files(ck.path, work, spec)
-        vocab = json.loads((work / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
-        manifest["vocab_size"] = len(vocab)
-        say(f"{model}: exporting fp32 ONNX")
-        t0 = time.perf_counter()
-        export_onnx(ck.path, work / "onnx" / "model.onnx", expected_inputs=spec.input_names, opset=opset)
-        export_s = time.perf_counter() - t0
-        say(f"{model}: validating against PyTorch")
-        figures = validate_against_torch(work / "onnx" / "model.onnx", ck.path, spec)
-        manifest["variants"]["fp32"] = variant_entry(
-            work, "onnx/model.onnx", "fp32", "any", validation=figures, export_seconds=round(export_s, 2)
-        )
-        rest = [v for v in wanted if v != "fp32"]
+        manifest = _export_and_validate(ck, weights, work, opset, say, model)
+        rest = [v for v in wanted if v != FP32]
         if rest:
             from .variants import add_variants
 
             say(f"{model}: building {', '.join(rest)}")
-            add_variants(work, manifest, rest, gates=dict(spec.gates), calibration=calibration, gate_data=gate_data, skip_gates=skip_gates)
+            add_variants(work, manifest, rest, gates=dict(ck.spec.gates), calibration=calibration, gate_data=gate_data, skip_gates=skip_gates)
         manifest["files"] = _record_files(work)
         say(f"{model}: recording fingerprints")
         _add_fingerprints(work, manifest)
@@ -283,21 +257,66 @@ def build_model(
             **({"int8_data": data_opts} if data_opts else {}),
             "seconds": round(time.perf_counter() - started, 2),
         }
-        (work / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        load_manifest(work)  # the runtime must be able to read what we wrote
-        if out.exists():
-            old = out.parent / f".{out.name}{_TMP_TAG}{os.getpid()}-old"
-            out.rename(old)
-            work.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            work.rename(out)
+        _publish(work, out, manifest)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     seconds = time.perf_counter() - started
     say(f"{model}: built into {out} in {seconds:.1f} s")
-    return BuildResult(spec.name, out, "built", seconds, "", _variant_summary(out))
+    return BuildResult(ck.spec.name, out, "built", seconds, "", _variant_summary(out))
+
+
+def _check_int8_data(wanted: list[str], calibration: str | Path | None, gate_data: str | Path | None, skip_gates: bool) -> dict[str, Any] | None:
+    """The int8 data options for the inputs key; raises at once when int8 is wanted and its data is missing."""
+    if not any(v in INT8_VARIANTS for v in wanted):
+        return None
+    from ..quantize.data import resolve_data
+
+    resolve_data(calibration=calibration, gate_data=gate_data, skip_gates=skip_gates)
+    return _data_options(calibration, gate_data, skip_gates)
+
+
+def _check_out(out: Path, force: bool) -> str | None:
+    """The inputs key of an existing onnxembed folder at ``out`` (None if there is none); refuses a foreign folder."""
+    existing = _existing_key(out) if out.exists() else None
+    if out.exists() and existing is None and not force:
+        raise FileExistsError(
+            f"{out} already exists and is not an onnxembed artifact folder; pass force=True (--force) to "
+            "replace it, or choose another --out"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale(out)
+    return existing
+
+
+def _export_and_validate(ck: Checkpoint, weights: str, work: Path, opset: int | None, say: Callable[[str], None], model: str) -> dict[str, Any]:
+    """Model files, the fp32 export and its validation against PyTorch: the manifest so far."""
+    manifest = _base_manifest(ck, ck.spec, weights)
+    write_model_files(ck.path, work, ck.spec)
+    vocab = json.loads((work / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
+    manifest["vocab_size"] = len(vocab)
+    say(f"{model}: exporting fp32 ONNX")
+    t0 = time.perf_counter()
+    fp32 = work / variant_file(FP32)
+    export_onnx(ck.path, fp32, expected_inputs=ck.spec.input_names, opset=opset)
+    export_s = time.perf_counter() - t0
+    say(f"{model}: validating against PyTorch")
+    figures = validate_against_torch(fp32, ck.path, ck.spec)
+    manifest["variants"][FP32] = variant_entry(work, variant_file(FP32), "fp32", "any", validation=figures, export_seconds=round(export_s, 2))
+    return manifest
+
+
+def _publish(work: Path, out: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest.json`` last, check the runtime reads it, then swap ``work`` into place."""
+    (work / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    load_manifest(work)  # the runtime must be able to read what we wrote
+    if out.exists():
+        old = out.parent / f".{out.name}{_TMP_TAG}{os.getpid()}-old"
+        out.rename(old)
+        work.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        work.rename(out)
 
 
 def _add_fingerprints(work: Path, manifest: dict[str, Any]) -> None:
