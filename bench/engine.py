@@ -66,6 +66,12 @@ class Settings:
             raise ValueError(f"rounds must be >= 1 and min_seconds >= 0, got {s.rounds} and {s.min_seconds}")
         return s
 
+    def to_dict(self, texts: Sequence[str] | None) -> dict[str, Any]:
+        """The settings as recorded in ``BenchResult.settings``."""
+        return {"batch_sizes": list(self.batch_sizes), "seq_lens": None if texts is not None else list(self.seq_lens),
+                "texts": None if texts is None else len(texts), "rounds": self.rounds, "min_seconds": self.min_seconds,
+                "warmup": self.warmup, "latency": "per onnxruntime run (fixed shapes) or per encode() of all texts (texts)"}
+
 
 class _Ticker:
     """Counts steps and reports ``progress(done, total, message)``."""
@@ -149,18 +155,14 @@ def bench(
     if cfg.memory:
         _add_memory(m, reports, live, mem_shape, threads, providers, texts, tick)
     settings = {
-        "variants": names, "batch_sizes": list(cfg.batch_sizes), "seq_lens": None if texts is not None else list(cfg.seq_lens),
-        "texts": None if texts is None else len(texts), "rounds": cfg.rounds, "min_seconds": cfg.min_seconds, "warmup": cfg.warmup,
-        "memory_workload": mem_shape if cfg.memory else None, "providers": list(providers or []), "threads": threads,
-        "quick": quick, "accuracy_sentences": len(sentences),
-        "accuracy": accuracy_label(len(sentences), REFERENCE if REFERENCE in live else (live[0] if live else REFERENCE),
+        "variants": names, **cfg.to_dict(texts), "memory_workload": mem_shape if cfg.memory else None,
+        "providers": list(providers or []), "threads": threads, "quick": quick, "accuracy_sentences": len(sentences),
+        "accuracy": accuracy_label(len(sentences), live[0] if live and REFERENCE not in live else REFERENCE,
                                    custom=accuracy_texts is not None),
         "cpu_int8_preset": features.int8_preset, "int8_for_this_cpu": int8_variants_for_cpu(m.variants, features),
-        "latency": "per onnxruntime run (fixed shapes) or per encode() of all texts (texts)",
     }
     warnings = _warnings(machine["load"], m, features, quick and not variants)
-    for w in warnings:
-        logger.warning("%s", w)
+    logger.info("bench of %s done; %d warning(s) in the result", m.root, len(warnings))
     return BenchResult(str(m.root), m.name, machine, settings, [reports[n] for n in names], measurements, peak, warnings)
 
 

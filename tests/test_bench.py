@@ -180,6 +180,8 @@ def test_cli_quick_writes_json_and_draws_progress(tiny_bert_artifacts: Path, tmp
     assert "2x8" in proc.stdout and proc.stderr == ""
     bad = run_cli("bench", str(tiny_bert_artifacts), "--batch-sizes", "x", check=False)
     assert bad.returncode != 0 and "comma-separated integers" in bad.stderr
+    bad = run_cli("bench", str(tiny_bert_artifacts), "--min-seconds", "-1", check=False)
+    assert bad.returncode == 2 and "seconds >= 0, found -1" in bad.stderr
 
 
 # ------------------------------------------------------------------- the int8 file for this CPU
