@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["flops_per_token", "machine_info", "peak_gflops"]
+__all__ = ["cpu_load", "flops_per_token", "load_warning", "machine_info", "peak_for", "peak_gflops"]
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -69,28 +70,76 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
 
 
 def peak_gflops(machine: dict[str, Any]) -> dict[str, float] | None:
-    """Peak fp32 and int8 GFLOP/s of the usable cores: cores x GHz x operations per cycle.
+    """Peak rate of the usable cores per precision: cores x GHz x operations per cycle and core.
 
-    fp32: 2 FMA units x SIMD lanes x 2 FLOP. AVX-512 gives 16 lanes on Intel; AMD Zen 4 (family 25 with
-    AVX-512) executes 512-bit instructions on 256-bit units, so 8. int8 with VNNI (``vpdpbusd``: 4
-    multiply-adds per 32-bit lane) is 4x the fp32 rate; without VNNI, 2x (``vpmaddubsw`` + ``vpmaddwd``).
+    Each variant's "% own peak" divides its model FLOP/s by the peak of its own precision, so an int8
+    file that runs faster than fp32 can still show a smaller share: its peak is several times higher.
+
+    Per core and cycle (Intel's and AMD's optimization manuals):
+
+    - fp32: 2 FMA units x SIMD lanes x 2 FLOP (multiply + add). AVX-512: 16 lanes (64 FLOP/cycle);
+      AMD Zen 4 (family 25 with AVX-512) runs 512-bit instructions on 256-bit units, so 8 lanes;
+      AVX2: 8 lanes (32); otherwise 4.
+    - int8: VNNI (``vpdpbusd``, AVX512-VNNI / AVX-VNNI; ``sdot`` on arm64 ``asimddp``) does 4 u8 x s8
+      multiply-adds per 32-bit lane where an FMA does 1, on the same units: 4x fp32. Without VNNI,
+      ``vpmaddubsw`` + ``vpmaddwd`` + ``vpaddd``: 2x. With AMX (``amx_tile`` + ``amx_int8``), which
+      ``tdpbusd`` does 16x16x64 multiply-adds per 16 cycles,
+      2048 ops/cycle, 32x the AVX-512 fp32 peak.
+    - bf16 (reported for reference; no variant is bf16 on the CPU provider): AVX512_BF16
+      (``vdpbf16ps``, 2 bf16 products per 32-bit lane): 2x fp32; AMX (``amx_bf16``): ``tdpbf16ps``,
+      1024 FLOP/cycle, 16x. Absent without either.
+
+    onnxruntime's int8 GEMM has AMX kernels (MLAS ``qgemm_kernel_amx.cpp``, VNNI for small products).
+    Peaks assume every core at the highest frequency the OS reports; AVX-512 clocks and memory
+    bandwidth keep real ceilings lower, so read a share as rough utilization of the units a
+    precision uses, comparable between variants of the same precision.
+
+    >>> peak_gflops({"mhz": 2000.0, "cores": 2, "features": ["avx2", "avx512f", "avx512_vnni"]})["int8"]
+    1024.0
     """
     mhz, feats = machine.get("mhz"), set(machine.get("features", []))
     if not mhz:
         return None
+    fp32_per_cycle = 2 * _fp32_lanes(machine, feats) * 2
+    per_core_ghz = int(machine["cores"]) * mhz / 1000.0
+    out = {"fp32": per_core_ghz * fp32_per_cycle, "int8": per_core_ghz * fp32_per_cycle * _int8_multiple(feats),
+           "ghz": mhz / 1000.0, "fp32_flop_per_cycle_core": fp32_per_cycle}
+    bf16 = _bf16_multiple(feats)
+    if bf16:
+        out["bf16"] = per_core_ghz * fp32_per_cycle * bf16
+    return out
+
+
+def _fp32_lanes(machine: dict[str, Any], feats: set[str]) -> int:
     zen4 = machine.get("vendor") == "AuthenticAMD" and str(machine.get("cpu_family")) == "25"
     if "avx512f" in feats and not zen4:
-        lanes = 16
-    elif "avx2" in feats or "avx512f" in feats:
-        lanes = 8
-    else:
-        lanes = 4
-    fp32_per_cycle = 2 * lanes * 2
-    int8_mult = 4 if feats & {"avx512_vnni", "avx_vnni", "asimddp"} else 2
-    ghz = mhz / 1000.0
-    cores = int(machine["cores"])
-    return {"fp32": cores * ghz * fp32_per_cycle, "int8": cores * ghz * fp32_per_cycle * int8_mult,
-            "ghz": ghz, "fp32_flop_per_cycle_core": fp32_per_cycle}
+        return 16
+    if "avx2" in feats or "avx512f" in feats:
+        return 8
+    return 4
+
+
+def _int8_multiple(feats: set[str]) -> int:
+    """int8 ops per fp32 FLOP at the same width and frequency (see :func:`peak_gflops`)."""
+    if {"amx_tile", "amx_int8"} <= feats and "avx512f" in feats:
+        return 32
+    return 4 if feats & {"avx512_vnni", "avx_vnni", "asimddp"} else 2
+
+
+def _bf16_multiple(feats: set[str]) -> int | None:
+    if {"amx_tile", "amx_bf16"} <= feats and "avx512f" in feats:
+        return 16
+    return 2 if "avx512_bf16" in feats else None
+
+
+def peak_for(peak: dict[str, float] | None, precision: str) -> float | None:
+    """The peak a variant of this precision is measured against: int8 -> int8, anything else -> fp32.
+
+    fp16 files timed on the CPU are counted against fp32: the CPU provider computes them in fp32.
+    """
+    if not peak:
+        return None
+    return peak["int8"] if precision == "int8" else peak["fp32"]
 
 
 def flops_per_token(config: dict[str, Any], seq_len: int) -> float:
@@ -104,3 +153,68 @@ def flops_per_token(config: dict[str, Any], seq_len: int) -> float:
     layers = int(config.get("num_hidden_layers") or config["n_layers"])
     inter = int(config.get("intermediate_size") or config.get("hidden_dim") or 4 * h)
     return float(layers * (2 * (4 * h * h + 2 * h * inter) + 4 * seq_len * h))
+
+
+# A quarter of the CPUs busy with other work (at least half a CPU) makes timings unreliable: the
+# bench's threads share cores with it, and onnxruntime waits for its slowest thread.
+BUSY_FRACTION = 0.25
+
+
+def cpu_load(window: float = 0.5) -> dict[str, Any]:
+    """How busy the CPUs are right now, before the bench starts.
+
+    ``load_average``: ``os.getloadavg()`` (1, 5, 15 minutes). ``busy_cpus``: CPUs kept busy by any
+    process over the last ``window`` seconds, from ``/proc/stat`` (Linux; None elsewhere). The
+    load average also counts what this process just did (the demo builds, then benches); the
+    short window, taken while this process waits, does not.
+    """
+    return {
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "busy_cpus": _busy_cpus(window),
+        "cpus": os.cpu_count() or 1,
+    }
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) jiffies summed over all CPUs, from the first line of /proc/stat."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def _busy_cpus(window: float) -> float | None:
+    before = _cpu_ticks()
+    if before is None:
+        return None
+    time.sleep(window)
+    after = _cpu_ticks()
+    if after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
+
+
+def load_warning(load: dict[str, Any]) -> str | None:
+    """A warning when other work keeps at least :data:`BUSY_FRACTION` of the CPUs busy, else None.
+
+    Judged on ``busy_cpus`` when measured (it excludes this process's past work), else on the
+    1-minute load average.
+
+    >>> load_warning({"load_average": [3.9, 3.0, 2.0], "busy_cpus": None, "cpus": 2})[:28]
+    'load average 3.90 on 2 CPUs:'
+    """
+    cpus = int(load.get("cpus") or 1)
+    limit = max(0.5, BUSY_FRACTION * cpus)
+    busy, avg = load.get("busy_cpus"), (load.get("load_average") or [None])[0]
+    if busy is not None:
+        if busy < limit:
+            return None
+        what = f"{busy:.1f} of {cpus} CPUs busy with other work at start (load average {avg:.2f})" if avg is not None else \
+            f"{busy:.1f} of {cpus} CPUs busy with other work at start"
+    elif avg is not None and avg >= limit:
+        what = f"load average {avg:.2f} on {cpus} CPUs"
+    else:
+        return None
+    return f"{what}: the timings and speedups are unreliable; rerun on an idle machine"

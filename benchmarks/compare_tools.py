@@ -183,16 +183,27 @@ class Runner:
                 self.proc.kill()
 
 
+def onnxembed_int8(variants: Any) -> str:
+    """The int8 variant onnxembed runs on this CPU: the runtime's rule (``Embedder.load(variant="int8")``).
+
+    Raises:
+        ManifestError: this CPU has no int8 file in the folder (the message names those present),
+            rather than timing a file the runtime calls unsafe on this CPU.
+    """
+    from onnxembed.providers import detect_cpu_features, resolve_variant
+
+    return resolve_variant("int8", variants, detect_cpu_features())
+
+
 def compare(artifact: Path, checkpoint: Path, *, threads: int = 2, rounds: int = 3, sts_n: int = 1000, tools: list[str] | None = None,
             subset: str = "all", st_presets: str = "avx512_vnni,O3", workloads: str = "32x128,1x128,sts",
             progress: Any = print) -> dict[str, Any]:
     from onnxembed import load_manifest
     from onnxembed.bench import machine_info
-    from onnxembed.providers import detect_cpu_features
 
     m = load_manifest(artifact)
     load_start = os.getloadavg()[0]
-    int8 = next((k for k, v in m.variants.items() if v.info.get("cpu_feature") == detect_cpu_features().int8_preset), None) or "qint8_avx512_vnni"
+    int8 = onnxembed_int8(m.variants)
     work = Path(tempfile.mkdtemp(prefix="onnxembed-compare-"))
     notes: list[str] = []
     prep: dict[str, Path] = {}

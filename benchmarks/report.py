@@ -81,7 +81,7 @@ def limit_section(bench: dict[str, Any], art: Path) -> list[str]:
               f"(QKᵀ and AV) 4·s·h per layer = {layers * 4 * 128 * h / 1e6:.2f} MFLOP at s=128: "
               f"**{flops_per_token(cfg, 128) / 1e6:.2f} MFLOP/token at 128 tokens** ({flops_per_token(cfg, 512) / 1e6:.2f} at 512).", "",
               f"Peak of the {bench['machine']['cores']} cores at {pk['ghz']:.2f} GHz: fp32 = cores x GHz x {pk['fp32_flop_per_cycle_core']} "
-              f"FLOP/cycle = **{pk['fp32']:.0f} GFLOP/s**; int8 (VNNI, 4x) = **{pk['int8']:.0f} GOP/s**. "
+              f"FLOP/cycle = **{pk['fp32']:.0f} GFLOP/s**; int8 ({pk['int8'] / pk['fp32']:.0f}x, see onnxembed.bench.peak_gflops) = **{pk['int8']:.0f} GOP/s**. "
               "This CPU is AMD Zen 4 (family 25 with AVX-512): it runs 512-bit instructions on two 256-bit FMA pipes, so the "
               "fp32 rate is 2 pipes x 8 lanes x 2 FLOP = 32 FLOP/cycle/core, not the 64 of an Intel core with two 512-bit FMA "
               "units. The frequency is the nominal one; if the cores boost, real peaks are higher and the percentages below "

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import positive_float, positive_int, progress_bar, read_texts
+from .common import positive_int, progress_bar, read_texts
 
 __all__ = ["register"]
 
@@ -24,6 +24,17 @@ def _ints(text: str) -> tuple[int, ...]:
     if not vals:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return vals
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a number of seconds >= 0 (0: one call per variant and round)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, found {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, found {text}")
+    return value
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -60,13 +71,14 @@ def register(subparsers: Any) -> None:
     """Add the ``bench`` subcommand to the ``onnxembed`` parser."""
     p = subparsers.add_parser("bench", help="time and compare the variants of an artifact folder on this machine")
     p.add_argument("dir", type=Path, help="artifact folder built by `onnxembed build`")
-    p.add_argument("--variants", default=None, help="comma-separated variants (default: all; fp32 is always the reference)")
+    p.add_argument("--variants", default=None, help="comma-separated variants (default: all but int8 files for another CPU; fp32 is always the reference)")
     p.add_argument("--batch-sizes", type=_ints, default=None, help="comma-separated batch sizes (default 1,8,32)")
     p.add_argument("--seq-lens", type=_ints, default=None, help="comma-separated tokens per text (default 16,128,512)")
     p.add_argument("--input", type=Path, default=None, help="real texts instead of fixed shapes: .txt (one per line; blank lines skipped), .jsonl, or - for stdin")
     p.add_argument("--threads", type=positive_int, default=None, help="onnxruntime intra-op threads (default: one per core)")
     p.add_argument("--rounds", type=positive_int, default=None, help="interleaved rounds per workload (default 5, --quick 3)")
-    p.add_argument("--min-seconds", type=positive_float, default=None, help="seconds per variant and workload (default 1.0, --quick 0.3)")
+    p.add_argument("--min-seconds", type=_seconds, default=None,
+                   help="seconds per variant and workload (default 1.0, --quick 0.3; 0: one call per round)")
     p.add_argument("--include-gpu-formats", action="store_true", help="time fp16 (CUDA) files on the CPU too")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS measurement (one subprocess per variant)")
     p.add_argument("--quick", action="store_true", help="fp32 vs this CPU's int8 file at 1x128 and 32x128, a few seconds")

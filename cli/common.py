@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
-__all__ = ["CliError", "need_export", "positive_float", "positive_int", "print_manifest_summary", "progress", "progress_bar", "read_texts"]
+__all__ = ["CliError", "need_export", "positive_float", "positive_int", "print_manifest_summary", "progress", "progress_bar",
+           "quiet_known_noise", "read_texts"]
 
 
 class CliError(Exception):
@@ -25,6 +28,42 @@ def need_export() -> Any:
         print(f"onnxembed: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     return export
+
+
+# Messages the export prints that a user can do nothing about and that do not affect the result,
+# matched exactly (by logger or module and message start), so any other warning still shows.
+# The build validates the exported graph against PyTorch, which is what would catch a bad trace.
+KNOWN_NOISE_LOGS: dict[str, tuple[str, ...]] = {
+    # optimum-onnx passes torch_dtype= to transformers, which renamed it to dtype (4.56).
+    "transformers.configuration_utils": ("`torch_dtype` is deprecated! Use `dtype` instead!",),
+    "transformers.modeling_utils": ("`torch_dtype` is deprecated! Use `dtype` instead!",),
+    # accelerate only checks tied weights; BERT-family encoders export without duplicated weights.
+    "optimum.exporters.onnx.base": ("Weight deduplication check in the ONNX export requires accelerate",),
+}
+# (module, message start): transformers builds the inverted mask from the constant 1.0 while tracing.
+KNOWN_NOISE_WARNINGS: tuple[tuple[str, str], ...] = (
+    (r"transformers\.modeling_attn_mask_utils", r"torch\.tensor results are registered as constants in the trace"),
+)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, starts: tuple[str, ...]) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.starts)
+
+
+def quiet_known_noise() -> None:
+    """Silence, in this CLI process only, the third-party messages in :data:`KNOWN_NOISE_LOGS` and
+    :data:`KNOWN_NOISE_WARNINGS`; every other warning and log record still shows."""
+    for name, starts in KNOWN_NOISE_LOGS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages(starts))
+    for module, message in KNOWN_NOISE_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, module=module)
 
 
 def progress(msg: str) -> None:

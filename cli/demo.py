@@ -30,8 +30,9 @@ EXAMPLE_PASSAGES = (
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .. import Embedder, cosine_similarity
-    from .common import need_export, print_manifest_summary, progress, progress_bar
+    from .common import need_export, print_manifest_summary, progress, progress_bar, quiet_known_noise
 
+    quiet_known_noise()
     export = need_export()
     out: Path = args.out if args.out is not None else Path("artifacts") / Path(args.model).name
     print(f"== 1. build {args.model} into {out} (skipped when up to date; --force rebuilds)", flush=True)

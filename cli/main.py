@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .common import CliError, need_export, print_manifest_summary, progress
+from .common import CliError, need_export, print_manifest_summary, progress, quiet_known_noise
 
 __all__ = ["build_parser", "main"]
 
@@ -28,6 +28,7 @@ def _print_build_table(results: list[Any]) -> None:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     export = need_export()
+    quiet_known_noise()
     common = dict(variants=args.variants, force=args.force, opset=args.opset, registry=args.registry, progress=progress,
                   calibration=args.calibration, gate_data=args.gate_data, skip_gates=args.skip_gates)
     if args.all or args.models:

@@ -41,6 +41,7 @@ __all__ = [
     "detect_cpu_features",
     "explicit_plan",
     "fallen_back",
+    "int8_variants_for_cpu",
     "normalize_providers",
     "parse_cpu_flags",
     "resolve_variant",
@@ -240,11 +241,23 @@ class Plan:
         return [name for name, _ in self.providers]
 
 
+def int8_variants_for_cpu(variants: Mapping[str, Variant] | Sequence[str], features: CpuFeatures) -> list[str]:
+    """The int8 variants present that suit this CPU, best first: the rule ``variant="int8"`` and ``"auto"`` use.
+
+    An int8 file built for another instruction set is never listed: the AVX512-VNNI file (no
+    ``reduce_range``) can overflow on a CPU with AVX2 alone, and the arm64 file is for arm64.
+
+    >>> int8_variants_for_cpu(["fp32", "qint8_avx512_vnni"], CpuFeatures("x86_64", frozenset({"avx2"})))
+    []
+    """
+    return [key for key in INT8_BY_PRESET.get(features.int8_preset or "", ()) if key in variants]
+
+
 def _cpu_variant(variants: Mapping[str, Variant], features: CpuFeatures) -> tuple[str, str, bool]:
     preset = features.int8_preset
-    for key in INT8_BY_PRESET.get(preset or "", ()):
-        if key in variants:
-            return key, f"int8 file for this CPU ({preset})", False
+    int8 = int8_variants_for_cpu(variants, features)
+    if int8:
+        return int8[0], f"int8 file for this CPU ({preset})", False
     for key in FUSED_FP32_ORDER:
         if key in variants:
             why = "no int8 file for this CPU" if preset else "CPU without AVX2/AVX512-VNNI/arm64 int8 support"
@@ -303,9 +316,9 @@ def resolve_variant(name: str, variants: Mapping[str, Variant], features: CpuFea
     """
     if name == "int8":
         preset = features.int8_preset
-        for key in INT8_BY_PRESET.get(preset or "", ()):
-            if key in variants:
-                return key
+        found = int8_variants_for_cpu(variants, features)
+        if found:
+            return found[0]
         raise ManifestError(
             f"variant 'int8': no int8 file for this CPU ({preset or 'no AVX2/AVX512-VNNI/arm64'}; wants "
             f"{list(INT8_BY_PRESET.get(preset or '', ())) or 'none'}); present: {sorted(variants)}"

@@ -30,6 +30,7 @@ from onnxembed.providers import (
     detect_cpu_features,
     explicit_plan,
     fallen_back,
+    int8_variants_for_cpu,
     normalize_providers,
     parse_cpu_flags,
     resolve_variant,
@@ -325,3 +326,23 @@ def test_auto_on_a_plain_cpu_asks_for_the_cpu_provider_only(default_artifacts: P
     assert emb.variant == next(k for k in ("O2", "O1", "fp32") if k in m.variants)
     assert m.variants[emb.variant].precision == "fp32"
     assert np.isfinite(emb.encode("x")).all()
+
+
+@pytest.mark.parametrize(
+    ("feats", "present", "expected"),
+    [
+        (ZEN4, ALL, ["qint8_avx512_vnni", "quint8_avx2"]),
+        (HASWELL, ALL, ["quint8_avx2"]),
+        (HASWELL, ("fp32", "qint8_avx512_vnni", "qint8_arm64"), []),  # the VNNI file is not safe on AVX2 alone
+        (GRAVITON, ALL, ["qint8_arm64"]),
+        (OLD, ALL, []),
+    ],
+)
+def test_int8_variants_for_cpu_is_the_rule_resolve_variant_uses(feats: CpuFeatures, present: tuple[str, ...], expected: list[str]) -> None:
+    vs = variants(*present)
+    assert int8_variants_for_cpu(vs, feats) == expected
+    if expected:
+        assert resolve_variant("int8", vs, feats) == expected[0]
+    else:
+        with pytest.raises(ManifestError, match="no int8 file for this CPU"):
+            resolve_variant("int8", vs, feats)
