@@ -47,10 +47,12 @@ class InputFile:
 @dataclass(frozen=True)
 class Shard:
     """Rows ``[start, stop)`` of one input: parquet row numbers, or 1-based line numbers of a line
-    file whose bytes ``[offset, offset + length)`` hold exactly those lines."""
+    file whose bytes ``[offset, offset + length)`` hold exactly those lines. ``path`` is the input as
+    the user named it (for ids and messages), ``uri`` where a worker opens it (absolute)."""
 
     index: int
     path: str
+    uri: str
     format: str
     start: int
     stop: int
@@ -99,7 +101,7 @@ def plan_inputs(
         planned, cuts = (_plan_parquet if fmt == "parquet" else _plan_lines)(loc, fmt, columns, shard_rows)
         files.append(planned)
         for start, stop, offset, length, n in cuts:
-            shards.append(Shard(len(shards), str(loc), fmt, start, stop, offset, length, n))
+            shards.append(Shard(len(shards), str(loc), loc.uri, fmt, start, stop, offset, length, n))
     return files, shards
 
 
@@ -301,7 +303,8 @@ def read_shard(shard: Shard, columns: Columns) -> tuple[list[str], list[str]]:
         CorpusInputError: the rows do not match the plan (the file changed during the job), or a
             value is not a string; the message names the file and row.
     """
-    loc = locate(shard.path)
+    loc = locate(shard.uri)
+    loc = Location(loc.fs, loc.path, shard.path)
     ids, texts = (_read_parquet if shard.format == "parquet" else _read_lines)(loc, shard, columns)
     if len(texts) != shard.texts:
         raise CorpusInputError(

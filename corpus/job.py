@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from os import PathLike
@@ -51,7 +52,8 @@ class JobProgress:
 
 @dataclass(frozen=True)
 class CorpusSummary:
-    """What ``embed_corpus`` did. Totals cover every shard of the job, skipped ones included."""
+    """What ``embed_corpus`` did. Totals cover every shard of the job, skipped ones included;
+    ``texts_embedded`` and ``worker_peak_rss_mb`` (the largest worker's peak memory) cover this run."""
 
     out: str
     model: str
@@ -67,6 +69,7 @@ class CorpusSummary:
     tokens: int
     truncated: int
     wall_seconds: float
+    worker_peak_rss_mb: float
 
     @property
     def texts_per_second(self) -> float:
@@ -152,7 +155,7 @@ def embed_corpus(
     done = _finished(out_loc, shards)
     todo = [s for s in shards if s.index not in done]
     logger.info("%s: %d shards, %d finished, %d to embed", out_loc, len(shards), len(done), len(todo))
-    spec = WorkSpec(str(model_dir), model["variant"], model["sha256"], str(out), columns, kind, storage, batch_size, max_tokens)
+    spec = WorkSpec(os.path.abspath(model_dir), model["variant"], model["sha256"], out_loc.uri, columns, kind, storage, batch_size, max_tokens)
     tracker = _Tracker(len(shards), len(done), sum(s.texts for s in todo), progress)
     used = 0
     if todo:
@@ -173,6 +176,7 @@ def embed_corpus(
         texts=sum(st["texts"] for st in all_stats.values()), texts_embedded=sum(st["texts"] for st in tracker.stats.values()),
         tokens=sum(st["tokens"] for st in all_stats.values()), truncated=sum(st["truncated"] for st in all_stats.values()),
         wall_seconds=time.monotonic() - started,
+        worker_peak_rss_mb=max((float(st.get("peak_rss_mb", 0.0)) for st in tracker.stats.values()), default=0.0),
     )
     out_loc.child(SUCCESS).write_bytes_atomic((json.dumps(summary.as_dict(), indent=2) + "\n").encode())
     return summary
@@ -215,7 +219,7 @@ def _job_manifest(
         "inputs": [asdict(f) for f in files],
         "options": {"text_column": columns.text, "id_column": columns.id, "storage": storage, "shard_rows": shard_rows},
         "output": {"columns": ["id", "embedding"] + (["scale"] if storage == "int8" else []), "shards": len(shards)},
-        "shards": [{"file": s.name, **{k: v for k, v in s.as_dict().items() if k != "index"}} for s in shards],
+        "shards": [{"file": s.name, **{k: v for k, v in s.as_dict().items() if k not in ("index", "uri")}} for s in shards],
     }
 
 

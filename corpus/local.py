@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable
 
 from onnxembed import Embedder
@@ -44,7 +44,7 @@ def run_local(spec: WorkSpec, shards: list[Shard], workers: int, threads: int, o
         pending = {pool.submit(_run, spec, threads, s) for s in shards}
         try:
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     on_done(fut.result())
         except BaseException:

@@ -49,7 +49,7 @@ class ShardEmbedder:
             try:
                 stats = {**embed_shard(self.embedder, self.spec, shard), "error": ""}
             except CorpusInputError as e:  # a bad row: reported to the driver with its own message
-                stats = {"index": shard.index, "texts": 0, "tokens": 0, "truncated": 0, "seconds": 0.0, "error": str(e)}
+                stats = {"index": shard.index, "texts": 0, "tokens": 0, "truncated": 0, "seconds": 0.0, "peak_rss_mb": 0.0, "error": str(e)}
             rows.append(stats)
         return {k: np.array([r[k] for r in rows]) for k in rows[0]}
 
@@ -75,8 +75,9 @@ def run_ray(
     elif address:
         logger.info("Ray is already initialized; ignoring ray_address=%s", address)
     try:
+        logging.getLogger("ray.data").setLevel(max(logging.getLogger("ray.data").getEffectiveLevel(), logging.WARNING))
         ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
+        ctx.enable_progress_bars = False  # the job reports its own progress
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_actor))
         workers = max(1, min(workers, len(shards)))

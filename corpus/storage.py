@@ -27,6 +27,11 @@ class Location:
     def __str__(self) -> str:
         return self.shown
 
+    @property
+    def uri(self) -> str:
+        """An absolute name that :func:`locate` opens from any process: the URI, or the absolute local path."""
+        return self.shown if "://" in self.shown else self.path
+
     def child(self, name: str) -> Location:
         return Location(self.fs, f"{self.path.rstrip('/')}/{name}", f"{self.shown.rstrip('/')}/{name}")
 
