@@ -137,16 +137,16 @@ def main() -> None:
                 print(f"round {r} {mode:<6} {res['texts'] / res['wall_s']:8.0f} texts/s  wall {res['wall_s']:6.1f}s  "
                       f"peak {res['peak_rss_mb']:.0f} MB  load {before[0]:.1f}->{res['load_after'][0]:.1f}"
                       + (f"  ray init {res['ray_init_s']:.1f}s" if res.get("ray_init_s") else ""), flush=True)
+                report = summarize(runs, args.texts)  # after every run: a stopped benchmark keeps its figures
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps({"runs": runs, **report}, indent=2))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    report = summarize(runs, args.texts)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"runs": runs, **report}, indent=2))
     print(json.dumps(report, indent=2))
 
 
 def summarize(runs: list[dict[str, Any]], n: int) -> dict[str, Any]:
-    med = {m: statistics.median(r["wall_s"] for r in runs if r["mode"] == m) for m in {r["mode"] for r in runs}}
+    med = {m: statistics.median(r["wall_s"] for r in runs if r["mode"] == m) for m in sorted({r["mode"] for r in runs})}
     out: dict[str, Any] = {"cores": cores(), "texts": n, "median_wall_s": med}
     base = med.get("inproc")
     if base:

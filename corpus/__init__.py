@@ -17,7 +17,7 @@ from __future__ import annotations
 try:
     import pyarrow  # noqa: F401
 except ImportError:  # pragma: no cover (exercised by the cpu-only install test's pattern)
-    raise ImportError('onnxembed.corpus needs pyarrow: pip install "onnxembed[corpus]"') from None
+    raise ImportError("onnxembed corpus needs pyarrow: pip install 'onnxembed[corpus]'") from None
 
 from .errors import CorpusInputError as CorpusInputError
 from .errors import CorpusMismatchError as CorpusMismatchError

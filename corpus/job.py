@@ -127,6 +127,9 @@ def embed_corpus(
         overwrite: remove a previous job's files from ``out`` and start again.
         progress: called with a :class:`JobProgress` at the start and after each shard.
 
+    The local executor spawns its workers, so a script that calls this needs the usual
+    ``if __name__ == "__main__":`` guard (as with any ``multiprocessing`` code).
+
     Returns:
         A :class:`CorpusSummary`.
 

@@ -23,7 +23,7 @@ from .shards import WorkSpec, embed_shard, load_embedder
 __all__ = ["run_ray"]
 
 logger = logging.getLogger(__name__)
-RAY_HINT = 'the Ray executor needs ray: pip install "onnxembed[ray]"'
+RAY_HINT = "the Ray executor needs ray: pip install 'onnxembed[ray]'"
 
 
 def import_ray() -> Any:

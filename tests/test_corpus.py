@@ -179,7 +179,7 @@ def test_killed_driver_then_rerun_equals_an_uninterrupted_run(default_artifacts:
 
     rerun = run_cli("corpus", *args, "--out", str(out), "--json", timeout=600)
     summary = json.loads(rerun.stdout)
-    assert summary["shards_skipped"] >= written - 1 and summary["texts"] == N  # a shard may land after the listing
+    assert summary["shards_skipped"] >= written and summary["texts"] == N  # the orphaned worker may add one more
     assert summary["texts_embedded"] == N - 50 * summary["shards_skipped"]
     assert "texts/s" in rerun.stderr and "ETA" in rerun.stderr and "truncated" in rerun.stderr
 
@@ -284,5 +284,5 @@ def test_missing_ray_extra_is_the_pip_command(monkeypatch: pytest.MonkeyPatch, t
     src = _write(tmp_path / "in.txt", "a text\n")
     assert main(["corpus", str(tiny_bert_artifacts), str(src), "--out", str(tmp_path / "o"), "--executor", "ray"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ['onnxembed corpus: error: the Ray executor needs ray: pip install "onnxembed[ray]"']
+    assert err == ["onnxembed corpus: error: the Ray executor needs ray: pip install 'onnxembed[ray]'"]
     assert not (tmp_path / "o").exists()
