@@ -59,6 +59,7 @@ class Shard:
     offset: int
     length: int
     texts: int
+    file_size: int
 
     @property
     def name(self) -> str:
@@ -101,7 +102,7 @@ def plan_inputs(
         planned, cuts = (_plan_parquet if fmt == "parquet" else _plan_lines)(loc, fmt, columns, shard_rows)
         files.append(planned)
         for start, stop, offset, length, n in cuts:
-            shards.append(Shard(len(shards), str(loc), loc.uri, fmt, start, stop, offset, length, n))
+            shards.append(Shard(len(shards), str(loc), loc.uri, fmt, start, stop, offset, length, n, planned.size))
     return files, shards
 
 
@@ -305,6 +306,12 @@ def read_shard(shard: Shard, columns: Columns) -> tuple[list[str], list[str]]:
     """
     loc = locate(shard.uri)
     loc = Location(loc.fs, loc.path, shard.path)
+    size = _info(loc).size
+    if size != shard.file_size:
+        raise CorpusInputError(
+            f"{shard.path}: the file changed while the job ran ({shard.file_size} bytes when planned, {size} now); "
+            "rerun with overwrite to embed it as it is now"
+        )
     ids, texts = (_read_parquet if shard.format == "parquet" else _read_lines)(loc, shard, columns)
     if len(texts) != shard.texts:
         raise CorpusInputError(

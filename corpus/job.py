@@ -222,7 +222,7 @@ def _job_manifest(
         "inputs": [asdict(f) for f in files],
         "options": {"text_column": columns.text, "id_column": columns.id, "storage": storage, "shard_rows": shard_rows},
         "output": {"columns": ["id", "embedding"] + (["scale"] if storage == "int8" else []), "shards": len(shards)},
-        "shards": [{"file": s.name, **{k: v for k, v in s.as_dict().items() if k not in ("index", "uri")}} for s in shards],
+        "shards": [{"file": s.name, **{k: v for k, v in s.as_dict().items() if k not in ("index", "uri", "file_size")}} for s in shards],
     }
 
 

@@ -54,7 +54,7 @@ def corpus_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]
     pq.write_table(pa.table({"doc": [f"p{i}" for i in range(N)], "text": pqt}), root / "c.parquet", row_group_size=300)
     texts = {}
     for i, s in enumerate(txt):
-        texts[f"{root / 'a.txt'}:{i + 1 + (3 if i >= 700 else 0)}"] = s  # line numbers skip the 3 lines added
+        texts[f"{root / 'a.txt'}:{i + 1 + (2 if i >= 700 else 0)}"] = s  # lines 701-702 are blank
     texts.update({f"j{i}": s for i, s in enumerate(js)})
     texts.update({f"p{i}": s for i, s in enumerate(pqt)})
     return {"root": root, "txt": root / "a.txt", "jsonl": root / "b.jsonl", "parquet": root / "c.parquet", "texts": texts}
@@ -117,17 +117,21 @@ def test_local_executor_every_format_is_exact(tiny_bert_artifacts: Path, corpus_
     assert again.shards_skipped == again.shards and again.texts_embedded == 0 and again.texts == 2 * N
 
 
-def test_ray_executor_is_exact(ray_local, default_artifacts: Path, corpus_inputs: dict, tmp_path: Path) -> None:
-    """Real weights through Ray actors: jsonl and text files, passage prefix."""
+def test_ray_executor_is_exact(ray_local, all_artifacts: Path, corpus_inputs: dict, tmp_path: Path) -> None:
+    """Ray actors, jsonl and text files, with e5's passage prefix (tiny e5; the killed-driver test runs real weights)."""
+    model = all_artifacts / "e5-small-unsupervised"
     out = tmp_path / "out"
     ins = [corpus_inputs["txt"], corpus_inputs["jsonl"]]
-    s = embed_corpus(default_artifacts, ins, out, id_column="id", kind="passage", executor="ray", workers=2, shard_rows=500)
+    s = embed_corpus(model, ins, out, id_column="id", kind="passage", executor="ray", workers=2, shard_rows=500)
     assert s.executor == "ray" and s.workers == 2 and s.shards == 8 and s.texts == 2 * N
-    emb = Embedder.load(default_artifacts, variant=s.variant)
+    emb = Embedder.load(model, variant=s.variant)
+    assert emb.manifest.prefixes["passage"] == json.loads((out / "_manifest.json").read_text())["prefix"] == "passage: "
     texts = {k: v for k, v in corpus_inputs["texts"].items() if not k.startswith("p")}
     ids, vecs, _ = read_out(out)
     ref = emb.encode_passages([texts[i] for i in ids])
-    assert sorted(ids) == sorted(texts) and float(np.abs(vecs - ref).max()) <= 1e-6
+    assert len(ids) == len(set(ids)) and sorted(ids) == sorted(texts)
+    assert float(np.abs(vecs - ref).max()) <= 1e-6
+    assert float(np.abs(vecs - emb.encode([texts[i] for i in ids])).max()) > 1e-3  # the prefix was applied
     assert (out / "_SUCCESS").is_file()
 
 
@@ -266,13 +270,16 @@ def test_folder_with_another_jobs_shards_is_refused(tiny_bert_artifacts: Path, t
     assert sorted(p.name for p in out.iterdir()) == ["part-00000.parquet"]
 
 
-def test_bad_shard_row_found_by_a_worker_fails_cleanly(tiny_bert_artifacts: Path, tmp_path: Path) -> None:
-    """A file changed after planning: the worker's shard is refused with file and rows, no temp file left."""
+def test_a_file_changed_after_planning_is_refused_by_the_worker(tiny_bert_artifacts: Path, tmp_path: Path) -> None:
+    """The worker checks the file against the plan: its size, then the texts in the shard's rows."""
     from onnxembed.corpus.inputs import Columns, plan_inputs, read_shard
 
     src = _write(tmp_path / "in.txt", "one\ntwo\nthree\n")
     _, shards = plan_inputs([str(src)], Columns(), shard_rows=2)
     _write(src, "one\n\nthree\n")
+    with pytest.raises(CorpusInputError, match=r"in\.txt: the file changed while the job ran \(14 bytes when planned, 11 now\)"):
+        read_shard(shards[0], Columns())
+    _write(src, "\n\n\n\nfive\nsixx\n")  # same size, one text where the plan has two
     with pytest.raises(CorpusInputError, match=r"in\.txt: rows 1\.\.2 hold 1 texts, the job's plan counted 2"):
         read_shard(shards[0], Columns())
 
