@@ -78,9 +78,15 @@ def run_ray(
         logging.getLogger("ray.data").setLevel(max(logging.getLogger("ray.data").getEffectiveLevel(), logging.WARNING))
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the job reports its own progress
+        cpus = float(ray.cluster_resources().get("CPU", 1))
         if workers is None:
-            workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_actor))
+            workers = max(1, int(cpus // cpus_per_actor))
         workers = max(1, min(workers, len(shards)))
+        if workers * cpus_per_actor > cpus:
+            logger.warning(
+                "%d actors x %g CPUs need %g CPUs, the Ray cluster has %g now: the job waits for the autoscaler "
+                "(or forever without one); lower workers or cpus_per_actor", workers, cpus_per_actor, workers * cpus_per_actor, cpus,
+            )
         threads = max(1, int(cpus_per_actor))
         items = [{"shard": json.dumps(s.as_dict())} for s in shards]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
