@@ -60,6 +60,13 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and its reaped children (the local executor's workers; not Ray's
+    actors, which are the raylet's children): much less sensitive to a busy machine than wall time."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_mode(mode: str, model: str, src: str, out: str) -> dict[str, Any]:
     """One measured run, in this (fresh) interpreter."""
     n = cores()
@@ -76,6 +83,7 @@ def run_mode(mode: str, model: str, src: str, out: str) -> dict[str, Any]:
             for block in emb.encode_iter(lines, batch_size=32):
                 count += len(block)
         wall = time.perf_counter() - t0
+        cpu = _cpu_s()
         # tokenizer share: the same texts tokenized on one core
         with open(src, encoding="utf-8") as f:
             texts = [line.rstrip("\n") for line in f]
@@ -84,7 +92,7 @@ def run_mode(mode: str, model: str, src: str, out: str) -> dict[str, Any]:
         tok_s = time.perf_counter() - t1
         tokens = toks.n_tokens
         return {"mode": mode, "texts": count, "tokens": tokens, "wall_s": wall, "load_s": load, "variant": emb.variant,
-                "peak_rss_mb": _peak_mb(), "tokenize_1core_s": tok_s}
+                "peak_rss_mb": _peak_mb(), "tokenize_1core_s": tok_s, "cpu_s": cpu}
     from onnxembed.corpus import embed_corpus
 
     ray_init = 0.0
@@ -98,6 +106,7 @@ def run_mode(mode: str, model: str, src: str, out: str) -> dict[str, Any]:
     s = embed_corpus(model, src, out, executor="local" if mode == "local" else "ray", overwrite=True)
     wall = time.perf_counter() - t0
     return {"mode": mode, "texts": s.texts, "tokens": s.tokens, "wall_s": wall, "ray_init_s": ray_init, "workers": s.workers,
+            "cpu_s": _cpu_s() if mode == "local" else None,
             "variant": s.variant, "peak_rss_mb": s.worker_peak_rss_mb, "driver_peak_rss_mb": _peak_mb(), "shards": s.shards}
 
 
@@ -173,6 +182,10 @@ def summarize(runs: list[dict[str, Any]], n: int) -> dict[str, Any]:
             "output_tb_float32": 1e9 * 768 * 4 / 1e12, "output_tb_float16": 1e9 * 768 * 2 / 1e12,
         }
         out["peak_rss_mb"] = {m: max(r["peak_rss_mb"] for r in runs if r["mode"] == m) for m in med}
+        cpu = {m: statistics.median(r["cpu_s"] for r in runs if r["mode"] == m) for m in med if all(r.get("cpu_s") for r in runs if r["mode"] == m)}
+        if "inproc" in cpu:
+            out["cpu_s_median"] = cpu
+            out["cpu_ratio_vs_inproc"] = {m: cpu["inproc"] / c for m, c in cpu.items() if m != "inproc"}
     return out
 
 
