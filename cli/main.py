@@ -111,9 +111,9 @@ def _add_models(sub: Any) -> None:
 
 
 def _registrars() -> list[Callable[[Any], None]]:
-    from . import bench, demo, embed
+    from . import bench, corpus, demo, embed
 
-    return [demo.register, _add_build, _add_models, _add_verify, embed.register, bench.register]
+    return [demo.register, _add_build, _add_models, _add_verify, embed.register, bench.register, corpus.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -86,3 +86,13 @@ def test_embed_works_without_the_export_extra(cpu_site: Path, tmp_path: Path, ti
     assert proc.returncode == 0, proc.stderr
     first, last = proc.stdout.splitlines()[0], proc.stdout.splitlines()[-1]
     assert '"embedding"' in first and last == "False False"
+
+
+def test_corpus_without_its_extra_prints_the_pip_line_and_exits_2(cpu_site: Path, tmp_path: Path, tiny_bert_artifacts: Path) -> None:
+    """pyarrow is not part of the runtime install: ``onnxembed corpus`` says which extra to install."""
+    (tmp_path / "in.txt").write_text("a text\n")
+    argv = ["corpus", str(tiny_bert_artifacts), "in.txt", "--out", "out"]
+    proc = _run(cpu_site, f"from onnxembed.cli import main\nsys.exit(main({argv!r}))", tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["onnxembed corpus: error: onnxembed corpus needs pyarrow: pip install 'onnxembed[corpus]'"]
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,105 @@
+"""``onnxembed corpus DIR INPUT ... --out OUT``: embed a corpus into parquet shards, resumably.
+
+A thin layer over :func:`onnxembed.corpus.embed_corpus`; its flags are its keyword arguments.
+Progress (texts/s, shards done, ETA) and the summary go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from .common import CliError, positive_int
+
+__all__ = ["register"]
+
+
+def _cmd_corpus(args: argparse.Namespace) -> int:
+    try:
+        from onnxembed.corpus import embed_corpus
+    except ImportError as e:
+        raise CliError(str(e)) from None
+    try:
+        summary = embed_corpus(
+            args.dir, args.inputs, args.out,
+            text_column=args.text_column, id_column=args.id_column, kind=args.kind, input_format=args.input_format,
+            executor=args.executor, workers=args.workers, threads=args.threads, ray_address=args.ray_address,
+            cpus_per_actor=args.cpus_per_actor, storage=args.storage, variant=args.variant, batch_size=args.batch_size,
+            max_tokens=args.max_tokens, shard_rows=args.shard_rows, overwrite=args.overwrite,
+            progress=_progress_printer(sys.stderr),
+        )
+    except ImportError as e:  # the ray extra
+        raise CliError(str(e)) from None
+    s = summary
+    print(
+        f"{s.texts} texts ({s.texts_embedded} embedded now, {s.shards_skipped} of {s.shards} shards already done), "
+        f"{s.tokens} tokens, {s.truncated} truncated, {s.wall_seconds:.1f}s wall, {s.texts_per_second:,.0f} texts/s; "
+        f"{s.model} {s.variant} dim {s.dim} {s.storage}, {s.executor} x{s.workers} -> {s.out}",
+        file=sys.stderr,
+    )
+    if args.json:
+        print(json.dumps(s.as_dict()))
+    return 0
+
+
+def _progress_printer(stream: Any, every: float = 1.0) -> Any:
+    """One line per update at most every ``every`` seconds (and the last), redrawn on a terminal."""
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    last = [0.0]
+
+    def show(p: Any) -> None:
+        now = time.monotonic()
+        final = p.shards_done == p.shards_total
+        if not final and now - last[0] < every:
+            return
+        last[0] = now
+        eta = "?" if p.eta_seconds is None else f"{p.eta_seconds:,.0f}s"
+        line = f"[onnxembed corpus] {p.shards_done}/{p.shards_total} shards, {p.texts_done:,}/{p.texts_total:,} texts, {p.texts_per_second:,.0f} texts/s, ETA {eta}"
+        stream.write(("\r\x1b[K" + line + ("\n" if final else "")) if tty else line + "\n")
+        stream.flush()
+
+    return show
+
+
+def _max_tokens(text: str) -> int | None | str:
+    if text in ("default", "none"):
+        return None if text == "none" else "default"
+    return positive_int(text)
+
+
+def _cpus(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``corpus`` subcommand to the ``onnxembed`` parser."""
+    p = subparsers.add_parser("corpus", help="embed a corpus (parquet, jsonl, text) into resumable parquet shards")
+    p.add_argument("dir", help="artifact folder built by `onnxembed build` (on a Ray cluster: visible to every node)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders: .parquet, .jsonl, or text (one text per line); local or s3://, gs://")
+    p.add_argument("--out", required=True, help="output folder (local or s3://, gs://): part-NNNNN.parquet, _manifest.json, _SUCCESS")
+    p.add_argument("--text-column", default="text", help="the text column (parquet) or field (jsonl); default: text")
+    p.add_argument("--id-column", default=None, help="the id column or field; default: FILE:LINE (text, jsonl) or FILE:ROW (parquet)")
+    p.add_argument("--kind", choices=("query", "passage"), default=None, help="add the model's query/passage prefix")
+    p.add_argument("--input-format", choices=("auto", "parquet", "jsonl", "text"), default="auto", help="default: by file suffix, other files as text")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="local worker processes (default) or Ray actors")
+    p.add_argument("--workers", type=positive_int, default=None, help="local: processes (default one per core); ray: actors (default cluster CPUs / --cpus-per-actor)")
+    p.add_argument("--threads", type=positive_int, default=None, help="local: onnxruntime threads per worker (default cores / workers)")
+    p.add_argument("--ray-address", default=None, help="Ray cluster to join (auto, ray://head:10001); default: start Ray on this machine")
+    p.add_argument("--cpus-per-actor", type=_cpus, default=1, help="CPUs per Ray actor, also its onnxruntime threads (default 1)")
+    p.add_argument("--storage", choices=("float32", "float16", "int8"), default="float32", help="embedding storage (int8 adds a per-row scale column)")
+    p.add_argument("--variant", default="auto", help="auto (default, resolved once by the driver), fp32, O2, int8, or any variant of the manifest")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="most texts per onnxruntime run (default 32)")
+    p.add_argument("--max-tokens", type=_max_tokens, default="default", help="padded tokens per batch: a number, default, or none")
+    p.add_argument("--shard-rows", type=positive_int, default=10_000, help="texts per shard: the unit of work, of resumption and of output files (default 10000)")
+    p.add_argument("--overwrite", action="store_true", help="remove a previous job's files from --out and start again")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.set_defaults(func=_cmd_corpus)
