@@ -86,3 +86,12 @@ def test_embed_works_without_the_export_extra(cpu_site: Path, tmp_path: Path, ti
     assert proc.returncode == 0, proc.stderr
     first, last = proc.stdout.splitlines()[0], proc.stdout.splitlines()[-1]
     assert '"embedding"' in first and last == "False False"
+
+
+def test_serve_without_its_extra_prints_the_pip_line_and_exits_2(cpu_site: Path, tmp_path: Path, tiny_bert_artifacts: Path) -> None:
+    """The [cpu] install has no starlette/uvicorn: `onnxembed serve` says how to get them, in one line."""
+    proc = _run(cpu_site, f"from onnxembed.cli import main\nsys.exit(main(['serve', {str(tiny_bert_artifacts)!r}]))", tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert 'pip install "onnxembed[serve]"' in lines[0] and "missing: starlette" in lines[0], lines[0]
