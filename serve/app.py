@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 import numpy as np
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -86,7 +86,8 @@ class ServerState:
         """
         try:
             for m in self.models.values():
-                emb = Embedder.load(m.folder, variant=self.variant, threads=self.threads, session_options=_session_options(), max_tokens=self.max_tokens)
+                budget = {} if self.max_tokens is None else {"max_tokens": self.max_tokens}  # None: the runtime's default
+                emb = Embedder.load(m.folder, variant=self.variant, threads=self.threads, session_options=_session_options(), **budget)
                 _warm_up(emb, self.max_batch_size)
                 m.embedder = emb
                 m.batcher = Batcher(
@@ -166,11 +167,14 @@ class ServerState:
             raise too_big
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_big
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_big
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise _ClientGone() from None
         try:
             return orjson.loads(b"".join(chunks))
         except orjson.JSONDecodeError as e:
@@ -204,12 +208,13 @@ class ServerState:
 
         def client_left(_: Any) -> None:
             nonlocal gone
+            logger.debug("%s: client went away; dropping %d queued parts of its request", m.name, len(pending))
             gone = True
             for _s, w in pending:
                 w.cancelled = True
 
         watcher = asyncio.ensure_future(_disconnected(request))
-        watcher.add_done_callback(lambda t: None if t.cancelled() or not t.result() else client_left(t))
+        watcher.add_done_callback(lambda t: None if t.cancelled() or t.exception() is not None else client_left(t))
         parts: list[Embedded] = []
         try:
             submit_next()
@@ -273,11 +278,16 @@ def _session_options() -> Any:
 
 
 def _warm_up(emb: Embedder, max_batch_size: int) -> None:
-    """Run the largest batch the budget allows at the model's max length, then one short text."""
+    """Run the largest batch the budget allows at the model's max length, then one short text.
+
+    The long rows are built from a short text's ids ([CLS] word ... word [SEP]), so the warm-up is
+    not counted as truncated input.
+    """
+    short = emb.tokenize(["warm"]).ids[0]
+    row = [short[0]] + [short[1]] * (emb.max_length - 2) + [short[-1]]
     rows = max(1, min(max_batch_size, (emb.max_tokens or emb.max_length) // emb.max_length))
-    long_ids = emb.tokenize(["warm up " * emb.max_length] * rows).ids
-    emb.embed_batch(long_ids)
-    emb.embed_batch(emb.tokenize(["warm up"]).ids)
+    emb.embed_batch([row] * rows)
+    emb.embed_batch([short])
 
 
 # ---------------------------------------------------------------------------------- the app

@@ -72,12 +72,13 @@ def _texts(value: Any, field: str) -> list[str]:
         raise _bad(f"'{field}' must be a string or a list of strings, found {type(value).__name__}")
     if not items:
         raise _bad(f"'{field}' is empty; send at least one text")
+    all_ints = all(_is_int(t) for t in items)  # one text as token ids: [101, 2023, 102]
     for i, t in enumerate(items):
         if isinstance(t, str):
             if not t:
                 raise _bad(f"{field}[{i}] is an empty string; send text to embed")
             continue
-        if isinstance(t, int) and not isinstance(t, bool) or (isinstance(t, list) and t and all(isinstance(x, int) for x in t)):
+        if all_ints or (isinstance(t, list) and t and all(_is_int(x) for x in t)):
             raise _bad(
                 f"{field}[{i}] is a token-id array ({type(t).__name__}), but this server takes text: it tokenizes "
                 "with the model's own vocabulary, and ids from another tokenizer (tiktoken) mean nothing to it. "
@@ -86,6 +87,10 @@ def _texts(value: Any, field: str) -> list[str]:
             )
         raise _bad(f"{field}[{i}] is {type(t).__name__} {orjson.dumps(t).decode()[:60]}, expected a string")
     return items
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _bool(body: dict[str, Any], key: str, default: bool | None) -> bool | None:
