@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -137,11 +138,9 @@ def _self_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-async def _load(port: int, reqs: list[bytes], clients: int, size: int, warm: float, seconds: float, server_pid: int | None) -> tuple[list[float], int, float, float]:
+async def _load(port: int, reqs: list[bytes], clients: int, size: int, warm: float, seconds: float, server_pid: int | None) -> tuple[list[float], int, float, float, float]:
     loop = asyncio.get_running_loop()
     conns = [(await loop.create_connection(_Conn, "127.0.0.1", port))[1] for _ in range(clients)]
-    for t, _ in [(await loop.create_connection(_Conn, "127.0.0.1", port)) for _ in range(0)]:
-        t.close()
     state = {"measure": False, "stop": False}
     lat: list[float] = []
     errors = [0]
@@ -162,6 +161,10 @@ async def _load(port: int, reqs: list[bytes], clients: int, size: int, warm: flo
     cpu0, srv0, t0 = _self_cpu(), _proc_cpu(server_pid), time.perf_counter()
     state["measure"] = True
     await asyncio.sleep(seconds)
+    for _ in range(int(3 * seconds / 0.05)):  # slow servers: at least one answer per client, up to 4x the time
+        if len(lat) >= clients:
+            break
+        await asyncio.sleep(0.05)
     state["measure"] = False
     wall = time.perf_counter() - t0
     cpu1, srv1 = _self_cpu(), _proc_cpu(server_pid)
@@ -169,15 +172,16 @@ async def _load(port: int, reqs: list[bytes], clients: int, size: int, warm: flo
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=120)
     for conn in conns:
         conn.transport.close()  # type: ignore[union-attr]
-    return lat, errors[0], (cpu1 - cpu0) / wall, (srv1 - srv0) / wall
+    return lat, errors[0], (cpu1 - cpu0) / wall, (srv1 - srv0) / wall, wall
 
 
 def measure_http(name: str, server: Server, texts: list[str], clients: int, size: int, warm: float, seconds: float) -> Figure:
     reqs = _requests(server.port, server.path, server.model, texts, size, 512)
     _check_answer(server, reqs[0], size)
-    lat, errors, ccpu, scpu = asyncio.run(_load(server.port, reqs, clients, size, warm, seconds, server.pid))
+    lat, errors, ccpu, scpu, wall = asyncio.run(_load(server.port, reqs, clients, size, warm, seconds, server.pid))
     lat_ms = np.array(lat) * 1000
-    return Figure(name, clients, size, len(lat) * size / seconds, float(np.percentile(lat_ms, 50)), float(np.percentile(lat_ms, 99)), len(lat), errors, ccpu, scpu)
+    p50, p99 = (float(np.percentile(lat_ms, 50)), float(np.percentile(lat_ms, 99))) if len(lat) else (float("nan"), float("nan"))
+    return Figure(name, clients, size, len(lat) * size / wall, p50, p99, len(lat), errors, ccpu, scpu)
 
 
 def _check_answer(server: Server, raw: bytes, size: int) -> None:
@@ -253,20 +257,40 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _infinity_view(folder: Path, view: Path) -> Path:
+    """The artifact folder's files (links), with only the fp32 ``onnx/model.onnx``, at the top as ``model.onnx``."""
+    view.mkdir(parents=True, exist_ok=True)
+    for entry in Path(folder).resolve().iterdir():
+        if entry.name != "onnx" and not (view / entry.name).exists():
+            (view / entry.name).symlink_to(entry)
+    if not (view / "model.onnx").exists():
+        (view / "model.onnx").symlink_to(Path(folder).resolve() / "onnx" / "model.onnx")
+    return view
+
+
 def make_servers(args: argparse.Namespace) -> list[Server]:
     servers = []
     p = _free_port()
     servers.append(Server("onnxembed", [sys.executable, "-m", "onnxembed.cli", "serve", str(args.dir), "--port", str(p), "--name", "m", *args.serve_args.split()], p, health="/ready"))
+    for extra in filter(None, (x.strip() for x in args.also_serve.split(";"))):  # more onnxembed settings side by side
+        p = _free_port()
+        label = "oe" + "".join(extra.replace("--", " ").split())
+        servers.append(Server(label, [sys.executable, "-m", "onnxembed.cli", "serve", str(args.dir), "--port", str(p), "--name", "m", *extra.split()], p, health="/ready"))
     if args.infinity_python:
         p = _free_port()
         # Its optimum engine on the folder's fp32 onnx/model.onnx, optimized by infinity itself (its
         # CPU default prefers a file named "*quantize*", which the folder does not have; without
         # --onnx-do-not-prefer-quantized it would take whichever .onnx file the glob lists last).
+        # infinity 0.0.78 hands optimum the file's full path where optimum (optimum-onnx) matches
+        # bare file names, so a local folder with onnx/model.onnx fails to load ("Could not find any
+        # ONNX files with target file name /.../onnx/model.onnx"). Worked around with a view of the
+        # folder that has model.onnx at its top level, served from inside it as --model-id "."
+        view = _infinity_view(args.dir, args.log_dir / "infinity-view")
         exe = str(Path(args.infinity_python).with_name("infinity_emb"))
-        cmd = [exe, "v2", "--model-id", str(args.dir), "--served-model-name", "m", "--engine", "optimum", "--device", "cpu",
+        cmd = [exe, "v2", "--model-id", ".", "--served-model-name", "m", "--engine", "optimum", "--device", "cpu",
                "--port", str(p), "--onnx-do-not-prefer-quantized", "--no-bettertransformer", "--log-level", "warning"]
         env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(args.log_dir / "infinity-hf"), "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"}
-        servers.append(Server("infinity", cmd, p, path="/embeddings", env=env))
+        servers.append(Server("infinity", cmd, p, path="/embeddings", env=env, cwd=view))
     if args.st_model:
         p = _free_port()
         cmd = [sys.executable, "-m", "uvicorn", "st_fastapi_server:app", "--port", str(p), "--no-access-log", "--log-level", "warning"]
@@ -277,7 +301,7 @@ def make_servers(args: argparse.Namespace) -> list[Server]:
 # ------------------------------------------------------------------------------------- in-process
 
 
-def measure_inprocess(emb: Embedder, texts: list[str], seconds: float) -> list[Figure]:
+def measure_inprocess(emb: Embedder, texts: list[str], seconds: float, name: str = "in-process") -> list[Figure]:
     """Batch-32 throughput (the ceiling) and one-text and 32-text latency (the floors)."""
     pool = texts[:512]
     emb.encode(pool[:64])
@@ -287,7 +311,7 @@ def measure_inprocess(emb: Embedder, texts: list[str], seconds: float) -> list[F
         emb.encode(pool, batch_size=32)
         n += len(pool)
     wall = time.perf_counter() - t0
-    out = [Figure("in-process", 0, 512, n / wall, float("nan"), float("nan"), n // 512, 0, 0.0, (_self_cpu() - cpu0) / wall)]
+    out = [Figure(name, 0, 512, n / wall, float("nan"), float("nan"), n // 512, 0, 0.0, (_self_cpu() - cpu0) / wall)]
     for size in (1, 32):
         lat, i, t0 = [], 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds / 2:
@@ -296,7 +320,7 @@ def measure_inprocess(emb: Embedder, texts: list[str], seconds: float) -> list[F
             emb.encode(chunk)
             lat.append((time.perf_counter() - s) * 1000)
             i += 1
-        out.append(Figure("in-process", 1, size, len(lat) * size / (time.perf_counter() - t0), float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), len(lat), 0, 0.0, 0.0))
+        out.append(Figure(name, 1, size, len(lat) * size / (time.perf_counter() - t0), float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), len(lat), 0, 0.0, 0.0))
     return out
 
 
@@ -309,6 +333,7 @@ def main() -> int:
     ap.add_argument("--infinity-python", default=None, help="python of a venv with infinity-emb[server,optimum]")
     ap.add_argument("--st-model", default=None, help="sentence-transformers checkpoint for the FastAPI baseline")
     ap.add_argument("--serve-args", default="", help="extra flags for onnxembed serve")
+    ap.add_argument("--also-serve", default="", help="';'-separated flag sets for more onnxembed servers, e.g. '--threads 1;--batch-window-ms 0'")
     ap.add_argument("--clients", default="1,8,64")
     ap.add_argument("--sizes", default="1,32")
     ap.add_argument("--seconds", type=float, default=5.0)
@@ -322,6 +347,12 @@ def main() -> int:
     clients = [int(c) for c in args.clients.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
     emb = Embedder.load(args.dir)
+    # the same file with the server's session options (no spinning between runs): on a busy machine
+    # the default's spinning threads fight the other processes, so both are measured and the goals
+    # use the better of the two
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    emb_nospin = Embedder.load(args.dir, session_options=so)
     print(f"model {emb.manifest.name}, variant {emb.variant} on {emb.providers}; {len(texts)} STS sentences, "
           f"mean {np.mean(emb.tokenize(texts[:512]).counts):.1f} tokens", flush=True)
     servers = make_servers(args)
@@ -332,7 +363,7 @@ def main() -> int:
             s.start(args.log_dir)
             s.pause()
         for r in range(args.rounds):
-            for fig in measure_inprocess(emb, texts, args.seconds):
+            for fig in measure_inprocess(emb, texts, args.seconds) + measure_inprocess(emb_nospin, texts, args.seconds, "in-proc-ns"):
                 fig.round = r
                 figures.append(fig)
                 _print(fig)
@@ -386,20 +417,29 @@ def _summary(figs: list[Figure]) -> str:
         per = [getattr(x, attr) / getattr(y, attr) for r in rounds for x in a if x.round == r for y in b if y.round == r]
         return _med(per)
 
-    ceiling = pick("in-process", 0, 512)
+    def best(c: int, size: int, attr: str, better: Any) -> list[Figure]:
+        """Per round, the better of the two in-process figures."""
+        out = []
+        for r in rounds:
+            cands = [f for f in figs if f.round == r and f.target in ("in-process", "in-proc-ns") and f.clients == c and f.size == size]
+            if cands:
+                out.append(better(cands, key=lambda f: getattr(f, attr)))
+        return out
+
+    ceiling = best(0, 512, "texts_per_s", max)
     lines.append("")
     g1 = ratio(pick("onnxembed", 64, 1), ceiling, "texts_per_s")
-    lines.append(f"goal 1: 64 single-text clients / in-process batch throughput = {g1:.2f} (goal >= 0.80)")
+    lines.append(f"goal 1: 64 single-text clients / in-process batch-32 throughput (the better of default and no-spin) = {g1:.2f} (goal >= 0.80)")
     for c in sorted({f.clients for f in figs if f.clients}):
         for size in sorted({f.size for f in figs if f.target == "infinity"}):
             inf, oe = pick("infinity", c, size), pick("onnxembed", c, size)
             if inf and oe:
                 lines.append(f"goal 2: {c:>2} clients x {size:>2} texts: onnxembed/infinity throughput {ratio(oe, inf, 'texts_per_s'):.2f} (goal >= 2), "
                              f"p99 {_med([f.p99_ms for f in oe]):.1f} vs {_med([f.p99_ms for f in inf]):.1f} ms")
-    one, floor = pick("onnxembed", 1, 1), pick("in-process", 1, 1)
+    one, floor = pick("onnxembed", 1, 1), best(1, 1, "p50_ms", min)
     if one and floor:
         diff = _med([x.p50_ms - y.p50_ms for r in rounds for x in one if x.round == r for y in floor if y.round == r])
-        lines.append(f"goal 3: 1 client, 1 text: p50 {_med([f.p50_ms for f in one]):.2f} ms vs in-process {_med([f.p50_ms for f in floor]):.2f} ms: +{diff:.2f} ms (goal <= 2 ms)")
+        lines.append(f"goal 3: 1 client, 1 text: p50 {_med([f.p50_ms for f in one]):.2f} ms vs in-process {_med([f.p50_ms for f in floor]):.2f} ms: {diff:+.2f} ms (goal <= +2 ms)")
     return "\n".join(lines)
 
 

@@ -25,6 +25,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         args.dirs,
         host=args.host,
         port=args.port,
+        workers=args.workers,
         names=args.name,
         api_key=args.api_key,
         max_payload=args.max_payload,
@@ -64,6 +65,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="artifact folders built by `onnxembed build`, one model each")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
+    p.add_argument("--workers", type=positive_int, default=1, help="processes sharing the port, each with its own model copy and queue (default 1; give each --threads cores/workers)")
     p.add_argument("--name", action="append", default=None, help="the model's name in requests (default: the manifest's); once per DIR, in order")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (health, ready and metrics stay open)")
     p.add_argument("--max-payload", type=positive_int, default=2_000_000, help="largest request body in bytes (default 2000000; 413 above)")

@@ -470,3 +470,27 @@ def test_readme_serve_examples_run(server: Server) -> None:
         assert proc.returncode == 0, proc.stderr
         body = json.loads(proc.stdout)
         assert len(body["data"][0]["embedding"]) == 384 and body["usage"]["prompt_tokens"] > 0, proc.stdout[:300]
+
+
+def test_workers_share_the_port_and_drain_together(tiny_bert_artifacts: Path, tmp_path: Path) -> None:
+    """--workers 2: two processes on one port (SO_REUSEPORT), each answering correctly; SIGTERM ends both, exit 0."""
+    tiny = Embedder.load(tiny_bert_artifacts)
+    s = Server([tiny_bert_artifacts], "--workers", "2", "--threads", "1", log=tmp_path / "server.log")
+    try:
+        s.wait_ready()
+        for _ in range(200):  # both workers warm: /ready on fresh connections is 200 ten times running
+            if all(httpx.get(s.url + "/ready", timeout=5).status_code == 200 for _ in range(10)):
+                break
+            time.sleep(0.05)
+        children = Path(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children").read_text().split()
+        workers = [c for c in children if b"multiprocessing" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2, children
+        texts = [f"worker test {i}" for i in range(24)]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda t: httpx.post(s.url + "/v1/embeddings", json={"input": t, "encoding_format": "float"}, timeout=60), texts))
+        got = np.array([a.json()["data"][0]["embedding"] for a in answers], dtype=np.float32)
+        assert np.abs(got - tiny.encode(texts)).max() <= 1e-5
+    finally:
+        code = s.stop()
+    assert code == 0, s.text()
+    assert all(not Path(f"/proc/{c}").exists() or b"multiprocessing" not in Path(f"/proc/{c}/cmdline").read_bytes() for c in workers)
