@@ -483,7 +483,7 @@ def test_workers_share_the_port_and_drain_together(tiny_bert_artifacts: Path, tm
                 break
             time.sleep(0.05)
         children = Path(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children").read_text().split()
-        workers = [c for c in children if b"multiprocessing" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
         assert len(workers) == 2, children
         texts = [f"worker test {i}" for i in range(24)]
         with ThreadPoolExecutor(8) as pool:
@@ -493,4 +493,4 @@ def test_workers_share_the_port_and_drain_together(tiny_bert_artifacts: Path, tm
     finally:
         code = s.stop()
     assert code == 0, s.text()
-    assert all(not Path(f"/proc/{c}").exists() or b"multiprocessing" not in Path(f"/proc/{c}/cmdline").read_bytes() for c in workers)
+    assert all(not Path(f"/proc/{c}").exists() or b"spawn_main" not in Path(f"/proc/{c}/cmdline").read_bytes() for c in workers)
