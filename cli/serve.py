@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import positive_float, positive_int
+from .common import positive_int
 
 __all__ = ["register"]
 
@@ -21,6 +21,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as e:
         print(f"onnxembed serve: {e}", file=sys.stderr)
         return 2
+    where = f"http://{args.host}:{args.port}"
+    print(
+        f"onnxembed serve: {len(args.dirs)} model(s) on {where} (POST /v1/embeddings, POST /embed); "
+        f"GET {where}/ready answers 200 once they are loaded and warm; SIGTERM or Ctrl-C drains and stops",
+        file=sys.stderr,
+        flush=True,
+    )
     return serve(
         args.dirs,
         host=args.host,
