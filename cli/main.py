@@ -111,9 +111,9 @@ def _add_models(sub: Any) -> None:
 
 
 def _registrars() -> list[Callable[[Any], None]]:
-    from . import bench, corpus, demo, embed
+    from . import bench, corpus, demo, embed, serve
 
-    return [demo.register, _add_build, _add_models, _add_verify, embed.register, bench.register, corpus.register]
+    return [demo.register, _add_build, _add_models, _add_verify, embed.register, bench.register, corpus.register, serve.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -313,12 +313,15 @@ class Embedder:
         lengths = tokens.counts if isinstance(tokens, Tokens) else list(tokens)
         return plan_batches(lengths, batch_size, self._budget(max_tokens))
 
-    def embed_batch(self, ids: Sequence[Sequence[int]]) -> F32:
+    def embed_batch(self, ids: Sequence[Sequence[int]], *, normalize: bool | None = None) -> F32:
         """Stage 3: one onnxruntime run over one batch: pad, run, pool, normalize.
 
         ``ids`` are rows of :attr:`Tokens.ids` (for example ``tokens.select(batch).ids``). Returns a
         ``(len(ids), dim)`` float32 array in the same order. Thread-safe: onnxruntime allows
         concurrent ``run`` calls on one session and releases the GIL while it runs.
+
+        ``normalize`` None follows the manifest (what :meth:`encode` does); True or False forces
+        L2 normalization on or off (a server's per-request ``normalize`` option).
         """
         if not ids:
             return np.empty((0, self.dim), dtype=np.float32)
@@ -328,7 +331,8 @@ class Embedder:
             for name in self._input_names
         }
         hidden = self._session.run([self._manifest.output_name], feed)[0]
-        return pool(hidden, arrays["attention_mask"], self._manifest.pooling, self._manifest.normalize)
+        norm = self._manifest.normalize if normalize is None else bool(normalize)
+        return pool(hidden, arrays["attention_mask"], self._manifest.pooling, norm)
 
     # ---------------------------------------------------------------------------------- internals
 

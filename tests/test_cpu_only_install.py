@@ -96,3 +96,12 @@ def test_corpus_without_its_extra_prints_the_pip_line_and_exits_2(cpu_site: Path
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == ["onnxembed corpus: error: onnxembed corpus needs pyarrow: pip install 'onnxembed[corpus]'"]
     assert not (tmp_path / "out").exists()
+
+
+def test_serve_without_its_extra_prints_the_pip_line_and_exits_2(cpu_site: Path, tmp_path: Path, tiny_bert_artifacts: Path) -> None:
+    """The [cpu] install has no starlette/uvicorn: `onnxembed serve` says how to get them, in one line."""
+    proc = _run(cpu_site, f"from onnxembed.cli import main\nsys.exit(main(['serve', {str(tiny_bert_artifacts)!r}]))", tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert 'pip install "onnxembed[serve]"' in lines[0] and "missing: starlette" in lines[0], lines[0]

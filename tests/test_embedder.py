@@ -108,6 +108,17 @@ def test_order_and_values_do_not_depend_on_batching(tiny: Embedder) -> None:
         assert np.abs(got - one_by_one).max() < 1e-5, (bs, budget)
 
 
+def test_embed_batch_normalize_follows_the_manifest_or_the_caller(tiny: Embedder) -> None:
+    toks = tiny.tokenize(["a short text", "a somewhat longer text than the first one"])
+    default = tiny.embed_batch(toks.ids)
+    raw = tiny.embed_batch(toks.ids, normalize=False)
+    unit = tiny.embed_batch(toks.ids, normalize=True)
+    assert np.array_equal(default, unit if tiny.manifest.normalize else raw)
+    assert np.allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-6)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0, atol=1e-3)  # the tiny model's pooled norms are not 1
+    assert np.allclose(unit, raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-6)
+
+
 def test_token_budget_caps_every_batch(tiny: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
     shapes: list[tuple[int, int]] = []
     real_run = tiny.session.run

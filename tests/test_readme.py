@@ -42,8 +42,12 @@ def test_demo_on_a_built_folder_skips_the_build_compares_and_ranks(default_artif
     assert scores == sorted(scores, reverse=True)
 
 
+SERVER_URL = "http://127.0.0.1:8080"  # the Serve section's examples talk to a running server
+
+
 def _python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README, re.S)
+    """The examples that run on their own; those for a running server run in test_serve.py."""
+    return [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if SERVER_URL not in b]
 
 
 def test_readme_python_examples_run(default_artifacts: Path, tmp_path: Path) -> None:

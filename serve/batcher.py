@@ -1,0 +1,369 @@
+"""The batcher: one queue per model, length-sorted batches under a padded-token budget.
+
+Three stages on two threads, as text-embeddings-inference and infinity split them:
+
+- the **tokenizer** thread takes requests in arrival order and tokenizes them
+  (:meth:`Embedder.tokenize`), so the texts of the next batch are ready while the current one runs;
+- the **runner** thread takes the tokenized requests waiting at that moment (a *round*: at most
+  ``round_texts`` texts, oldest first), drops those whose client went away, sorts the round's texts
+  by length and cuts it into batches with :meth:`Embedder.plan_batches` (``rows x longest <=
+  max_tokens``, at most ``max_batch_size`` rows), runs each batch (:meth:`Embedder.embed_batch`,
+  onnxruntime releases the GIL) and scatters the rows back to their requests;
+- a request whose rows are all done is handed back to its event loop (one wake-up per batch).
+
+Under load, requests arrive while a round runs and form the next round, so batches fill by
+themselves. ``window`` adds a short wait for more texts only while the previous round held more
+than one request: a lone client never waits for a window.
+
+This module knows nothing about HTTP; the handlers call :meth:`Batcher.embed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from onnxembed import Embedder
+
+__all__ = ["Batcher", "BatcherClosed", "Embedded", "Observer", "TextTooLong"]
+
+logger = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher is shutting down and takes no new work."""
+
+
+class TextTooLong(ValueError):
+    """A text is longer than the model's max length and the request asked not to truncate."""
+
+    def __init__(self, index: int, length: int, max_length: int) -> None:
+        super().__init__(f"text {index} has {length} tokens, more than the model's max length of {max_length}")
+        self.index = index
+        self.length = length
+        self.max_length = max_length
+
+
+class Observer(Protocol):
+    """What the batcher reports (the metrics layer implements it). Called from the batcher's threads."""
+
+    def tokenized(self, seconds: float, texts: int, truncated: int) -> None: ...
+
+    def batch(self, rows: int, real_tokens: int, padded_tokens: int, seconds: float) -> None: ...
+
+    def queued(self, seconds: float) -> None: ...
+
+    def dropped(self, texts: int) -> None: ...
+
+
+class _NoObserver:
+    def tokenized(self, seconds: float, texts: int, truncated: int) -> None:
+        pass
+
+    def batch(self, rows: int, real_tokens: int, padded_tokens: int, seconds: float) -> None:
+        pass
+
+    def queued(self, seconds: float) -> None:
+        pass
+
+    def dropped(self, texts: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """One request's answer: its vectors in input order and its token usage."""
+
+    vectors: F32
+    n_tokens: int
+    n_truncated: int
+
+
+@dataclass(eq=False)
+class _Work:
+    texts: list[str]
+    kind: str | None
+    normalize: bool | None
+    truncate: bool
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Embedded]
+    submitted: float = field(default_factory=time.perf_counter)
+    cancelled: bool = False
+    tokens: Any = None  # onnxembed.Tokens once tokenized
+    out: F32 | None = None
+    remaining: int = 0
+    error: BaseException | None = None
+
+
+class Batcher:
+    """The queue, the token budget and the two threads for one model.
+
+    Args:
+        embedder: the model (only its public stages are used).
+        max_tokens: padded-token budget per batch (rows x longest); None: the Embedder's own.
+        max_batch_size: most rows per onnxruntime run (32, as :meth:`Embedder.encode`, so a lone
+            request is batched exactly as ``encode`` batches it).
+        round_texts: most texts the runner takes from the queue at once (oldest first).
+        window: seconds to wait for more texts before a round while the previous one held several
+            requests (0: never wait).
+        observer: receives timings and sizes (metrics).
+
+    >>> batcher = Batcher(Embedder.load("artifacts/all-minilm-l6-v2"))  # doctest: +SKIP
+    >>> batcher.start()  # doctest: +SKIP
+    >>> (await batcher.embed(["hello"])).vectors.shape  # doctest: +SKIP
+    (1, 384)
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        max_tokens: int | None = None,
+        max_batch_size: int = 32,
+        round_texts: int = 256,
+        window: float = 0.002,
+        observer: Observer | None = None,
+    ) -> None:
+        if max_batch_size < 1 or round_texts < 1:
+            raise ValueError(f"max_batch_size and round_texts must be >= 1, found {max_batch_size} and {round_texts}")
+        if window < 0:
+            raise ValueError(f"window must be >= 0 seconds, found {window}")
+        self.embedder = embedder
+        self.max_tokens = max_tokens if max_tokens is not None else embedder.max_tokens
+        self.max_batch_size = max_batch_size
+        self.round_texts = max(round_texts, max_batch_size)
+        self.window = window
+        self._obs: Observer = observer or _NoObserver()
+        self._incoming: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._ready: deque[_Work] = deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self._tokenizer_done = False
+        self._pending_texts = 0  # submitted, not yet run
+        self._unfinished = 0  # submitted, not yet answered
+        self._idle = threading.Condition()  # guards both counters
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------------------ public calls
+
+    @property
+    def queue_depth(self) -> int:
+        """Texts submitted and not yet run."""
+        return self._pending_texts
+
+    @property
+    def unfinished(self) -> int:
+        """Requests submitted and not yet answered (or dropped)."""
+        return self._unfinished
+
+    def start(self) -> None:
+        """Start the tokenizer and runner threads."""
+        name = self.embedder.manifest.name
+        self._threads = [
+            threading.Thread(target=self._tokenize_loop, name=f"onnxembed-tokenize-{name}", daemon=True),
+            threading.Thread(target=self._run_loop, name=f"onnxembed-run-{name}", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def submit(
+        self, texts: list[str], kind: str | None = None, *, normalize: bool | None = None, truncate: bool = True
+    ) -> _Work:
+        """Queue texts from the running event loop; await ``work.future`` for the :class:`Embedded`.
+
+        Set ``work.cancelled = True`` when the client goes away: the texts are then dropped before
+        they run. Raises :class:`BatcherClosed` after :meth:`close`.
+        """
+        if self._closed:
+            raise BatcherClosed("the server is shutting down")
+        loop = asyncio.get_running_loop()
+        work = _Work(list(texts), kind, normalize, truncate, loop, loop.create_future())
+        with self._idle:
+            self._unfinished += 1
+            self._pending_texts += len(work.texts)
+        self._incoming.put(work)
+        return work
+
+    async def embed(
+        self, texts: list[str], kind: str | None = None, *, normalize: bool | None = None, truncate: bool = True
+    ) -> Embedded:
+        """Embed ``texts`` through the queue; rows in input order."""
+        return await self.submit(texts, kind, normalize=normalize, truncate=truncate).future
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Take no new work, finish what was submitted, stop the threads. True if they stopped in time."""
+        if not self._closed:
+            self._closed = True
+            self._incoming.put(None)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until every submitted request is answered or dropped; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._unfinished == 0, timeout)
+
+    # ------------------------------------------------------------------------------- tokenizer
+
+    def _tokenize_loop(self) -> None:
+        emb = self.embedder
+        while True:
+            work = self._incoming.get()
+            if work is None:
+                break
+            if work.cancelled:
+                self._drop(work)
+                continue
+            t0 = time.perf_counter()
+            try:
+                tokens = emb.tokenize(work.texts, work.kind)
+                if not work.truncate and tokens.n_truncated:
+                    i = tokens.truncated.index(True)
+                    raise TextTooLong(i, tokens.full_lengths[i], tokens.max_length)
+            except Exception as e:  # noqa: BLE001 - any failure goes back to its request
+                with self._idle:
+                    self._pending_texts -= len(work.texts)
+                work.error = e
+                self._finish([work])
+                continue
+            self._obs.tokenized(time.perf_counter() - t0, len(work.texts), tokens.n_truncated)
+            work.tokens = tokens
+            work.out = np.empty((len(work.texts), emb.dim), dtype=np.float32)
+            work.remaining = len(work.texts)
+            with self._cv:
+                self._ready.append(work)
+                self._cv.notify()
+        with self._cv:
+            self._tokenizer_done = True
+            self._cv.notify()
+
+    # ---------------------------------------------------------------------------------- runner
+
+    def _take_round(self, previous: int) -> list[_Work] | None:
+        """The next round: waiting requests, oldest first, up to ``round_texts`` texts. None: stop."""
+        with self._cv:
+            while not self._ready:
+                if self._tokenizer_done:
+                    return None
+                self._cv.wait()
+            if previous > 1 and self.window > 0:
+                deadline = time.perf_counter() + self.window
+                while self._ready_texts() < self.max_batch_size and not self._tokenizer_done:
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
+            taken: list[_Work] = []
+            n = 0
+            while self._ready and (not taken or n + len(self._ready[0].texts) <= self.round_texts):
+                w = self._ready.popleft()
+                taken.append(w)
+                n += len(w.texts)
+            return taken
+
+    def _ready_texts(self) -> int:
+        return sum(len(w.texts) for w in self._ready)
+
+    def _run_loop(self) -> None:
+        previous = 0
+        while True:
+            taken = self._take_round(previous)
+            if taken is None:
+                break
+            live = []
+            for w in taken:
+                if w.cancelled:
+                    self._drop(w)
+                else:
+                    live.append(w)
+            previous = len(live)
+            now = time.perf_counter()
+            for w in live:
+                self._obs.queued(now - w.submitted)
+            for norm in {w.normalize for w in live}:
+                self._run_group([w for w in live if w.normalize == norm], norm)
+
+    def _run_group(self, works: list[_Work], normalize: bool | None) -> None:
+        """Sort the group's texts by length, batch them under the budget, run, scatter back."""
+        owners: list[tuple[_Work, int]] = [(w, i) for w in works for i in range(len(w.texts))]
+        ids = [w.tokens.ids[i] for w, i in owners]
+        lengths = [len(x) for x in ids]
+        emb = self.embedder
+        for batch in emb.plan_batches(lengths, self.max_batch_size, max_tokens=self.max_tokens):
+            rows = [int(j) for j in batch]
+            with self._idle:
+                self._pending_texts -= len(rows)
+            t0 = time.perf_counter()
+            try:
+                vecs = emb.embed_batch([ids[j] for j in rows], normalize=normalize)
+            except Exception as e:  # noqa: BLE001 - onnxruntime failures go back to the requests
+                logger.exception("%s: a batch of %d texts failed", emb.manifest.name, len(rows))
+                failed = list({id(owners[j][0]): owners[j][0] for j in rows}.values())
+                for w in failed:
+                    if w.error is None:
+                        w.error = e
+                        w.remaining = 0
+                self._finish(failed)
+                continue
+            seconds = time.perf_counter() - t0
+            longest = max(lengths[j] for j in rows)
+            self._obs.batch(len(rows), sum(lengths[j] for j in rows), longest * len(rows), seconds)
+            done: list[_Work] = []
+            for k, j in enumerate(rows):
+                w, i = owners[j]
+                if w.error is not None:
+                    continue
+                w.out[i] = vecs[k]  # type: ignore[index]
+                w.remaining -= 1
+                if w.remaining == 0:
+                    done.append(w)
+            if done:
+                self._finish(done)
+
+    # ---------------------------------------------------------------------------------- answers
+
+    def _drop(self, work: _Work) -> None:
+        logger.debug("%s: dropped a request of %d texts: its client went away", self.embedder.manifest.name, len(work.texts))
+        with self._idle:
+            self._pending_texts -= len(work.texts)
+        self._obs.dropped(len(work.texts))
+        work.error = ConnectionAbortedError("client went away")
+        self._finish([work])
+
+    def _finish(self, works: list[_Work]) -> None:
+        by_loop: dict[int, list[_Work]] = {}
+        for w in works:
+            by_loop.setdefault(id(w.loop), []).append(w)
+        for group in by_loop.values():
+            try:
+                group[0].loop.call_soon_threadsafe(_deliver, group)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+        with self._idle:
+            self._unfinished -= len(works)
+            if self._unfinished == 0:
+                self._idle.notify_all()
+
+
+def _deliver(works: list[_Work]) -> None:
+    """On the event loop: resolve each request's future."""
+    for w in works:
+        if w.future.done():
+            continue
+        if w.error is not None:
+            w.future.set_exception(w.error)
+        else:
+            w.future.set_result(Embedded(w.out, w.tokens.n_tokens, w.tokens.n_truncated))  # type: ignore[arg-type]

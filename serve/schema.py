@@ -1,0 +1,173 @@
+"""Request bodies in, response bodies out: the OpenAI and TEI formats as pure functions.
+
+Parsing checks what a client sent and says what is wrong with it; it knows nothing about models
+or the queue. Answers are bytes (orjson).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+__all__ = ["ApiError", "EmbedRequest", "openai_response", "parse_openai", "parse_tei", "tei_response"]
+
+# The request field for the model's query/passage prefixes (e5 needs them); "document" is
+# accepted for "passage" (the word other embedding APIs use).
+KIND_FIELD = "input_type"
+_KINDS = {"query": "query", "passage": "passage", "document": "passage"}
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "server_error",
+}
+
+
+class ApiError(Exception):
+    """An answer with an error status and an OpenAI-style body ``{"error": {message, type, code}}``."""
+
+    def __init__(self, status: int, message: str, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+    def body(self) -> bytes:
+        err = {"message": self.message, "type": _TYPES.get(self.status, "server_error"), "code": self.code}
+        return orjson.dumps({"error": err})
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    """What both APIs ask for, once checked."""
+
+    texts: list[str]
+    model: str | None
+    kind: str | None = None
+    normalize: bool | None = None  # None: as the model's manifest says
+    truncate: bool = True
+    encoding: str = "float"  # "float" or "base64"
+    dimensions: int | None = None
+    field: str = "input"  # the request's name for the texts, for messages
+
+
+def _bad(message: str, code: str = "invalid_input") -> ApiError:
+    return ApiError(400, message, code)
+
+
+def _texts(value: Any, field: str) -> list[str]:
+    if isinstance(value, str):
+        items: list[Any] = [value]
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise _bad(f"'{field}' must be a string or a list of strings, found {type(value).__name__}")
+    if not items:
+        raise _bad(f"'{field}' is empty; send at least one text")
+    all_ints = all(_is_int(t) for t in items)  # one text as token ids: [101, 2023, 102]
+    for i, t in enumerate(items):
+        if isinstance(t, str):
+            if not t:
+                raise _bad(f"{field}[{i}] is an empty string; send text to embed")
+            continue
+        if all_ints or (isinstance(t, list) and t and all(_is_int(x) for x in t)):
+            raise _bad(
+                f"{field}[{i}] is a token-id array ({type(t).__name__}), but this server takes text: it tokenizes "
+                "with the model's own vocabulary, and ids from another tokenizer (tiktoken) mean nothing to it. "
+                "Send strings; with LangChain's OpenAIEmbeddings pass check_embedding_ctx_length=False",
+                "token_ids_not_supported",
+            )
+        raise _bad(f"{field}[{i}] is {type(t).__name__} {orjson.dumps(t).decode()[:60]}, expected a string")
+    return items
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _bool(body: dict[str, Any], key: str, default: bool | None) -> bool | None:
+    value = body.get(key, default)
+    if value is not None and not isinstance(value, bool):
+        raise _bad(f"'{key}' must be true or false, found {orjson.dumps(value).decode()[:40]}")
+    return value
+
+
+def _kind(body: dict[str, Any]) -> str | None:
+    value = body.get(KIND_FIELD)
+    if value is None:
+        return None
+    if value not in _KINDS:
+        raise _bad(f"'{KIND_FIELD}' must be one of {sorted(_KINDS)} (adds the model's prefix), found {value!r}")
+    return _KINDS[value]
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise _bad(f"the request body must be a JSON object, found {type(body).__name__}")
+    return body
+
+
+def parse_openai(body: Any) -> EmbedRequest:
+    """``POST /v1/embeddings``: ``input``, ``model``, ``encoding_format``, ``dimensions``, plus
+    ``input_type`` (query/passage prefix) and ``truncate`` (default true)."""
+    b = _object(body)
+    if "input" not in b:
+        raise _bad("'input' is missing: send a string or a list of strings")
+    texts = _texts(b["input"], "input")
+    model = b.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _bad(f"'model' must be a string, found {type(model).__name__}")
+    encoding = b.get("encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        raise _bad(f"'encoding_format' must be 'float' or 'base64', found {encoding!r}")
+    dims = b.get("dimensions")
+    if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int)):
+        raise _bad(f"'dimensions' must be an integer, found {orjson.dumps(dims).decode()[:40]}")
+    truncate = _bool(b, "truncate", True)
+    return EmbedRequest(texts, model, _kind(b), None, bool(truncate), encoding, dims)
+
+
+def parse_tei(body: Any) -> EmbedRequest:
+    """``POST /embed`` (text-embeddings-inference): ``inputs``, ``normalize`` (default true),
+    ``truncate`` (default false, as TEI), plus ``input_type`` and ``model``."""
+    b = _object(body)
+    if "inputs" not in b:
+        raise _bad("'inputs' is missing: send a string or a list of strings")
+    texts = _texts(b["inputs"], "inputs")
+    model = b.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _bad(f"'model' must be a string, found {type(model).__name__}")
+    normalize = _bool(b, "normalize", True)
+    truncate = _bool(b, "truncate", False)
+    return EmbedRequest(texts, model, _kind(b), normalize, bool(truncate), field="inputs")
+
+
+def openai_response(vectors: npt.NDArray[np.float32], model: str, n_tokens: int, n_truncated: int, encoding: str) -> bytes:
+    """The OpenAI body; ``truncated_inputs`` (an extension) counts the inputs cut at max length."""
+    if encoding == "base64":
+        le = vectors.astype("<f4", copy=False)
+        rows: list[Any] = [base64.b64encode(r.tobytes()).decode("ascii") for r in le]
+    else:
+        rows = list(vectors)
+    data = [{"object": "embedding", "index": i, "embedding": r} for i, r in enumerate(rows)]
+    body = {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
+        "truncated_inputs": n_truncated,
+    }
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def tei_response(vectors: npt.NDArray[np.float32]) -> bytes:
+    """TEI's body: a list of vectors."""
+    return orjson.dumps(vectors, option=orjson.OPT_SERIALIZE_NUMPY)

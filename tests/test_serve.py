@@ -1,0 +1,495 @@
+"""`onnxembed serve`: a real server in a subprocess on a free loopback port, driven by real clients
+(the openai SDK, httpx, raw sockets). Every wait is bounded in count and time.
+
+One shared server holds the real embedded model (where real weights matter: vectors equal to
+``Embedder.encode``) and two tiny ones; a second, strict server tests the limits; a third is
+stopped with SIGTERM while requests are in flight.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+httpx = pytest.importorskip("httpx")
+openai = pytest.importorskip("openai")
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from onnxembed import Embedder  # noqa: E402
+
+KEY = "test-key"
+MINILM = "all-minilm-l6-v2"  # the manifest's name, as the README's examples use it
+AUTH = {"Authorization": f"Bearer {KEY}"}
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sts"
+
+
+def _sts_sentences(n: int) -> list[str]:
+    out: list[str] = []
+    for f in sorted(DATA.glob("*.tsv")):
+        with open(f, encoding="utf-8") as fh:
+            next(fh)
+            for line in fh:
+                parts = line.rstrip("\n").split("\t")
+                out.extend(p for p in parts[1:3] if p)
+        if len(out) >= 4 * n:
+            break
+    return list(dict.fromkeys(out))[:n]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``onnxembed serve`` in a subprocess; :meth:`stop` ends it and returns its exit status."""
+
+    def __init__(self, dirs: list[Path], *args: str, log: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self._out = open(log, "wb")
+        cmd = [sys.executable, "-m", "onnxembed.cli", "-v", "serve", *map(str, dirs), "--port", str(self.port), *args]
+        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        saw_health = False
+        for _ in range(int(timeout / 0.05)):
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.text()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    saw_health = True
+                if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
+                    assert saw_health
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"server not ready after {timeout} s:\n{self.text()}")
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"server did not exit within {timeout} s after {signal.Signals(sig).name}:\n{self.text()}") from None
+        finally:
+            self._out.close()
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    return _sts_sentences(300)
+
+
+@pytest.fixture(scope="module")
+def real(default_artifacts: Path) -> Embedder:
+    """The same automatic choice the server makes."""
+    return Embedder.load(default_artifacts)
+
+
+@pytest.fixture(scope="module")
+def server(default_artifacts: Path, tiny_bert_artifacts: Path, all_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    e5 = all_artifacts / "e5-small-unsupervised"
+    s = Server([default_artifacts, tiny_bert_artifacts, e5], "--api-key", KEY, "--name", MINILM, "--name", "tiny", "--name", "e5", log=tmp_path_factory.mktemp("serve") / "server.log")
+    try:
+        s.wait_ready()
+        yield s
+    finally:
+        assert s.stop() == 0, s.text()
+
+
+@pytest.fixture(scope="module")
+def strict(tiny_bert_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    args = ("--max-payload", "4000", "--max-concurrent-requests", "1", "--max-client-batch", "3", "--threads", "1")
+    s = Server([tiny_bert_artifacts], *args, log=tmp_path_factory.mktemp("strict") / "server.log")
+    try:
+        s.wait_ready()
+        yield s
+    finally:
+        assert s.stop() == 0, s.text()
+
+
+def _client(server: Server) -> Any:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0, timeout=60)
+
+
+def _post(server: Server, path: str, body: Any, headers: dict[str, str] | None = None, timeout: float = 60) -> Any:
+    return httpx.post(server.url + path, json=body, headers=AUTH if headers is None else headers, timeout=timeout)
+
+
+def _metrics(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    r = httpx.get(server.url + "/metrics", timeout=10)
+    assert r.status_code == 200
+    out = {}
+    for fam in text_string_to_metric_families(r.text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _error(r: Any, status: int, *words: str) -> str:
+    assert r.status_code == status, (r.status_code, r.text)
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "code"}, err
+    for w in words:
+        assert w in err["message"], (w, err["message"])
+    return str(err["message"])
+
+
+# ------------------------------------------------------------------------------------------ numbers
+
+
+def test_openai_sdk_base64_and_float_equal_encode(server: Server, real: Embedder, texts: list[str]) -> None:
+    batch = texts[:40] + ["a text much longer than the rest " * 60]  # truncated at max length
+    expected = real.encode(batch)
+    client = _client(server)
+    b64 = client.embeddings.create(model=MINILM, input=batch)  # the SDK asks for base64 by default
+    flt = client.embeddings.create(model=MINILM, input=batch, encoding_format="float")
+    for resp in (b64, flt):
+        got = np.array([d.embedding for d in resp.data], dtype=np.float32)
+        assert [d.index for d in resp.data] == list(range(len(batch)))
+        assert got.shape == expected.shape and np.abs(got - expected).max() <= 1e-6
+        toks = real.tokenize(batch)
+        assert resp.usage.prompt_tokens == resp.usage.total_tokens == toks.n_tokens
+        assert resp.model == MINILM and resp.model_extra["truncated_inputs"] == 1
+    # the raw base64 is little-endian float32
+    raw = _post(server, "/v1/embeddings", {"model": MINILM, "input": batch[0], "encoding_format": "base64"}).json()
+    vec = np.frombuffer(base64.b64decode(raw["data"][0]["embedding"]), dtype="<f4")
+    assert np.abs(vec - expected[0]).max() <= 1e-6
+    # a single string is a list of one; dimensions equal to the model's size is accepted
+    one = client.embeddings.create(model=MINILM, input=batch[1], dimensions=real.dim, encoding_format="float")
+    assert len(one.data) == 1 and np.abs(np.array(one.data[0].embedding) - expected[1]).max() <= 1e-6
+
+
+def test_input_type_adds_the_models_prefix(server: Server, all_artifacts: Path) -> None:
+    e5 = Embedder.load(all_artifacts / "e5-small-unsupervised")
+    assert e5.manifest.prefixes.get("query")
+    text = ["how fast is int8"]
+    for kind in ("query", "passage"):
+        r = _post(server, "/v1/embeddings", {"model": "e5", "input": text, "input_type": kind, "encoding_format": "float"})
+        got = np.array(r.json()["data"][0]["embedding"], dtype=np.float32)
+        assert np.abs(got - e5.encode(text, kind=kind)[0]).max() <= 1e-6
+        assert r.json()["usage"]["prompt_tokens"] == e5.tokenize(text, kind=kind).n_tokens
+    plain = np.array(_post(server, "/v1/embeddings", {"model": "e5", "input": text, "encoding_format": "float"}).json()["data"][0]["embedding"])
+    assert np.abs(plain - e5.encode(text)[0]).max() <= 1e-6
+    assert np.abs(plain - e5.encode(text, kind="query")[0]).max() > 1e-3
+
+
+def test_tei_embed_and_info(server: Server, real: Embedder, texts: list[str]) -> None:
+    batch = texts[40:50]
+    r = _post(server, "/embed", {"inputs": batch, "model": MINILM})
+    assert r.status_code == 200, r.text
+    assert np.abs(np.array(r.json(), dtype=np.float32) - real.encode(batch)).max() <= 1e-6
+    raw = np.array(_post(server, "/embed", {"inputs": batch, "model": MINILM, "normalize": False}).json(), dtype=np.float32)
+    toks = real.tokenize(batch)
+    expected_raw = np.vstack([real.embed_batch([ids], normalize=False) for ids in toks.ids])
+    assert np.abs(raw - expected_raw).max() <= 1e-5 * np.abs(expected_raw).max()
+    assert np.abs(np.linalg.norm(raw, axis=1) - 1).max() > 1e-2  # really not normalized
+    long = "word " * (real.max_length + 20)
+    _error(_post(server, "/embed", {"inputs": ["short", long], "model": MINILM}), 400, "inputs[1]", "truncate=true")
+    ok = _post(server, "/embed", {"inputs": ["short", long], "model": MINILM, "truncate": True})
+    assert ok.status_code == 200 and ok.headers["x-truncated-inputs"] == "1"
+    info = httpx.get(server.url + "/info", headers=AUTH, timeout=10).json()
+    assert info["model_id"] == MINILM and info["max_input_length"] == real.max_length == real.manifest.max_length
+    assert info["dim"] == real.dim and info["model_dtype"] == real.variant and info["max_batch_tokens"] == real.max_tokens
+    models = httpx.get(server.url + "/v1/models", headers=AUTH, timeout=10).json()
+    assert [m["id"] for m in models["data"]] == [MINILM, "tiny", "e5"]
+    assert [m.id for m in _client(server).models.list().data] == [MINILM, "tiny", "e5"]
+
+
+def test_64_concurrent_clients_get_their_own_vectors(server: Server, real: Embedder, texts: list[str]) -> None:
+    """64 clients at once, each with its own texts (1 to 3 per request, 3 requests each)."""
+    before = _metrics(server)
+    alone = {t: real.encode([t])[0] for t in texts[:192]}
+
+    def client(c: int) -> list[tuple[list[str], Any]]:
+        out = []
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=120) as h:
+            for r in range(3):
+                mine = [texts[(c * 3 + r + k * 64) % 192] for k in range(1 + (c + r) % 3)]
+                resp = h.post("/v1/embeddings", json={"model": MINILM, "input": mine, "encoding_format": "float"})
+                out.append((mine, resp))
+        return out
+
+    with ThreadPoolExecutor(64) as pool:
+        results = [x for chunk in pool.map(client, range(64)) for x in chunk]
+    assert len(results) == 192
+    for mine, resp in results:
+        assert resp.status_code == 200, resp.text
+        got = np.array([d["embedding"] for d in resp.json()["data"]], dtype=np.float32)
+        want = np.vstack([alone[t] for t in mine])
+        # batch neighbours and padding change the last bits only; another text's vector is far away
+        assert np.abs(got - want).max() <= 1e-5, np.abs(got - want).max()
+    after = _metrics(server)
+    batches = after[("onnxembed_batch_size_count", (("model", MINILM),))] - before.get(("onnxembed_batch_size_count", (("model", MINILM),)), 0)
+    rows = after[("onnxembed_batch_size_sum", (("model", MINILM),))] - before.get(("onnxembed_batch_size_sum", (("model", MINILM),)), 0)
+    assert rows == sum(len(m) for m, _ in results)
+    assert batches < len(results), "concurrent requests were never batched together"
+
+
+def test_metrics_parse_and_their_counters_move(server: Server, real: Embedder, texts: list[str]) -> None:
+    before = _metrics(server)
+    ok = ("onnxembed_requests_total", (("endpoint", "embeddings"), ("status", "200")))
+    model = (("model", MINILM),)
+    usage = 0
+    for i in range(3):
+        r = _post(server, "/v1/embeddings", {"model": MINILM, "input": texts[60 + i : 63 + i]})
+        usage += r.json()["usage"]["prompt_tokens"]
+    _post(server, "/v1/embeddings", {"model": MINILM, "input": []})
+    after = _metrics(server)
+    assert after[ok] - before.get(ok, 0) == 3
+    bad = ("onnxembed_requests_total", (("endpoint", "embeddings"), ("status", "400")))
+    assert after[bad] - before.get(bad, 0) == 1
+    real_tokens = ("onnxembed_tokens_total", (("kind", "real"), ("model", MINILM)))
+    padded = ("onnxembed_tokens_total", (("kind", "padded"), ("model", MINILM)))
+    assert after[real_tokens] - before[real_tokens] == usage
+    assert after[padded] - before[padded] >= usage
+    assert after[("onnxembed_texts_total", model)] - before[("onnxembed_texts_total", model)] == 9
+    for hist in ("onnxembed_tokenize_seconds", "onnxembed_queue_seconds", "onnxembed_inference_seconds", "onnxembed_batch_size"):
+        assert after[(f"{hist}_count", model)] > before[(f"{hist}_count", model)], hist
+    assert after[("onnxembed_queue_depth", model)] == 0
+    assert after[("onnxembed_ready", model)] == 1
+
+
+# ------------------------------------------------------------------------------------------- errors
+
+
+def test_bad_input_is_a_400_that_says_what_and_where(server: Server, real: Embedder) -> None:
+    cases = [
+        ({"model": MINILM, "input": []}, ["empty"]),
+        ({"model": MINILM, "input": ["fine", ""]}, ["input[1]", "empty"]),
+        ({"model": MINILM, "input": ["fine", "also", 7]}, ["input[2]", "int", "expected a string"]),
+        ({"model": MINILM, "input": [[101, 2023, 102]]}, ["input[0]", "token-id", "check_embedding_ctx_length=False"]),
+        ({"model": MINILM, "input": [101, 2023]}, ["input[0]", "token-id"]),
+        ({"model": MINILM, "input": "x", "dimensions": 128}, ["'dimensions' is 128", str(real.dim)]),
+        ({"model": MINILM, "input": "x", "encoding_format": "int8"}, ["encoding_format"]),
+        ({"model": MINILM, "input": "x", "input_type": "question"}, ["input_type"]),
+        ({"model": MINILM}, ["'input' is missing"]),
+        ({"input": "x"}, ["'model' is required", MINILM]),
+    ]
+    for body, words in cases:
+        _error(_post(server, "/v1/embeddings", body), 400, *words)
+    r = httpx.post(server.url + "/v1/embeddings", content=b"{not json", headers={**AUTH, "content-type": "application/json"}, timeout=10)
+    _error(r, 400, "not valid JSON")
+    with pytest.raises(openai.BadRequestError, match="token-id"):
+        _client(server).embeddings.create(model=MINILM, input=[[101, 2023, 102]])
+
+
+def test_api_key_unknown_model_and_path(server: Server) -> None:
+    body = {"model": MINILM, "input": "hello"}
+    _error(_post(server, "/v1/embeddings", body, headers={}), 401, "missing API key")
+    _error(_post(server, "/v1/embeddings", body, headers={"Authorization": "Bearer nope"}), 401, "wrong API key")
+    _error(httpx.get(server.url + "/v1/models", timeout=10), 401)
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=server.url + "/v1", api_key="nope", max_retries=0).embeddings.create(model=MINILM, input="x")
+    for path in ("/health", "/ready", "/metrics"):
+        assert httpx.get(server.url + path, timeout=10).status_code == 200, path
+    _error(_post(server, "/v1/embeddings", {"model": "gpt-4", "input": "x"}), 404, "'gpt-4'", MINILM)
+    with pytest.raises(openai.NotFoundError):
+        _client(server).embeddings.create(model="text-embedding-3-small", input="x")
+    _error(_post(server, "/embed", {"inputs": "x", "model": "nope"}), 404, "'nope'")
+    _error(httpx.get(server.url + "/v2/nothing", timeout=10), 404, "/v2/nothing")
+    assert _post(server, "/embeddings", body).status_code == 200  # the path without /v1 too
+
+
+def test_payload_limit_413_and_client_batches_are_split(strict: Server, tiny_bert_artifacts: Path) -> None:
+    tiny = Embedder.load(tiny_bert_artifacts)
+    _error(_post(strict, "/v1/embeddings", {"input": ["x" * 2000, "y" * 2500]}, headers={}), 413, "4000 bytes", "--max-payload")
+    batch = [f"text number {i} with some words" for i in range(10)]  # 10 > --max-client-batch 3: split, not refused
+    before = _metrics(strict)
+    r = _post(strict, "/v1/embeddings", {"input": batch, "encoding_format": "float"}, headers={})
+    assert r.status_code == 200, r.text
+    got = np.array([d["embedding"] for d in r.json()["data"]], dtype=np.float32)
+    assert np.abs(got - tiny.encode(batch)).max() <= 1e-5
+    assert r.json()["usage"]["prompt_tokens"] == tiny.tokenize(batch).n_tokens
+    # split into chunks of 3, at most two of them queued at a time: no batch holds more than 6 of the 10
+    model = (("model", tiny.manifest.name),)
+    after = _metrics(strict)
+    batches = after[("onnxembed_batch_size_count", model)] - before.get(("onnxembed_batch_size_count", model), 0)
+    small = after[("onnxembed_batch_size_bucket", (("le", "8.0"), *model))] - before.get(("onnxembed_batch_size_bucket", (("le", "8.0"), *model)), 0)
+    assert batches >= 2 and small == batches, (batches, small)
+
+
+def test_too_many_concurrent_requests_is_a_429(strict: Server) -> None:
+    """--max-concurrent-requests 1: while one request is in flight (its body still arriving), the next is refused."""
+    payload = b'{"input": ["a slow client"]}'
+    head = f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=30) as slow:
+        slow.sendall(head.encode() + payload[:10])
+        for _ in range(400):
+            if _metrics(strict)[("onnxembed_requests_in_flight", ())] >= 1:
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the slow request never showed up as in flight")
+        _error(_post(strict, "/v1/embeddings", {"input": "x"}, headers={}), 429, "limit is 1")
+        slow.sendall(payload[10:])
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = slow.recv(1 << 16)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert _post(strict, "/v1/embeddings", {"input": "x"}, headers={}).status_code == 200  # the slot is free again
+
+
+def test_a_request_whose_client_left_is_dropped_before_it_runs(server: Server, texts: list[str]) -> None:
+    model = (("model", MINILM),)
+    before = _metrics(server)
+    long_job: dict[str, Any] = {}
+    big = {"model": MINILM, "input": (texts * 4)[:1024]}  # four chunks: keeps the queue busy
+    t = threading.Thread(target=lambda: long_job.setdefault("r", _post(server, "/v1/embeddings", big, timeout=120)))
+    t.start()
+    try:
+        for _ in range(400):
+            if _metrics(server)[("onnxembed_queue_depth", model)] > 0:
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the long request never queued")
+        payload = json.dumps({"model": MINILM, "input": ["left", "before", "its", "turn"]}).encode()
+        head = f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(head.encode() + payload)
+            time.sleep(0.05)
+    finally:
+        t.join(120)
+    assert long_job["r"].status_code == 200
+    after = _metrics(server)
+    for _ in range(100):
+        if after[("onnxembed_dropped_texts_total", model)] > before.get(("onnxembed_dropped_texts_total", model), 0):
+            break
+        time.sleep(0.02)
+        after = _metrics(server)
+    assert after[("onnxembed_dropped_texts_total", model)] - before.get(("onnxembed_dropped_texts_total", model), 0) == 4
+    assert after[("onnxembed_texts_total", model)] - before[("onnxembed_texts_total", model)] == 1024
+
+
+# ----------------------------------------------------------------------------------------- shutdown
+
+
+def test_sigterm_with_requests_in_flight_loses_none(tiny_bert_artifacts: Path, tmp_path: Path) -> None:
+    tiny = Embedder.load(tiny_bert_artifacts)
+    s = Server([tiny_bert_artifacts], "--max-client-batch", "4", "--threads", "1", log=tmp_path / "server.log")
+    s.wait_ready()
+    jobs = [[f"request {j} text {i} " + "more words " * (i % 30) for i in range(300)] for j in range(8)]
+    results: dict[int, Any] = {}
+
+    def send(j: int) -> None:
+        results[j] = _post(s, "/v1/embeddings", {"input": jobs[j], "encoding_format": "float"}, headers={}, timeout=120)
+
+    threads = [threading.Thread(target=send, args=(j,)) for j in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(400):
+            if _metrics(s)[("onnxembed_requests_in_flight", ())] == 8:
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the 8 requests never were in flight together")
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        ready = httpx.get(s.url + "/ready", timeout=10)
+        late = httpx.post(s.url + "/v1/embeddings", json={"input": "too late"}, timeout=10)
+        in_flight = _metrics(s)[("onnxembed_requests_in_flight", ())]
+    finally:
+        for t in threads:
+            t.join(120)
+        code = s.stop()
+    assert in_flight > 0, "the requests finished before the checks; make them longer"
+    assert ready.status_code == 503 and ready.json()["status"] == "draining"
+    _error(late, 503, "shutting down")
+    assert code == 0, s.text()
+    for j in range(8):
+        r = results[j]
+        assert r.status_code == 200, r.text
+        got = np.array([d["embedding"] for d in r.json()["data"]], dtype=np.float32)
+        assert np.abs(got - tiny.encode(jobs[j])).max() <= 1e-5
+
+
+def test_cli_errors_before_listening(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    proc = run_cli("serve", str(tmp_path / "nowhere"), check=False, timeout=120)
+    assert proc.returncode == 2 and "nowhere" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_readme_serve_examples_run(server: Server) -> None:
+    """The README's Serve section: its curl command and its openai SDK example, against a live server."""
+    import re
+    import shutil
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Serve\n", 1)[1].split("\n## ", 1)[0]
+    url = "http://127.0.0.1:8080"
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", section, re.S) if url in b]
+    assert blocks, "the Serve section has no openai SDK example"
+    for code in blocks:
+        code = code.replace(url, server.url).replace('api_key="unused"', f'api_key="{KEY}"')
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.split()[:2] == ["2", "384"], proc.stdout
+    curls = [line for line in re.findall(r"```bash\n(.*?)```", section, re.S)[1].splitlines() if line.startswith("curl ")]
+    assert curls
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    import shlex
+
+    for line in curls:
+        argv = shlex.split(line.replace(url, server.url)) + ["-H", f"Authorization: Bearer {KEY}"]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        body = json.loads(proc.stdout)
+        assert len(body["data"][0]["embedding"]) == 384 and body["usage"]["prompt_tokens"] > 0, proc.stdout[:300]
+
+
+def test_workers_share_the_port_and_drain_together(tiny_bert_artifacts: Path, tmp_path: Path) -> None:
+    """--workers 2: two processes on one port (SO_REUSEPORT), each answering correctly; SIGTERM ends both, exit 0."""
+    tiny = Embedder.load(tiny_bert_artifacts)
+    s = Server([tiny_bert_artifacts], "--workers", "2", "--threads", "1", log=tmp_path / "server.log")
+    try:
+        s.wait_ready()
+        for _ in range(200):  # both workers warm: /ready on fresh connections is 200 ten times running
+            if all(httpx.get(s.url + "/ready", timeout=5).status_code == 200 for _ in range(10)):
+                break
+            time.sleep(0.05)
+        children = Path(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children").read_text().split()
+        workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2, children
+        texts = [f"worker test {i}" for i in range(24)]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda t: httpx.post(s.url + "/v1/embeddings", json={"input": t, "encoding_format": "float"}, timeout=60), texts))
+        got = np.array([a.json()["data"][0]["embedding"] for a in answers], dtype=np.float32)
+        assert np.abs(got - tiny.encode(texts)).max() <= 1e-5
+    finally:
+        code = s.stop()
+    assert code == 0, s.text()
+    assert all(not Path(f"/proc/{c}").exists() or b"spawn_main" not in Path(f"/proc/{c}/cmdline").read_bytes() for c in workers)
