@@ -23,10 +23,10 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-httpx = pytest.importorskip("httpx")
-openai = pytest.importorskip("openai")
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
+import httpx  # noqa: E402 - the dev extra installs the serve stack: a missing one must fail, not skip
+import openai  # noqa: E402
+import starlette  # noqa: E402,F401
+import uvicorn  # noqa: E402,F401
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from onnxembed import Embedder  # noqa: E402
