@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import positive_int, progress_bar, read_texts
+from .common import number, positive_int, progress_bar, read_texts
 
 __all__ = ["register"]
 
@@ -24,17 +24,6 @@ def _ints(text: str) -> tuple[int, ...]:
     if not vals:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return vals
-
-
-def _seconds(text: str) -> float:
-    """argparse type: a number of seconds >= 0 (0: one call per variant and round)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, found {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, found {text}")
-    return value
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -77,7 +66,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--input", type=Path, default=None, help="real texts instead of fixed shapes: .txt (one per line; blank lines skipped), .jsonl, or - for stdin")
     p.add_argument("--threads", type=positive_int, default=None, help="onnxruntime intra-op threads (default: one per core)")
     p.add_argument("--rounds", type=positive_int, default=None, help="interleaved rounds per workload (default 5, --quick 3)")
-    p.add_argument("--min-seconds", type=_seconds, default=None,
+    p.add_argument("--min-seconds", type=number(float, 0, what="a number of seconds"), default=None,
                    help="seconds per variant and workload (default 1.0, --quick 0.3; 0: one call per round)")
     p.add_argument("--include-gpu-formats", action="store_true", help="time fp16 (CUDA) files on the CPU too")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS measurement (one subprocess per variant)")

@@ -176,23 +176,24 @@ def _lines(f: BinaryIO, name: str) -> Iterator[str]:
             ) from None
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1, with a message in the CLI's words."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {value}")
-    return value
+def number(cast: type, low: float, high: float | None = None, *, above: bool = False, what: str = "a number") -> Callable[[str], Any]:
+    """An argparse type: ``cast(text)`` within ``[low, high]`` (``(low, ...`` with ``above``), with a message
+    in the CLI's words, e.g. ``expected a whole number >= 1, found 0``."""
+    rule = f"> {low:g}" if above else (f"{low:g}-{high:g}" if high is not None else f">= {low:g}")
+    expected = f"expected {what} {rule}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{expected}, found {text!r}") from None
+        if (value <= low if above else value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{expected}, found {value}")
+        return value
+
+    parse.__name__ = what.replace(" ", "_")  # argparse names the type in some messages
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text}")
-    return value
+positive_int = number(int, 1, what="a whole number")
+positive_float = number(float, 0, above=True, what="a number")

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from .common import CliError, positive_int
+from .common import CliError, positive_float, positive_int
 
 __all__ = ["register"]
 
@@ -70,16 +70,6 @@ def _max_tokens(text: str) -> int | None | str:
     return positive_int(text)
 
 
-def _cpus(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add the ``corpus`` subcommand to the ``onnxembed`` parser."""
     p = subparsers.add_parser("corpus", help="embed a corpus (parquet, jsonl, text) into resumable parquet shards")
@@ -94,7 +84,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workers", type=positive_int, default=None, help="local: processes (default one per core); ray: actors (default cluster CPUs / --cpus-per-actor)")
     p.add_argument("--threads", type=positive_int, default=None, help="local: onnxruntime threads per worker (default cores / workers)")
     p.add_argument("--ray-address", default=None, help="Ray cluster to join (auto, ray://head:10001); default: start Ray on this machine")
-    p.add_argument("--cpus-per-actor", type=_cpus, default=1, help="CPUs per Ray actor, also its onnxruntime threads (default 1)")
+    p.add_argument("--cpus-per-actor", type=positive_float, default=1, help="CPUs per Ray actor, also its onnxruntime threads (default 1)")
     p.add_argument("--storage", choices=("float32", "float16", "int8"), default="float32", help="embedding storage (int8 adds a per-row scale column)")
     p.add_argument("--variant", default="auto", help="auto (default, resolved once by the driver), fp32, O2, int8, or any variant of the manifest")
     p.add_argument("--batch-size", type=positive_int, default=32, help="most texts per onnxruntime run (default 32)")

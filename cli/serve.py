@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import positive_int
+from .common import number, positive_int
 
 __all__ = ["register"]
 
@@ -46,32 +46,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
-def _window(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected milliseconds >= 0, found {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected milliseconds >= 0, found {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, found {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, found {value}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add the ``serve`` subcommand to the ``onnxembed`` parser."""
     p = subparsers.add_parser("serve", help="serve artifact folders over HTTP (OpenAI /v1/embeddings, TEI /embed)")
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="artifact folders built by `onnxembed build`, one model each")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
-    p.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
+    p.add_argument("--port", type=number(int, 0, 65535, what="a port number"), default=8080, help="port (default 8080)")
     p.add_argument("--workers", type=positive_int, default=1, help="processes sharing the port, each with its own model copy and queue (default 1; give each --threads cores/workers)")
     p.add_argument("--name", action="append", default=None, help="the model's name in requests (default: the manifest's); once per DIR, in order")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (health, ready and metrics stay open)")
@@ -80,7 +60,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-client-batch", type=positive_int, default=256, help="texts of one request queued at once; larger requests are split (default 256)")
     p.add_argument("--max-tokens", type=positive_int, default=None, help="padded tokens per batch, rows x longest (default: the runtime's, 8192)")
     p.add_argument("--max-batch-size", type=positive_int, default=32, help="most texts per onnxruntime run (default 32)")
-    p.add_argument("--batch-window-ms", type=_window, default=2.0, help="under concurrent load, wait up to this long for a fuller batch (default 2; 0: never)")
+    p.add_argument("--batch-window-ms", type=number(float, 0, what="milliseconds"), default=2.0, help="under concurrent load, wait up to this long for a fuller batch (default 2; 0: never)")
     p.add_argument("--threads", type=positive_int, default=None, help="onnxruntime intra-op threads per model (default: one per core)")
     p.add_argument("--variant", default="auto", help="auto (default: the best file for this machine), fp32, O2, int8, ...")
     p.set_defaults(func=_cmd_serve)
