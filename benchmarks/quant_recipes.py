@@ -142,6 +142,50 @@ def build_rows(work: Path, manifest: dict[str, Any], data: Path) -> dict[str, Ca
             onnx.save(quantize_graph(ctx.model, ctx.stats, QuantScheme(smooth_alpha=alpha, row_scale_ratio=ratio), **kw)[0], str(dst))
         return f
 
+    def fast_gelu(model: Any) -> Any:
+        """Erf GELU subgraphs -> com.microsoft FastGelu (tanh approximation) taking the MatMul output and the bias."""
+        from onnx import helper
+
+        g = model.graph
+        prod = {o: n for n in g.node for o in n.output}
+        readers: dict[str, list[Any]] = {}
+        for n in g.node:
+            for x in n.input:
+                readers.setdefault(x, []).append(n)
+        drop, add = set(), []
+        for erf in [n for n in g.node if n.op_type == "Erf"]:
+            div = prod[erf.input[0]]
+            bias_add = prod[div.input[0]]
+            add1 = readers[erf.output[0]][0]
+            mul = readers[add1.output[0]][0]
+            half = readers[mul.output[0]][0]
+            drop |= {id(x) for x in (div, erf, add1, mul, half)}
+            if bias_add.op_type == "Add":  # (with integer ops the bias is already inside MatMulIntegerToFloat)
+                consts = {i.name for i in g.initializer}
+                ins = sorted(bias_add.input, key=lambda x: x in consts)  # (activation, bias)
+                drop.add(id(bias_add))
+            else:
+                ins = [div.input[0]]
+            add.append((bias_add, helper.make_node("FastGelu", ins, [half.output[0]], name=f"{erf.name}_FastGelu", domain="com.microsoft")))
+        out = []
+        for n in g.node:
+            for anchor, new in add:
+                if n is anchor:
+                    out.append(new)
+            if id(n) not in drop:
+                out.append(n)
+        del g.node[:]
+        g.node.extend(out)
+        if not any(o.domain == "com.microsoft" for o in model.opset_import):
+            model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+        return model
+
+    def rows_fast_gelu(alpha: float, **kw: Any) -> Callable[[Path], None]:
+        def f(dst: Path) -> None:
+            m = quantize_graph(ctx.model, ctx.stats, QuantScheme(smooth_alpha=alpha, row_scale_ratio=1.5), **kw)[0]
+            onnx.save(fast_gelu(m), str(dst))
+        return f
+
     def nbits8(block: int) -> Callable[[Path], None]:
         def f(dst: Path) -> None:  # MatMulNBits, 8-bit symmetric weights in blocks along K, int8 compute (accuracy_level 4)
             from onnx import helper, numpy_helper
@@ -193,6 +237,8 @@ def build_rows(work: Path, manifest: dict[str, Any], data: Path) -> dict[str, Ca
         "rows_a0.75_r1.3": rows(0.75, 1.3),
         "rows_a0.75_int_bias": rows(0.75, integer_ops=True),
         "nbits8_b32": nbits8(32),
+        "rows_a0.75_fastgelu": rows_fast_gelu(0.75),
+        "rows_a0.75_int_bias_fastgelu": rows_fast_gelu(0.75, integer_ops=True),
         "preset_avx512_vnni": preset("avx512_vnni"),
         "preset_avx2": preset("avx2"),
     }
@@ -213,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
     ap.add_argument("--reps32", type=int, default=5)
     ap.add_argument("--reps1", type=int, default=30)
+    ap.add_argument("--append", action="store_true", help="keep the rows of an earlier OUT/results.json (same fp32 export) and add these")
     ap.add_argument("--markdown", type=Path, default=None, help="write the table of OUT/results.json as markdown (no measuring)")
     args = ap.parse_args(argv)
     if args.markdown:
@@ -242,6 +289,8 @@ def main(argv: list[str] | None = None) -> None:
     header = f"{'recipe':24} {'x 32x128':>8} {'x 1x128':>8} {'mean':>8} {'min':>8} {'q0.1%':>8} {'gate mean':>9} {'gate min':>8} {'STS-B':>6} {'stab':>8} {'MB':>5}"
     print(header)
     results = {}
+    if args.append and (args.out / "results.json").is_file():
+        results = json.loads((args.out / "results.json").read_text())["rows"]
     for name in wanted:
         dst = args.out / f"{name}.onnx"
         t = time.perf_counter()
@@ -278,6 +327,8 @@ ROW_NOTES = {
     "rows_a0.6": "as rows_a0.75, alpha 0.6",
     "rows_a0.75_r1.3": "as rows_a0.75, ratio 1.3 (one more row-scaled input)",
     "rows_a0.75_int_bias": "rows_a0.75 as onnxruntime integer ops (MatMulIntegerToFloat, bias fused into it; CPU provider only)",
+    "rows_a0.75_fastgelu": "rows_a0.75 with GELU as com.microsoft FastGelu (tanh approximation, bias fused)",
+    "rows_a0.75_int_bias_fastgelu": "rows_a0.75_int_bias with FastGelu (all com.microsoft: CPU provider only)",
     "nbits8_b32": "MatMulNBits (com.microsoft) 8-bit weights, blocks of 32, accuracy_level 4 (int8 activations per block)",
     "preset_avx512_vnni": "the shipped qint8_avx512_vnni (quantize_model: search picks alpha, row scales and fp32 nodes)",
     "preset_avx2": "the shipped quint8_avx2 (7-bit uint8 weights, for CPUs without VNNI)",
