@@ -13,6 +13,7 @@ build's 500-sentence gate set (STS12-16, SICK-R), STS-B test Spearman and batch-
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -251,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     from onnxembed.export.synthetic import TOKENIZER_FILES
     from onnxembed.quantize import api
     from onnxembed.quantize.calibrate import data_dir
+    from onnxembed.manifest import sha256_file
     from onnxembed.quantize.gates import cosines, measure, reference_for
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -282,7 +284,13 @@ def main(argv: list[str] | None = None) -> None:
     ctx = api._context(fp32, work, manifest, data)
     ref = reference_for(ctx.fp32_session, ctx.enc, data)
     big = heldout_all(data)
-    big_ref = ctx.enc.embed(ctx.fp32_session, big)
+    cache = args.out / "fp32_heldout.npz"  # the fp32 reference of the held-out set, reused by --append runs
+    key = hashlib.sha256((sha256_file(fp32) + "\n".join(big)).encode()).hexdigest()
+    if args.append and cache.is_file() and str(np.load(cache)["key"]) == key:
+        big_ref = np.load(cache)["emb"]
+    else:
+        big_ref = ctx.enc.embed(ctx.fp32_session, big)
+        np.savez(cache, key=np.array(key), emb=big_ref)
     print(f"machine: {_cpu_name()}, {os.cpu_count()} logical cores, threads={args.threads or 'all'}")
     print(f"fp32 STS-B test Spearman: {ref.stsb_spearman:.2f}; size {fp32.stat().st_size / 1e6:.1f} MB")
     print(f"held-out: {len(big)} unique sentences of {', '.join(HELDOUT_ALL)}")
