@@ -236,7 +236,12 @@ def test_real_model_int8_gates(real_built: tuple[Path, dict]) -> None:
     rows = recipe["row_scaled_nodes"]
     assert rows and all(r.endswith("/output/dense/MatMul") and "attention" not in r for r in rows)
     assert "/encoder/layer.0/output/dense/MatMul" in rows
-    assert e["fused_ops"]["ReduceMax"] == len(rows) and recipe["fp32_nodes"] == []
+    ops = op_counts(real_built[0] / e["file"])
+    fp32_ops = op_counts(real_built[0] / "onnx" / "model.onnx")
+    assert ops["ReduceMax"] == len(rows) == ops["Div"] - fp32_ops["Div"]  # one row maximum and one row division per row-scaled input
+    assert ops["Mul"] - fp32_ops["Mul"] == 6 * ACTIVATIONS_PER_LAYER - len(rows) + 2 * len(rows) + 1
+    # (a SmoothQuant Mul per static input; a scale and an output rescale per row-scaled input; the embedding-table dequantization)
+    assert recipe["fp32_nodes"] == []
     assert recipe["quantized_nodes"] == 6 * MATMULS_PER_LAYER
 
 
