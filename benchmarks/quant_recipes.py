@@ -327,7 +327,7 @@ ROW_NOTES = {
     "ort_static_qdq_pc": "onnxruntime quantize_static, QDQ, per-channel, MinMax on 128 dev sentences",
     "ours_a0": "ours: static QDQ, per-channel, calibrated, no SmoothQuant",
     "ours_a0.5": "ours with SmoothQuant alpha 0.5",
-    "ours_a0.75": "ours with SmoothQuant alpha 0.75",
+    "ours_a0.75": "ours with SmoothQuant alpha 0.75, every scale static (the shipped recipe before the row scales)",
     "ours_a0.75_top4_fp32": "ours alpha 0.75, 4 most sensitive MatMuls kept fp32",
     "ours_int_fused_a0.75": "ours alpha 0.75 on the fused graph, integer ops (QAttention / MatMulIntegerToFloat)",
     "ours_a0.75_fold_pcq": "ours alpha 0.75, smoothing folded into a per-channel QuantizeLinear scale instead of a Mul",
@@ -350,7 +350,8 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"Written by `python benchmarks/quant_recipes.py`; machine: {res['machine']}, 2 cores, onnxruntime CPU provider, all threads.",
         f"Speed: median latency of plain fp32 / median latency of the row, the two files timed alternately ({res.get('reps32', 5)} reps at 32x128,"
-        f" {res.get('reps1', 30)} at 1x128). The machine is shared with other jobs: treat differences below ~10 % as noise.",
+        f" {res.get('reps1', 30)} at 1x128). The machine is shared with other jobs (this run: heavily): treat differences below ~15 % as noise;"
+        " rows with the same accuracy figures have the same arithmetic, so their speed difference is mostly noise too.",
         f"Accuracy against fp32, cosine of pooled embeddings: over all {res.get('heldout_all', 'the')} unique sentences of STS-B test and STS12-16",
         "(held-out: mean, min, 0.1 % quantile) and over the build's 500-sentence gate set (STS12-16, SICK-R); STS-B test Spearman x100",
         f"(fp32: {res['fp32_stsb']:.2f}); batch stability (a text alone vs inside a padded batch of long texts, min cosine).",
