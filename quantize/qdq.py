@@ -263,8 +263,9 @@ def quantize_graph(
         scheme: storage and smoothing settings.
         exclude: MatMul node names to keep in fp32.
         integer_ops: instead of QDQ pairs, write onnxruntime's integer operators with the same static
-            scales: ``MatMulIntegerToFloat`` and, for a fused graph, ``QAttention`` (CPU provider only;
-            the QDQ form is the portable one).
+            scales: ``MatMulIntegerToFloat`` (the following bias Add fused into it, except after a
+            row-scaled input) and, for a fused graph, ``QAttention`` (CPU provider only; the QDQ form is
+            the portable one).
         embeddings: also store the word-embedding table as int8 per row (:func:`quantize_embeddings`).
         row_scaled: activation tensors quantized with one scale per token row instead of a static one;
             default: chosen by ``scheme.row_scale_ratio`` (:func:`row_scaled_activations`).
@@ -296,7 +297,7 @@ def quantize_graph(
     for n in graph.node:
         for x in n.input:
             readers.setdefault(x, []).append(n)
-    bias_add = {}  # MatMul output -> (its only reader, an Add of a 1-D initializer, and that initializer)
+    bias_add = {}  # MatMul output -> (the Add that is its only reader, that Add's 1-D initializer: the bias)
     for n in graph.node:
         r = readers.get(n.output[0], []) if n.output else []
         if n.op_type in ("MatMul",) and len(r) == 1 and r[0].op_type == "Add":
