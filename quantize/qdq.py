@@ -7,7 +7,14 @@ Each quantized MatMul ``Y = X @ W`` (W an initializer) becomes
 
 ``s`` (one factor per input channel, SmoothQuant) moves activation outliers into the weights, where
 per-channel scales absorb them. The activation scale is fixed at build time (static calibration), so a
-text's embedding never depends on the other texts of its batch. onnxruntime's CPU provider fuses each
+text's embedding never depends on the other texts of its batch.
+
+Where a static scale loses most (a token-wise outlier such as the [CLS] row of a GELU output, which no
+per-channel factor can absorb; :func:`row_scaled_activations`), the activation instead gets one scale per
+token row, computed in the graph from that row alone, so it is still independent of the batch:
+
+    X -> ReduceMax(last axis) -> Max(floor) -> /127 = r      (Abs first unless X is almost non-negative)
+    X / r -> QuantizeLinear(1, 128) -> DequantizeLinear -> MatMul -> Mul(r) -> Y onnxruntime's CPU provider fuses each
 ``DQ -> MatMul`` pair into an integer MatMul; the OpenVINO provider reads the same QDQ file.
 
 The word-embedding table (the largest tensor of a small model) is stored as int8 with one scale per
@@ -24,7 +31,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ActStats", "QuantScheme", "embedding_tables", "quantize_embeddings", "quantizable_matmuls", "smoothing_factors", "quantize_graph", "fake_quant_error", "node_sensitivity"]
+__all__ = ["ActStats", "QuantScheme", "embedding_tables", "quantize_embeddings", "quantizable_matmuls", "smoothing_factors", "quantize_graph",
+           "fake_quant_error", "node_sensitivity", "row_scaled_activations", "token_errors"]
 
 
 @dataclass(frozen=True)
@@ -35,11 +43,15 @@ class QuantScheme:
         weight_dtype: ``int8`` (symmetric, zero point 0) or ``uint8`` (symmetric around 128).
         reduce_range: 7-bit weights (for AVX2 without VNNI, where u8 x s8 pairs saturate int16).
         smooth_alpha: SmoothQuant migration strength (0 turns smoothing off).
+        row_scale_ratio: give an activation one scale per token row (computed in the graph, see
+            :func:`row_scaled_activations`) when its median per-token error with a static scale is at
+            least this many times the median over the model's activations; 0 keeps every scale static.
     """
 
     weight_dtype: str = "int8"
     reduce_range: bool = False
     smooth_alpha: float = 0.5
+    row_scale_ratio: float = 0.0
 
 
 @dataclass
@@ -92,12 +104,19 @@ def _quantize_weight(w: npt.NDArray[np.float64], scheme: QuantScheme) -> tuple[n
     return q.astype(np.int8), scale, np.zeros(scale.shape, np.int8)
 
 
-def fake_quant_error(stats: ActStats, w: npt.NDArray[np.float32], s: npt.NDArray[np.float64], scheme: QuantScheme) -> float:
-    """Relative Frobenius error of the quantized MatMul on the calibration sample (the sensitivity measure)."""
+def fake_quant_error(stats: ActStats, w: npt.NDArray[np.float32], s: npt.NDArray[np.float64], scheme: QuantScheme, *, row: bool = False) -> float:
+    """Relative Frobenius error of the quantized MatMul on the calibration sample (the sensitivity measure).
+
+    With ``row``, the activation has one scale per token row (``s`` should then be ones).
+    """
     x = stats.sample.astype(np.float64)
-    lo, hi = float((stats.cmin / s).min()), float((stats.cmax / s).max())
-    a_scale, a_zp = _act_qparams(lo, hi)
-    xq = (np.clip(np.round(x / s / float(a_scale)) + int(a_zp), 0, 255) - int(a_zp)) * float(a_scale)
+    if row:
+        rs = np.maximum(np.abs(x / s).max(axis=1, keepdims=True), 1e-8) / 127.0
+        xq = np.clip(np.round(x / s / rs), -127, 127) * rs
+    else:
+        lo, hi = float((stats.cmin / s).min()), float((stats.cmax / s).max())
+        a_scale, a_zp = _act_qparams(lo, hi)
+        xq = (np.clip(np.round(x / s / float(a_scale)) + int(a_zp), 0, 255) - int(a_zp)) * float(a_scale)
     wq, w_scale, w_zp = _quantize_weight(w.astype(np.float64) * s[:, None], scheme)
     wd = (wq.astype(np.float64) - w_zp.astype(np.float64)) * w_scale.astype(np.float64)
     ref = x @ w.astype(np.float64)
@@ -168,6 +187,63 @@ def quantize_embeddings(model: Any) -> tuple[Any, dict[str, Any]]:
     return model, {"tables": tables, "max_abs_error": max_err}
 
 
+ROW_FLOOR_FACTOR = 2.0  # the floor of a one-sided row scale: this many times the most negative calibrated value
+
+
+def _row_floor(st: ActStats) -> tuple[float, bool]:
+    """(floor of the row maximum, one-sided?) for a row-scaled activation.
+
+    An activation whose calibrated values are (almost) non-negative, such as a GELU output (never below
+    -0.17), needs only the row maximum: its negative side stays inside ``[-floor, floor]``, covered by
+    the floor. Otherwise the row's absolute maximum is taken (an Abs pass more).
+    """
+    lo, hi = float(st.cmin.min()), float(st.cmax.max())
+    if lo >= -0.05 * hi:
+        return max(ROW_FLOOR_FACTOR * -lo, 1e-8), True
+    return 1e-8, False
+
+
+def token_errors(stats: ActStats, s: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """Median relative error per token of one activation quantized (static scale, row scale), on the calibration sample."""
+    x = stats.sample.astype(np.float64) / s
+    norm = np.maximum(np.linalg.norm(x, axis=1), 1e-12)
+    a_scale, a_zp = _act_qparams(float((stats.cmin / s).min()), float((stats.cmax / s).max()))
+    xs = (np.clip(np.round(x / float(a_scale)) + int(a_zp), 0, 255) - int(a_zp)) * float(a_scale)
+    x0 = stats.sample.astype(np.float64)  # row-scaled activations are not smoothed
+    rs = np.maximum(np.abs(x0).max(axis=1, keepdims=True), 1e-8) / 127.0
+    xr = np.clip(np.round(x0 / rs), -127, 127) * rs
+    static = np.linalg.norm(xs - x, axis=1) / norm
+    row = np.linalg.norm(xr - x0, axis=1) / np.maximum(np.linalg.norm(x0, axis=1), 1e-12)
+    return float(np.median(static)), float(np.median(row))
+
+
+def row_scaled_activations(model: Any, stats: dict[str, ActStats], scheme: QuantScheme) -> list[str]:
+    """The activations that get one scale per token row: where a static scale loses the most.
+
+    A static per-tensor scale is set by the largest value over all calibration tokens; a token-wise
+    outlier (all-MiniLM-L6-v2: the [CLS] row of the FFN's GELU output, 5-7x the other tokens) leaves the
+    ordinary tokens a few dozen levels. Chosen: each activation whose median per-token error with its
+    static scale is at least ``scheme.row_scale_ratio`` times the median of that error over the model's
+    activations. Sorted by name; empty when the ratio is 0.
+    """
+    from onnx import numpy_helper
+
+    if scheme.row_scale_ratio <= 0:
+        return []
+    inits = {i.name: i for i in model.graph.initializer}
+    groups: dict[str, list[Any]] = {}
+    for node in quantizable_matmuls(model):
+        groups.setdefault(node.input[0], []).append(node)
+    errors = {}
+    for act, nodes in groups.items():
+        weights = [numpy_helper.to_array(inits[n.input[1]]).astype(np.float32) for n in nodes]
+        st = stats[act]
+        s = smoothing_factors(np.maximum(np.abs(st.cmin), np.abs(st.cmax)), weights, scheme.smooth_alpha)
+        errors[act] = token_errors(st, s)[0]
+    limit = scheme.row_scale_ratio * float(np.median(list(errors.values())))
+    return sorted(a for a, e in errors.items() if e >= limit)
+
+
 def quantize_graph(
     model: Any,
     stats: dict[str, ActStats],
@@ -176,6 +252,8 @@ def quantize_graph(
     exclude: set[str] | frozenset[str] = frozenset(),
     integer_ops: bool = False,
     embeddings: bool = True,
+    row_scaled: set[str] | frozenset[str] | None = None,
+    fold_smoothing: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Return a quantized copy of ``model`` with every weight MatMul not in ``exclude`` quantized.
 
@@ -185,9 +263,14 @@ def quantize_graph(
         scheme: storage and smoothing settings.
         exclude: MatMul node names to keep in fp32.
         integer_ops: instead of QDQ pairs, write onnxruntime's integer operators with the same static
-            scales: ``MatMulIntegerToFloat`` and, for a fused graph, ``QAttention`` (CPU provider only;
-            the QDQ form is the portable one).
+            scales: ``MatMulIntegerToFloat`` (the following bias Add fused into it, except after a
+            row-scaled input) and, for a fused graph, ``QAttention`` (CPU provider only; the QDQ form is
+            the portable one).
         embeddings: also store the word-embedding table as int8 per row (:func:`quantize_embeddings`).
+        row_scaled: activation tensors quantized with one scale per token row instead of a static one;
+            default: chosen by ``scheme.row_scale_ratio`` (:func:`row_scaled_activations`).
+        fold_smoothing: write the SmoothQuant factors into a per-channel QuantizeLinear scale instead of
+            a Mul (measured: onnxruntime's per-axis QuantizeLinear is several times slower; not used).
 
     Returns:
         (quantized model, {"quantized": [...], "fp32": [...], "embeddings": {...}}) with node names
@@ -206,25 +289,67 @@ def quantize_graph(
         by_act.setdefault(node.input[0], []).append(node)
 
     new_nodes: dict[int, list[Any]] = {}  # insert before the first consumer (keeps topological order)
+    post: dict[int, list[Any]] = {}  # inserted right after a node
+    if row_scaled is None:
+        row_scaled = row_scaled_activations(model, stats, scheme)
+    drop_nodes: set[int] = set()
+    readers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for x in n.input:
+            readers.setdefault(x, []).append(n)
+    bias_add = {}  # MatMul output -> (the Add that is its only reader, that Add's 1-D initializer: the bias)
+    for n in graph.node:
+        r = readers.get(n.output[0], []) if n.output else []
+        if n.op_type in ("MatMul",) and len(r) == 1 and r[0].op_type == "Add":
+            other = r[0].input[1] if r[0].input[0] == n.output[0] else r[0].input[0]
+            if other in inits and len(inits[other].dims) == 1:
+                bias_add[n.output[0]] = (r[0], other)
+    row_set = set(row_scaled)
     order = {id(n): i for i, n in enumerate(graph.node)}
     drop_inits: set[str] = set()
     add_inits = []
     for k, (act, nodes) in enumerate(by_act.items()):
         st = stats[act]
+        row = act in row_set
+        alpha = 0.0 if row else scheme.smooth_alpha  # a row scale absorbs token outliers; smoothing there measured no better
         weights = [numpy_helper.to_array(inits[n.input[1]]).astype(np.float32) for n in nodes]
-        s = smoothing_factors(np.maximum(np.abs(st.cmin), np.abs(st.cmax)), weights, scheme.smooth_alpha)
+        s = smoothing_factors(np.maximum(np.abs(st.cmin), np.abs(st.cmax)), weights, alpha)
         lo, hi = float((st.cmin / s).min()), float((st.cmax / s).max())
         a_scale, a_zp = _act_qparams(lo, hi)
         tag = f"oe_q{k}"
         chain = []
         src = act
-        if scheme.smooth_alpha > 0:
+        fold = fold_smoothing and not row and alpha > 0
+        if alpha > 0 and not fold:
             add_inits.append(numpy_helper.from_array((1.0 / s).astype(np.float32), f"{tag}_inv_s"))
             chain.append(helper.make_node("Mul", [src, f"{tag}_inv_s"], [f"{tag}_smoothed"], name=f"{tag}_Smooth"))
             src = f"{tag}_smoothed"
+        if row:  # one symmetric scale per token row, computed in the graph: independent of the batch
+            a_scale, a_zp = np.float32(1.0), np.uint8(128)
+            floor, one_sided = _row_floor(st)
+            add_inits += [numpy_helper.from_array(np.array([-1], np.int64), f"{tag}_last_axis"),
+                          numpy_helper.from_array(np.array(floor, np.float32), f"{tag}_floor"),
+                          numpy_helper.from_array(np.array(1.0 / 127.0, np.float32), f"{tag}_inv_qmax")]
+            if one_sided:  # no Abs pass: the negative side never exceeds the floor
+                chain.append(helper.make_node("ReduceMax", [src, f"{tag}_last_axis"], [f"{tag}_amax"], name=f"{tag}_RowMax", keepdims=1))
+            else:
+                chain += [helper.make_node("Abs", [src], [f"{tag}_abs"], name=f"{tag}_Abs"),
+                          helper.make_node("ReduceMax", [f"{tag}_abs", f"{tag}_last_axis"], [f"{tag}_amax"], name=f"{tag}_RowMax", keepdims=1)]
+            chain += [
+                helper.make_node("Max", [f"{tag}_amax", f"{tag}_floor"], [f"{tag}_amax_floor"], name=f"{tag}_RowMaxFloor"),
+                helper.make_node("Mul", [f"{tag}_amax_floor", f"{tag}_inv_qmax"], [f"{tag}_row_scale"], name=f"{tag}_RowScale"),
+                helper.make_node("Div", [src, f"{tag}_row_scale"], [f"{tag}_row_normalized"], name=f"{tag}_RowNormalize"),
+            ]
+            src = f"{tag}_row_normalized"
         add_inits += [numpy_helper.from_array(np.array(a_scale, np.float32), f"{tag}_x_scale"),
                       numpy_helper.from_array(np.array(a_zp, np.uint8), f"{tag}_x_zp")]
-        chain.append(helper.make_node("QuantizeLinear", [src, f"{tag}_x_scale", f"{tag}_x_zp"], [f"{tag}_xq"], name=f"{tag}_QuantizeLinear"))
+        if fold:  # smoothing folded into a per-channel quantization scale: x / (a_scale * s_c), one pass
+            add_inits += [numpy_helper.from_array((np.float64(a_scale) * s).astype(np.float32), f"{tag}_x_scale_pc"),
+                          numpy_helper.from_array(np.full(s.shape, a_zp, np.uint8), f"{tag}_x_zp_pc")]
+            chain.append(helper.make_node("QuantizeLinear", [src, f"{tag}_x_scale_pc", f"{tag}_x_zp_pc"], [f"{tag}_xq"],
+                                          name=f"{tag}_QuantizeLinear", axis=-1))
+        else:
+            chain.append(helper.make_node("QuantizeLinear", [src, f"{tag}_x_scale", f"{tag}_x_zp"], [f"{tag}_xq"], name=f"{tag}_QuantizeLinear"))
         if not integer_ops:
             chain.append(helper.make_node("DequantizeLinear", [f"{tag}_xq", f"{tag}_x_scale", f"{tag}_x_zp"], [f"{tag}_xdq"], name=f"{tag}_DequantizeLinear"))
         for node, w in zip(nodes, weights):
@@ -243,6 +368,16 @@ def quantize_graph(
                 else:
                     new_in = q_in + [f"{tag}_x_scale", f"{wname}_scale", f"{tag}_x_zp", f"{wname}_zero_point"]
                     node.op_type = "MatMulIntegerToFloat"
+                    add = bias_add.get(node.output[0])
+                    if add is not None and not row:  # the bias Add fused into the integer MatMul
+                        new_in.append(add[1])
+                        node.output[0] = add[0].output[0]
+                        drop_nodes.add(id(add[0]))
+                    elif row:
+                        out = node.output[0]
+                        node.output[0] = f"{out}_rowq"
+                        post.setdefault(order[id(node)], []).append(
+                            helper.make_node("Mul", [f"{out}_rowq", f"{tag}_row_scale"], [out], name=f"{node.name}_RowRescale"))
                 node.domain = "com.microsoft"
                 del node.input[:]
                 node.input.extend(new_in)
@@ -251,12 +386,19 @@ def quantize_graph(
                                           [f"{wname}_dequantized"], name=f"{node.name}_weight_DequantizeLinear", axis=1))
             node.input[0] = f"{tag}_xdq"
             node.input[1] = f"{wname}_dequantized"
+            if row:  # rescale each output row by its input row's scale
+                out = node.output[0]
+                node.output[0] = f"{out}_rowq"
+                post.setdefault(order[id(node)], []).append(
+                    helper.make_node("Mul", [f"{out}_rowq", f"{tag}_row_scale"], [out], name=f"{node.name}_RowRescale"))
         new_nodes[min(order[id(n)] for n in nodes)] = chain
 
     nodes_out = []
     for i, node in enumerate(graph.node):
         nodes_out.extend(new_nodes.get(i, []))
-        nodes_out.append(node)
+        if id(node) not in drop_nodes:
+            nodes_out.append(node)
+        nodes_out.extend(post.get(i, []))
     still_used = {x for n in nodes_out for x in n.input}
     kept = [i for i in graph.initializer if i.name not in drop_inits or i.name in still_used]
     del graph.node[:]
@@ -273,13 +415,15 @@ def quantize_graph(
     emb_info: dict[str, Any] = {"tables": [], "max_abs_error": 0.0}
     if embeddings:
         model, emb_info = quantize_embeddings(model)
-    return model, {"quantized": q, "fp32": f, "embeddings": emb_info}
+    rows = sorted({n.name for act, nodes in by_act.items() if act in row_set for n in nodes}, key=candidates.index)
+    return model, {"quantized": q, "fp32": f, "row_scaled": rows, "embeddings": emb_info}
 
 
 def node_sensitivity(model: Any, stats: dict[str, ActStats], scheme: QuantScheme, *, attention: bool = False) -> dict[str, float]:
     """Per weight MatMul: relative error of that MatMul alone when quantized (see :func:`fake_quant_error`).
 
-    Uses the same smoothing factors :func:`quantize_graph` uses (shared by MatMuls reading the same tensor).
+    Uses the same smoothing factors and row scales :func:`quantize_graph` uses (shared by MatMuls reading
+    the same tensor).
     """
     from onnx import numpy_helper
 
@@ -287,11 +431,13 @@ def node_sensitivity(model: Any, stats: dict[str, ActStats], scheme: QuantScheme
     groups: dict[str, list[Any]] = {}
     for node in quantizable_matmuls(model, attention=attention):
         groups.setdefault(node.input[0], []).append(node)
+    rows = set(row_scaled_activations(model, stats, scheme)) if not attention else set()
     out = {}
     for act, nodes in groups.items():
         st = stats[act]
         weights = [numpy_helper.to_array(inits[n.input[1]]).astype(np.float32) for n in nodes]
-        s = smoothing_factors(np.maximum(np.abs(st.cmin), np.abs(st.cmax)), weights, scheme.smooth_alpha)
+        alpha = 0.0 if act in rows else scheme.smooth_alpha
+        s = smoothing_factors(np.maximum(np.abs(st.cmin), np.abs(st.cmax)), weights, alpha)
         for node, w in zip(nodes, weights):
-            out[node.name] = fake_quant_error(st, w, s, scheme)
+            out[node.name] = fake_quant_error(st, w, s, scheme, row=act in rows)
     return out
