@@ -324,3 +324,14 @@ def test_spearman_reuses_heldout_embeddings_and_embeds_the_rest() -> None:
     assert enc.seen[len(held):] == [t for _, a, b in rows[20:] for t in (a, b)]  # only the missing ones embedded again
     a, b = enc.embed(None, [r[1] for r in rows]), enc.embed(None, [r[2] for r in rows])
     assert got == spearman(np.array([r[0] for r in rows]), cosines(a, b))
+
+
+def test_the_package_ships_no_sts_text() -> None:
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[1]
+    conf = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    data_like = (".tsv", ".jsonl", ".gz", ".parquet", ".csv", ".txt")
+    for folder in conf["package-dir"].values():
+        assert [p.name for p in (repo / folder).rglob("*") if p.name.endswith(data_like)] == [], folder
+    assert all(not pat.endswith(data_like) for pats in conf["package-data"].values() for pat in pats)
