@@ -243,6 +243,8 @@ def build_model(
 
         resolve_data(calibration=calibration, gate_data=gate_data, skip_gates=skip_gates)  # fail before the export
         data_opts = _data_options(calibration, gate_data, skip_gates)
+    elif calibration is not None or gate_data is not None or skip_gates:
+        logger.warning("--calibration/--gate-data/--skip-gates apply to int8 variants only; none is requested (%s)", ",".join(wanted))
     existing = _existing_key(out) if out.exists() else None
     if out.exists() and existing is None and not force:
         raise FileExistsError(
