@@ -8,8 +8,9 @@ Each of the two is taken from the first source that has it (the precedence):
 3. ``shared/data`` beside a source checkout (a folder with ``pyproject.toml`` whose parent holds
    ``shared/data``): the repository's own tests and CI. An installed package never looks there;
 4. the Hugging Face hub, through its cache (so ``HF_HUB_OFFLINE=1`` works once cached): STS-B
-   validation from ``mteb/stsbenchmark-sts`` calibrates, STS-B test and STS12-16 test
-   (``mteb/sts1X-sts``) judge the gates.
+   validation from ``mteb/stsbenchmark-sts`` mixed with SICK (``mteb/sickr-sts``) calibrates, STS-B
+   test and STS12-16 test (``mteb/sts1X-sts``) judge the gates. A local folder gives the same texts
+   from ``sts/stsb-dev.tsv``, ``sts/sick-r-train-trial.tsv`` + ``sts/sick-r.tsv`` and the test files.
 
 Calibration texts never overlap the held-out texts: any calibration text equal to a held-out text
 (compared lower-cased with punctuation and spaces removed, so MTEB's tokenized copies match the raw
