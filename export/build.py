@@ -269,6 +269,8 @@ def build_model(
 def _check_int8_data(wanted: list[str], calibration: str | Path | None, gate_data: str | Path | None, skip_gates: bool) -> dict[str, Any] | None:
     """The int8 data options for the inputs key; raises at once when int8 is wanted and its data is missing."""
     if not any(v in INT8_VARIANTS for v in wanted):
+        if calibration is not None or gate_data is not None or skip_gates:
+            logger.warning("--calibration/--gate-data/--skip-gates apply to int8 variants only; none is requested (%s)", ",".join(wanted))
         return None
     from ..quantize.data import resolve_data
 

@@ -14,15 +14,16 @@ import json
 from pathlib import Path
 
 from .calibrate import read_sts
-from .data import HUB_CALIBRATION, HUB_HELDOUT
+from .data import HUB_CALIBRATION, HUB_CALIBRATION_MIX, HUB_HELDOUT
 
 __all__ = ["put_dataset_in_hf_cache", "offline_data_hub", "LOCAL_FOR_HUB"]
 
 FAKE_COMMIT = "0" * 39 + "2"  # the cache's snapshot name; not a hub revision
 
 # Which local file stands in for which hub file.
-LOCAL_FOR_HUB = {
+LOCAL_FOR_HUB: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("mteb/stsbenchmark-sts", "validation.jsonl.gz"): "sts/stsb-dev.tsv",
+    ("mteb/sickr-sts", "test.jsonl.gz"): ("sts/sick-r-train-trial.tsv", "sts/sick-r.tsv"),  # MTEB's SICK-R: all 9,927 pairs
     ("mteb/stsbenchmark-sts", "test.jsonl.gz"): "sts/stsb-test.tsv",
     ("mteb/sts12-sts", "test.jsonl.gz"): "sts/sts12.tsv",
     ("mteb/sts13-sts", "test.jsonl.gz"): "sts/sts13.tsv",
@@ -64,8 +65,9 @@ def offline_data_hub(source: str | Path, cache_dir: str | Path, *, rows: int | N
         The environment for offline use: ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE=1``.
     """
     per_repo: dict[str, dict[str, bytes]] = {}
-    for repo, filename, split in (*HUB_CALIBRATION, *HUB_HELDOUT):
-        pairs = read_sts(Path(source) / LOCAL_FOR_HUB[(repo, filename)])[:rows]
+    for repo, filename, split in (*HUB_CALIBRATION, *HUB_CALIBRATION_MIX, *HUB_HELDOUT):
+        local = LOCAL_FOR_HUB[(repo, filename)]
+        pairs = [p for f in ((local,) if isinstance(local, str) else local) for p in read_sts(Path(source) / f)][:rows]
         if repo == "mteb/stsbenchmark-sts":  # that dataset's columns
             recs = [{"split": split, "genre": "", "dataset": "", "year": "", "sid": f"{i:04d}", "score": s, "sentence1": a, "sentence2": b}
                     for i, (s, a, b) in enumerate(pairs)]

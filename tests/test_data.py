@@ -25,8 +25,18 @@ def tsv_rows(path: Path) -> list[list[str]]:
         return list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
 
 
-def unique_sentences(*paths: Path) -> list[str]:
-    return list(dict.fromkeys(t for p in paths for r in tsv_rows(p) for t in (r[1], r[2]) if t.strip()))
+def unique_sentences(*paths: Path, rows: int | None = None) -> list[str]:
+    pairs = [r for p in paths for r in tsv_rows(p)][:rows]
+    return list(dict.fromkeys(t for r in pairs for t in (r[1], r[2]) if t.strip()))
+
+
+def expected_calibration(dev: list[str], sick: list[str], held: list[str]) -> tuple[set[str], int]:
+    """The default pool, computed independently: dev sentences not held out + as many SICK ones, none held out."""
+    keys = {text_key(t) for t in held}
+    dev_kept = [t for t in dev if text_key(t) not in keys]
+    sick_kept = [t for t in sick[: len(dev_kept)] if text_key(t) not in keys]
+    pool = set(dev_kept) | set(sick_kept)
+    return pool, len(dev) - len(dev_kept) + len(sick[: len(dev_kept)]) - len(sick_kept)
 
 
 @pytest.fixture()
@@ -117,12 +127,15 @@ def test_default_heldout_is_every_unique_sts_test_sentence(data_dir: Path, monke
     want = unique_sentences(*(data_dir / "sts" / f for f in HELDOUT_FILES))
     assert d.heldout is not None and list(d.heldout.texts) == want and len(want) >= 5000
     assert d.sts is not None and len(d.sts.pairs) == len(tsv_rows(data_dir / "sts" / "stsb-test.tsv"))
-    # calibration: STS-B dev without any held-out sentence (STS-B reuses STS12-16 sentences)
+    # calibration: STS-B dev without any held-out sentence (STS-B reuses STS12-16 sentences), plus as many SICK ones
     dev = unique_sentences(data_dir / "sts" / "stsb-dev.tsv")
+    sick = unique_sentences(data_dir / "sts" / "sick-r-train-trial.tsv", data_dir / "sts" / "sick-r.tsv")
+    pool, removed = expected_calibration(dev, sick, want)
     assert not {text_key(t) for t in d.calibration.texts} & {text_key(t) for t in d.heldout.texts}
-    assert len(d.calibration.texts) + d.overlap_removed == len(dev)
+    assert set(d.calibration.texts) == pool and len(d.calibration.texts) == len(pool) and d.overlap_removed == removed
     assert d.overlap_removed >= len(set(dev) & set(want)) > 0
-    assert d.calibration.source == f"shared/data:{data_dir.resolve()}" and d.calibration.split == "validation"
+    assert d.calibration.source == f"shared/data:{data_dir.resolve()}" and d.calibration.split == "validation+train+trial+test"
+    assert list(d.calibration.files) == ["sts/stsb-dev.tsv", "sts/sick-r-train-trial.tsv", "sts/sick-r.tsv"]
     assert d.calibration.describe()["sha256"] == texts_sha256(d.calibration.texts)
 
 
@@ -152,7 +165,7 @@ def test_env_set_but_wrong_is_an_error_naming_it(tmp_path: Path, monkeypatch: py
     (tmp_path / "half" / "sts").mkdir(parents=True)
     (tmp_path / "half" / "sts" / "stsb-dev.tsv").write_text("score\tsentence1\tsentence2\n", encoding="utf-8")
     monkeypatch.setenv("ONNXEMBED_DATA", str(tmp_path / "half"))
-    with pytest.raises(ValueError, match=r"\$ONNXEMBED_DATA is .*half', which lacks sts/stsb-test.tsv, sts/sts12.tsv"):
+    with pytest.raises(ValueError, match=r"\$ONNXEMBED_DATA is .*half', which lacks sts/sick-r-train-trial.tsv, sts/sick-r.tsv, sts/stsb-test.tsv"):
         resolve_data()
     monkeypatch.delenv("ONNXEMBED_DATA")
     with pytest.raises(ValueError, match="data_dir is .*half', which lacks"):
@@ -273,13 +286,14 @@ def test_build_from_the_fake_hub_cache(model_only_hub: dict[str, str], tiny_regi
                   "--variants", "fp32,qint8_avx512_vnni", env=model_only_hub)
     e = json.loads((out / "manifest.json").read_text())["variants"]["qint8_avx512_vnni"]
     calib, acc = e["recipe"]["calibration"], e["accuracy"]
-    assert calib["source"].startswith("hf://datasets/mteb/stsbenchmark-sts@") and calib["source"].endswith("/validation.jsonl.gz")
-    assert calib["split"] == "validation"
+    sources = [s.split("@")[0] for s in calib["source"].split("+")]
+    assert sources == ["hf://datasets/mteb/stsbenchmark-sts", "hf://datasets/mteb/sickr-sts"] and calib["split"] == "validation+train+trial+test"
     first = [tsv_rows(data_dir / "sts" / f)[:rows] for f in HELDOUT_FILES]
     held = list(dict.fromkeys(t for rs in first for r in rs for t in r[1:] if t.strip()))
-    dev = list(dict.fromkeys(t for r in tsv_rows(data_dir / "sts" / "stsb-dev.tsv")[:rows] for t in r[1:] if t.strip()))
-    keys = {text_key(t) for t in held}
-    assert calib["texts"] == sum(text_key(t) not in keys for t in dev) and calib["overlap_removed"] == len(dev) - calib["texts"]
+    dev = unique_sentences(data_dir / "sts" / "stsb-dev.tsv", rows=rows)
+    sick = unique_sentences(data_dir / "sts" / "sick-r-train-trial.tsv", data_dir / "sts" / "sick-r.tsv", rows=rows)
+    pool, removed = expected_calibration(dev, sick, held)
+    assert calib["texts"] == len(pool) and calib["overlap_removed"] == removed
     assert acc["gates_run"] is True and acc["heldout_sentences"] == len(held) == acc["data"]["heldout"]["texts"]
     assert [s.split("@")[0] for s in acc["data"]["heldout"]["source"].split("+")] == [
         "hf://datasets/mteb/stsbenchmark-sts", *(f"hf://datasets/mteb/sts1{i}-sts" for i in range(2, 7))]
@@ -324,3 +338,14 @@ def test_spearman_reuses_heldout_embeddings_and_embeds_the_rest() -> None:
     assert enc.seen[len(held):] == [t for _, a, b in rows[20:] for t in (a, b)]  # only the missing ones embedded again
     a, b = enc.embed(None, [r[1] for r in rows]), enc.embed(None, [r[2] for r in rows])
     assert got == spearman(np.array([r[0] for r in rows]), cosines(a, b))
+
+
+def test_the_package_ships_no_sts_text() -> None:
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[1]
+    conf = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    data_like = (".tsv", ".jsonl", ".gz", ".parquet", ".csv", ".txt")
+    for folder in conf["package-dir"].values():
+        assert [p.name for p in (repo / folder).rglob("*") if p.name.endswith(data_like)] == [], folder
+    assert all(not pat.endswith(data_like) for pats in conf["package-data"].values() for pat in pats)

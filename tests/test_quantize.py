@@ -89,8 +89,8 @@ def test_recipe_and_accuracy_recorded(tiny_quantized) -> None:  # type: ignore[n
     r = tiny_quantized
     assert r.path.name == "model_qint8_avx512_vnni.onnx" and r.variant == "qint8_avx512_vnni"
     calib = r.recipe["calibration"]
-    assert calib["source"].startswith("shared/data:") and calib["split"] == "validation" and calib["sentences"] > 100
-    assert list(calib["files"]) == ["sts/stsb-dev.tsv"] and len(calib["sha256"]) == 64 and calib["overlap_removed"] > 0
+    assert calib["source"].startswith("data_dir:") and calib["split"] == "validation+train+trial+test" and calib["sentences"] > 100
+    assert list(calib["files"]) == ["sts/stsb-dev.tsv", "sts/sick-r-train-trial.tsv", "sts/sick-r.tsv"] and len(calib["sha256"]) == 64 and calib["overlap_removed"] > 0
     assert set(r.accuracy) >= {"mean_cosine", "min_cosine", "q001_cosine", "stsb_spearman", "stsb_spearman_fp32", "batch_stability_min_cosine"}
     assert r.accuracy["min_cosine"] <= r.accuracy["q001_cosine"] <= r.accuracy["mean_cosine"]
     held = r.accuracy["data"]["heldout"]
