@@ -337,7 +337,7 @@ ROW_NOTES = {
     "rows_a0.75_int_bias": "rows_a0.75 as onnxruntime integer ops (MatMulIntegerToFloat, bias fused into it; CPU provider only)",
     "rows_a0.75_fastgelu": "rows_a0.75 with GELU as com.microsoft FastGelu (tanh approximation, bias fused)",
     "rows_a0.75_int_bias_fastgelu": "rows_a0.75_int_bias with FastGelu (all com.microsoft: CPU provider only)",
-    "nbits8_b32": "MatMulNBits (com.microsoft) 8-bit weights, blocks of 32, accuracy_level 4 (int8 activations per block)",
+    "nbits8_b32": "MatMulNBits (com.microsoft) 8-bit weights, blocks of 32, accuracy_level 4 requested (its speed says no int8 kernel ran)",
     "preset_avx512_vnni": "the shipped qint8_avx512_vnni (quantize_model: search picks alpha, row scales and fp32 nodes)",
     "preset_avx2": "the shipped quint8_avx2 (7-bit uint8 weights, for CPUs without VNNI)",
 }
