@@ -5,7 +5,8 @@ timed interleaved with the row (same load on a shared machine), accuracy against
 sentence of STS-B test and STS12-16 (about 21,000: mean, min and 0.1 % quantile of the cosine) and on the
 build's 500-sentence gate set (STS12-16, SICK-R), STS-B test Spearman and batch-composition stability.
 
-    python benchmarks/quant_recipes.py --out /tmp/quant-recipes        # full table (~6 min on 2 cores)
+    python benchmarks/quant_recipes.py --out /tmp/quant-recipes        # full table (minutes per row: each embeds ~21,000 sentences)
+    python benchmarks/quant_recipes.py --out /tmp/quant-recipes --append --rows nbits8_b32  # add rows to an earlier run
     python benchmarks/quant_recipes.py --rows ours_a0.75,dyn_pc_fused  # a subset
     python benchmarks/quant_recipes.py --out /tmp/quant-recipes --markdown benchmarks/INT8-RECIPES.md  # table as markdown
 """
