@@ -5,7 +5,8 @@ timed interleaved with the row (same load on a shared machine), accuracy against
 sentence of STS-B test and STS12-16 (about 21,000: mean, min and 0.1 % quantile of the cosine) and on the
 build's 500-sentence gate set (STS12-16, SICK-R), STS-B test Spearman and batch-composition stability.
 
-    python benchmarks/quant_recipes.py --out /tmp/quant-recipes        # full table (~6 min on 2 cores)
+    python benchmarks/quant_recipes.py --out /tmp/quant-recipes        # full table (minutes per row: each embeds ~21,000 sentences)
+    python benchmarks/quant_recipes.py --out /tmp/quant-recipes --append --rows nbits8_b32  # add rows to an earlier run
     python benchmarks/quant_recipes.py --rows ours_a0.75,dyn_pc_fused  # a subset
     python benchmarks/quant_recipes.py --out /tmp/quant-recipes --markdown benchmarks/INT8-RECIPES.md  # table as markdown
 """
@@ -337,7 +338,7 @@ ROW_NOTES = {
     "rows_a0.75_int_bias": "rows_a0.75 as onnxruntime integer ops (MatMulIntegerToFloat, bias fused into it; CPU provider only)",
     "rows_a0.75_fastgelu": "rows_a0.75 with GELU as com.microsoft FastGelu (tanh approximation, bias fused)",
     "rows_a0.75_int_bias_fastgelu": "rows_a0.75_int_bias with FastGelu (all com.microsoft: CPU provider only)",
-    "nbits8_b32": "MatMulNBits (com.microsoft) 8-bit weights, blocks of 32, accuracy_level 4 (int8 activations per block)",
+    "nbits8_b32": "MatMulNBits (com.microsoft) 8-bit weights, blocks of 32, accuracy_level 4 requested (its speed says no int8 kernel ran)",
     "preset_avx512_vnni": "the shipped qint8_avx512_vnni (quantize_model: search picks alpha, row scales and fp32 nodes)",
     "preset_avx2": "the shipped quint8_avx2 (7-bit uint8 weights, for CPUs without VNNI)",
 }
