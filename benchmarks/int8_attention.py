@@ -19,7 +19,7 @@ from onnx import helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quant_recipes import speed_ratio  # noqa: E402
-from onnxembed.quantize.calibrate import Encoder, make_session, data_dir, read_sts, unique_sentences
+from onnxembed.quantize.calibrate import ReferenceEncoder, make_session, data_dir, read_sts, unique_sentences
 from onnxembed.quantize.gates import reference_for, measure, check_gates
 from onnxembed.quantize.presets import merge_gates
 
@@ -36,7 +36,7 @@ att = [n for n in m.graph.node if n.op_type == "MatMul" and n.input[1] not in in
        and producer.get(n.input[1]) is not None and producer[n.input[1]].op_type != "DequantizeLinear"
        and producer.get(n.input[0]) is not None and producer[n.input[0]].op_type != "DequantizeLinear"]
 print("attention matmuls:", len(att), [producer[n.input[0]].op_type + "/" + producer[n.input[1]].op_type for n in att[:2]])
-enc = Encoder(art, man)
+enc = ReferenceEncoder(art, man)
 data = data_dir()
 dev = unique_sentences(read_sts(data / "sts" / "stsb-dev.tsv"))[::5][:256]
 names = sorted({x for n in att for x in n.input[:2]})

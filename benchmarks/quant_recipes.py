@@ -94,7 +94,8 @@ def build_rows(work: Path, manifest: dict[str, Any], data: Path) -> dict[str, Ca
 
     from onnxembed.export.fusion import fuse_model
     from onnxembed.quantize import api, quantize_model
-    from onnxembed.quantize.qdq import QuantScheme, node_sensitivity, quantizable_matmuls, quantize_graph
+    from onnxembed.quantize.graph import quantize_graph
+    from onnxembed.quantize.qdq import QuantScheme, node_sensitivity, quantizable_matmuls
 
     fp32 = work / "onnx" / "model.onnx"
     fused_src = work / "onnx" / "fused_for_int8.onnx"

@@ -95,14 +95,14 @@ def add_variants(
     >>> add_variants(Path("build/x"), manifest, ["O2", "qint8_avx512_vnni"])  # doctest: +SKIP
     """
     from ..quantize import get_preset, quantize_model
-    from ..quantize.calibrate import Encoder
+    from ..quantize.calibrate import ReferenceEncoder
 
     workdir = Path(workdir)
     fp32 = workdir / "onnx" / "model.onnx"
     unknown = [v for v in variants if v not in FUSION_LEVELS and v not in INT8_VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; known: {list(FUSION_LEVELS) + list(INT8_VARIANTS)}")
-    enc = Encoder(workdir, manifest)
+    enc = ReferenceEncoder(workdir, manifest)
     failures: list[str] = []
     for v in variants:
         t0 = time.perf_counter()

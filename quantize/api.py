@@ -31,11 +31,12 @@ from typing import Any, Sequence
 
 from ..errors import ValidationError
 from ..manifest import sha256_file
-from .calibrate import Encoder, collect_stats, make_session
+from .calibrate import ReferenceEncoder, collect_stats, make_session
 from .data import QuantData, resolve_data, texts_sha256
 from .gates import Reference, check_gates, cosines, measure, reference_for
 from .presets import get_preset, merge_gates
-from .qdq import ActStats, QuantScheme, node_sensitivity, quantizable_matmuls, quantize_graph
+from .graph import quantize_graph
+from .qdq import ActStats, QuantScheme, node_sensitivity, quantizable_matmuls
 
 __all__ = ["quantize_model", "QuantizeResult", "SMOOTH_ALPHAS", "MAX_FP32_NODES"]
 
@@ -45,9 +46,10 @@ SMOOTH_ALPHAS = (0.75, 0.6, 0.5)  # each is tried; the best on the dev selection
 MAX_FP32_NODES = 6
 CALIBRATION_SENTENCES = 256
 SELECTION_SENTENCES = 512
-# Dev must clear the gates by this much: STS-B dev is easier than the held-out STS12-16/SICK-R mix
-# (measured: dev min cosine 0.995 where held-out gives 0.985), so the min needs a wide margin.
-DEV_MARGIN = {"mean_cosine": 0.001, "min_cosine": 0.01}
+# Dev must clear the gates by this much: the 512 dev sentences have a shorter tail than the 21,166
+# held-out ones (all-MiniLM-L6-v2, avx512_vnni: dev min 0.9976 where held-out gives 0.9897; means
+# 0.9988 and 0.9987), so the min needs a wide margin and the mean a small one.
+DEV_MARGIN = {"mean_cosine": 0.0005, "min_cosine": 0.01}
 
 
 @dataclass
@@ -67,7 +69,7 @@ class _Context:
     """Everything that does not depend on the preset: computed once per fp32 file and reused."""
 
     model: Any
-    enc: Encoder
+    enc: ReferenceEncoder
     stats: dict[str, ActStats]
     calib_info: dict[str, Any]
     calib_texts: list[str]
@@ -92,7 +94,7 @@ def _context(fp32_path: Path, model_dir: Path, manifest: dict[str, Any], data: Q
     if key in _CONTEXTS:
         return _CONTEXTS[key]
     model = onnx.load(str(fp32_path))
-    enc = Encoder(model_dir, manifest)
+    enc = ReferenceEncoder(model_dir, manifest)
     dev = list(data.calibration.texts)
     step = max(1, len(dev) // (2 * CALIBRATION_SENTENCES))
     calib = dev[::step][0::2][:CALIBRATION_SENTENCES]
@@ -219,8 +221,6 @@ def quantize_model(
     >>> r.accuracy["mean_cosine"] >= 0.995
     True
     """
-    import onnx
-
     model_dir = Path(model_dir)
     p = get_preset(preset)
     g = merge_gates(gates)
@@ -242,46 +242,62 @@ def quantize_model(
         cached_acc = {}
 
     dst = Path(out) if out else model_dir / p.file
+    _save_atomic(qmodel, dst)
+    acc, failures = _judge(ctx, key, dst, qmodel, search, cached_acc, g, skip_gates=skip_gates, evaluate=evaluate, variant=p.variant)
+    recipe = _recipe(replace(p.scheme, smooth_alpha=search["smooth_alpha"]), search, ctx.calib_info, g)
+    logger.info("%s: %s %s", p.variant, acc, "ok" if not failures else failures)
+    result = QuantizeResult(path=dst, preset=p.name, variant=p.variant, recipe=recipe, accuracy=acc, failures=failures)
+    if failures and check:
+        raise ValidationError(f"{dst.name} ({p.variant}) fails the int8 accuracy gates:", failures)
+    return result
+
+
+def _save_atomic(qmodel: Any, dst: Path) -> None:
+    import onnx
+
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
     onnx.save(qmodel, str(tmp))
     os.replace(tmp, dst)
 
-    acc: dict[str, Any] = {}
-    failures: list[str] = []
+
+def _judge(ctx: _Context, key: Any, dst: Path, qmodel: Any, search: dict[str, Any], cached_acc: dict[str, Any],
+           gates: dict[str, float], *, skip_gates: bool, evaluate: bool, variant: str) -> tuple[dict[str, Any], list[str]]:
+    """The accuracy figures of the written file and the gates it fails (reused for presets of the same arithmetic)."""
     if skip_gates:
-        acc = {"gates_run": False, "reason": "skipped on request (skip_gates=True, --skip-gates): no held-out texts judged this file"}
-        logger.warning("%s: written WITHOUT accuracy gates (skip_gates)", p.variant)
-    elif evaluate and cached_acc:
+        logger.warning("%s: written WITHOUT accuracy gates (skip_gates)", variant)
+        return {"gates_run": False, "reason": "skipped on request (skip_gates=True, --skip-gates): no held-out texts judged this file"}, []
+    if not evaluate:
+        return {}, []
+    if cached_acc:
         acc = dict(cached_acc)
-        failures = check_gates(acc, g)
-    elif evaluate:
-        if ctx.reference is None:
-            ctx.reference = reference_for(ctx.fp32_session, ctx.enc, ctx.data)
-        acc = measure(make_session(dst), ctx.enc, ctx.reference)
-        failures = check_gates(acc, g)
-        acc["gates_passed"] = not failures
-        ctx.done[key] = (qmodel, search, acc)
-    scheme = replace(p.scheme, smooth_alpha=search["smooth_alpha"])
-    recipe = {
+        return acc, check_gates(acc, gates)
+    if ctx.reference is None:
+        ctx.reference = reference_for(ctx.fp32_session, ctx.enc, ctx.data)
+    acc = measure(make_session(dst), ctx.enc, ctx.reference)
+    failures = check_gates(acc, gates)
+    acc["gates_passed"] = not failures
+    ctx.done[key] = (qmodel, search, acc)
+    return acc, failures
+
+
+def _recipe(scheme: QuantScheme, search: dict[str, Any], calibration: dict[str, Any], gates: dict[str, float]) -> dict[str, Any]:
+    """What the manifest records of how the file was made."""
+    rows = search["row_scaled"]
+    return {
         "method": "static QDQ, SmoothQuant scaling, per-token-row scales where a static scale loses most, sensitivity-ranked fp32 fallback",
         "source_graph": "onnx/model.onnx (plain fp32 export)",
         "activations": "uint8, per-tensor, asymmetric, static (calibrated)"
-        + (f"; {len(search['row_scaled'])} MatMul inputs with one symmetric scale per token row, computed in the graph" if search["row_scaled"] else ""),
+        + (f"; {len(rows)} MatMul inputs with one symmetric scale per token row, computed in the graph" if rows else ""),
         "row_scale_ratio": scheme.row_scale_ratio,
-        "row_scaled_nodes": search["row_scaled"],
+        "row_scaled_nodes": rows,
         "weights": f"{scheme.weight_dtype}, per-channel, symmetric" + (", 7-bit (reduce_range)" if scheme.reduce_range else ""),
         "smooth_alpha": scheme.smooth_alpha,
         "quantized_nodes": len(search["quantized"]),
         "fp32_nodes": search["fp32"],
         "embeddings": {"storage": "int8, one symmetric scale per row, dequantized after the lookup",
                        "tables": search["embeddings"]["tables"], "max_abs_error": round(search["embeddings"]["max_abs_error"], 8)},
-        "calibration": ctx.calib_info,
+        "calibration": calibration,
         "search": {k: search[k] for k in ("dev", "tried", "sensitivity_top")},
-        "gates": g,
+        "gates": gates,
     }
-    logger.info("%s: %s %s", p.variant, acc, "ok" if not failures else failures)
-    result = QuantizeResult(path=dst, preset=p.name, variant=p.variant, recipe=recipe, accuracy=acc, failures=failures)
-    if failures and check:
-        raise ValidationError(f"{dst.name} ({p.variant}) fails the int8 accuracy gates:", failures)
-    return result

@@ -13,7 +13,7 @@ import numpy.typing as npt
 from ..pooling import pool
 from .qdq import ActStats
 
-__all__ = ["data_dir", "read_sts", "unique_sentences", "Encoder", "collect_stats", "pool"]
+__all__ = ["data_dir", "read_sts", "unique_sentences", "ReferenceEncoder", "collect_stats", "pool"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,12 @@ def unique_sentences(rows: Sequence[tuple[float, str, str]]) -> list[str]:
     return list(seen)
 
 
-class Encoder:
-    """Tokenizes with the artifact folder's tokenizer and pools a session's output like the manifest says."""
+class ReferenceEncoder:
+    """The build's reference encoder: the transformers tokenizer of the artifact folder plus pooling like
+    the manifest says, run on any session (fp32 or a candidate int8 file) to compare their embeddings.
+
+    Build-time only (it needs transformers); the runtime's own path is :class:`onnxembed.Embedder`.
+    """
 
     def __init__(self, model_dir: Path, manifest: dict[str, Any], *, max_length: int | None = None, batch_size: int = 32) -> None:
         from transformers import AutoTokenizer
@@ -101,7 +105,7 @@ def make_session(model: Any, threads: int = 0) -> Any:
     return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
 
 
-def collect_stats(model: Any, activations: Sequence[str], enc: Encoder, texts: Sequence[str], *, sample_rows: int = 1024) -> dict[str, ActStats]:
+def collect_stats(model: Any, activations: Sequence[str], enc: ReferenceEncoder, texts: Sequence[str], *, sample_rows: int = 1024) -> dict[str, ActStats]:
     """Per-channel min/max of each named activation over the real (non-padding) tokens of ``texts``.
 
     Also keeps a fixed, evenly spaced subsample of token rows for the sensitivity measure.

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .calibrate import Encoder, pool
+from .calibrate import ReferenceEncoder, pool
 from .data import QuantData, resolve_data
 
 __all__ = ["Reference", "reference_for", "measure", "check_gates", "cosines", "spearman", "TAIL_QUANTILE"]
@@ -60,7 +60,7 @@ class Reference:
     data: dict[str, Any] | None = None  # what judged the gates, for the manifest
 
 
-def _sts_spearman(session: Any, enc: Encoder, rows: list[tuple[float, str, str]], texts: list[str],
+def _sts_spearman(session: Any, enc: ReferenceEncoder, rows: list[tuple[float, str, str]], texts: list[str],
                   emb: npt.NDArray[np.float32]) -> float:
     """Spearman of the pairs' cosines; sentences already embedded in ``emb`` (rows of ``texts``) are not
     embedded again (the STS-B test sentences are held-out texts; an embedding does not depend on its batch)."""
@@ -74,7 +74,7 @@ def _sts_spearman(session: Any, enc: Encoder, rows: list[tuple[float, str, str]]
     return spearman(np.array([r[0] for r in rows]), cosines(a, b))
 
 
-def reference_for(fp32_session: Any, enc: Encoder, data: QuantData | Path) -> Reference:
+def reference_for(fp32_session: Any, enc: ReferenceEncoder, data: QuantData | Path) -> Reference:
     """Evaluate the fp32 model once: held-out embeddings, STS-B test Spearman, stability texts.
 
     ``data`` is the build's resolved texts, or a local STS data folder (``sts/*.tsv``).
@@ -100,7 +100,7 @@ def reference_for(fp32_session: Any, enc: Encoder, data: QuantData | Path) -> Re
     )
 
 
-def _stability(session: Any, enc: Encoder, ref: Reference) -> float:
+def _stability(session: Any, enc: ReferenceEncoder, ref: Reference) -> float:
     worst = 1.0
     for text in ref.stability_probes:
         alone = enc.embed(session, [text])
@@ -110,7 +110,7 @@ def _stability(session: Any, enc: Encoder, ref: Reference) -> float:
     return worst
 
 
-def measure(session: Any, enc: Encoder, ref: Reference) -> dict[str, Any]:
+def measure(session: Any, enc: ReferenceEncoder, ref: Reference) -> dict[str, Any]:
     """The gate figures of a quantized session against the fp32 reference.
 
     ``stsb_spearman`` and ``stsb_spearman_fp32`` are None when there are no labelled pairs.

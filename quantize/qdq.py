@@ -20,7 +20,8 @@ token row, computed in the graph from that row alone, so it is still independent
 The word-embedding table (the largest tensor of a small model) is stored as int8 with one scale per
 row and dequantized after the lookup (:func:`quantize_embeddings`).
 
-All arithmetic is numpy with fixed rounding: the same inputs always give byte-identical files.
+All arithmetic is numpy with fixed rounding: the same inputs always give byte-identical files. The
+graph rewrite itself is :func:`onnxembed.quantize.graph.quantize_graph`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ActStats", "QuantScheme", "embedding_tables", "quantize_embeddings", "quantizable_matmuls", "smoothing_factors", "quantize_graph",
+__all__ = ["ActStats", "QuantScheme", "embedding_tables", "quantize_embeddings", "quantizable_matmuls", "smoothing_factors",
            "fake_quant_error", "node_sensitivity", "row_scaled_activations", "token_errors"]
 
 
@@ -242,181 +243,6 @@ def row_scaled_activations(model: Any, stats: dict[str, ActStats], scheme: Quant
         errors[act] = token_errors(st, s)[0]
     limit = scheme.row_scale_ratio * float(np.median(list(errors.values())))
     return sorted(a for a, e in errors.items() if e >= limit)
-
-
-def quantize_graph(
-    model: Any,
-    stats: dict[str, ActStats],
-    scheme: QuantScheme,
-    *,
-    exclude: set[str] | frozenset[str] = frozenset(),
-    integer_ops: bool = False,
-    embeddings: bool = True,
-    row_scaled: set[str] | frozenset[str] | None = None,
-    fold_smoothing: bool = False,
-) -> tuple[Any, dict[str, Any]]:
-    """Return a quantized copy of ``model`` with every weight MatMul not in ``exclude`` quantized.
-
-    Args:
-        model: the fp32 ``onnx.ModelProto`` (not modified).
-        stats: calibration statistics keyed by activation tensor name (MatMul input 0).
-        scheme: storage and smoothing settings.
-        exclude: MatMul node names to keep in fp32.
-        integer_ops: instead of QDQ pairs, write onnxruntime's integer operators with the same static
-            scales: ``MatMulIntegerToFloat`` (the following bias Add fused into it, except after a
-            row-scaled input) and, for a fused graph, ``QAttention`` (CPU provider only; the QDQ form is
-            the portable one).
-        embeddings: also store the word-embedding table as int8 per row (:func:`quantize_embeddings`).
-        row_scaled: activation tensors quantized with one scale per token row instead of a static one;
-            default: chosen by ``scheme.row_scale_ratio`` (:func:`row_scaled_activations`).
-        fold_smoothing: write the SmoothQuant factors into a per-channel QuantizeLinear scale instead of
-            a Mul (measured: onnxruntime's per-axis QuantizeLinear is several times slower; not used).
-
-    Returns:
-        (quantized model, {"quantized": [...], "fp32": [...], "embeddings": {...}}) with node names
-        sorted by graph order.
-    """
-    import onnx
-    from onnx import helper, numpy_helper
-
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    candidates = [n.name for n in quantizable_matmuls(model, attention=integer_ops)]
-    targets = [n for n in quantizable_matmuls(model, attention=integer_ops) if n.name not in exclude]
-    by_act: dict[str, list[Any]] = {}
-    for node in targets:
-        by_act.setdefault(node.input[0], []).append(node)
-
-    new_nodes: dict[int, list[Any]] = {}  # insert before the first consumer (keeps topological order)
-    post: dict[int, list[Any]] = {}  # inserted right after a node
-    if row_scaled is None:
-        row_scaled = row_scaled_activations(model, stats, scheme)
-    drop_nodes: set[int] = set()
-    readers: dict[str, list[Any]] = {}
-    for n in graph.node:
-        for x in n.input:
-            readers.setdefault(x, []).append(n)
-    bias_add = {}  # MatMul output -> (the Add that is its only reader, that Add's 1-D initializer: the bias)
-    for n in graph.node:
-        r = readers.get(n.output[0], []) if n.output else []
-        if n.op_type in ("MatMul",) and len(r) == 1 and r[0].op_type == "Add":
-            other = r[0].input[1] if r[0].input[0] == n.output[0] else r[0].input[0]
-            if other in inits and len(inits[other].dims) == 1:
-                bias_add[n.output[0]] = (r[0], other)
-    row_set = set(row_scaled)
-    order = {id(n): i for i, n in enumerate(graph.node)}
-    drop_inits: set[str] = set()
-    add_inits = []
-    for k, (act, nodes) in enumerate(by_act.items()):
-        st = stats[act]
-        row = act in row_set
-        alpha = 0.0 if row else scheme.smooth_alpha  # a row scale absorbs token outliers; smoothing there measured no better
-        weights = [numpy_helper.to_array(inits[n.input[1]]).astype(np.float32) for n in nodes]
-        s = smoothing_factors(np.maximum(np.abs(st.cmin), np.abs(st.cmax)), weights, alpha)
-        lo, hi = float((st.cmin / s).min()), float((st.cmax / s).max())
-        a_scale, a_zp = _act_qparams(lo, hi)
-        tag = f"oe_q{k}"
-        chain = []
-        src = act
-        fold = fold_smoothing and not row and alpha > 0
-        if alpha > 0 and not fold:
-            add_inits.append(numpy_helper.from_array((1.0 / s).astype(np.float32), f"{tag}_inv_s"))
-            chain.append(helper.make_node("Mul", [src, f"{tag}_inv_s"], [f"{tag}_smoothed"], name=f"{tag}_Smooth"))
-            src = f"{tag}_smoothed"
-        if row:  # one symmetric scale per token row, computed in the graph: independent of the batch
-            a_scale, a_zp = np.float32(1.0), np.uint8(128)
-            floor, one_sided = _row_floor(st)
-            add_inits += [numpy_helper.from_array(np.array([-1], np.int64), f"{tag}_last_axis"),
-                          numpy_helper.from_array(np.array(floor, np.float32), f"{tag}_floor"),
-                          numpy_helper.from_array(np.array(1.0 / 127.0, np.float32), f"{tag}_inv_qmax")]
-            if one_sided:  # no Abs pass: the negative side never exceeds the floor
-                chain.append(helper.make_node("ReduceMax", [src, f"{tag}_last_axis"], [f"{tag}_amax"], name=f"{tag}_RowMax", keepdims=1))
-            else:
-                chain += [helper.make_node("Abs", [src], [f"{tag}_abs"], name=f"{tag}_Abs"),
-                          helper.make_node("ReduceMax", [f"{tag}_abs", f"{tag}_last_axis"], [f"{tag}_amax"], name=f"{tag}_RowMax", keepdims=1)]
-            chain += [
-                helper.make_node("Max", [f"{tag}_amax", f"{tag}_floor"], [f"{tag}_amax_floor"], name=f"{tag}_RowMaxFloor"),
-                helper.make_node("Mul", [f"{tag}_amax_floor", f"{tag}_inv_qmax"], [f"{tag}_row_scale"], name=f"{tag}_RowScale"),
-                helper.make_node("Div", [src, f"{tag}_row_scale"], [f"{tag}_row_normalized"], name=f"{tag}_RowNormalize"),
-            ]
-            src = f"{tag}_row_normalized"
-        add_inits += [numpy_helper.from_array(np.array(a_scale, np.float32), f"{tag}_x_scale"),
-                      numpy_helper.from_array(np.array(a_zp, np.uint8), f"{tag}_x_zp")]
-        if fold:  # smoothing folded into a per-channel quantization scale: x / (a_scale * s_c), one pass
-            add_inits += [numpy_helper.from_array((np.float64(a_scale) * s).astype(np.float32), f"{tag}_x_scale_pc"),
-                          numpy_helper.from_array(np.full(s.shape, a_zp, np.uint8), f"{tag}_x_zp_pc")]
-            chain.append(helper.make_node("QuantizeLinear", [src, f"{tag}_x_scale_pc", f"{tag}_x_zp_pc"], [f"{tag}_xq"],
-                                          name=f"{tag}_QuantizeLinear", axis=-1))
-        else:
-            chain.append(helper.make_node("QuantizeLinear", [src, f"{tag}_x_scale", f"{tag}_x_zp"], [f"{tag}_xq"], name=f"{tag}_QuantizeLinear"))
-        if not integer_ops:
-            chain.append(helper.make_node("DequantizeLinear", [f"{tag}_xq", f"{tag}_x_scale", f"{tag}_x_zp"], [f"{tag}_xdq"], name=f"{tag}_DequantizeLinear"))
-        for node, w in zip(nodes, weights):
-            wq, w_scale, w_zp = _quantize_weight(w.astype(np.float64) * s[:, None], scheme)
-            wname = node.input[1]
-            add_inits += [numpy_helper.from_array(wq, f"{wname}_quantized"),
-                          numpy_helper.from_array(w_scale, f"{wname}_scale"),
-                          numpy_helper.from_array(w_zp, f"{wname}_zero_point")]
-            drop_inits.add(wname)
-            if integer_ops:
-                q_in = [f"{tag}_xq", f"{wname}_quantized"]
-                if node.op_type == "Attention":  # (input, weight, bias, in_scale, w_scale, mask, in_zp, w_zp)
-                    mask = node.input[3] if len(node.input) > 3 else ""
-                    new_in = q_in + [node.input[2], f"{tag}_x_scale", f"{wname}_scale", mask, f"{tag}_x_zp", f"{wname}_zero_point"]
-                    node.op_type = "QAttention"
-                else:
-                    new_in = q_in + [f"{tag}_x_scale", f"{wname}_scale", f"{tag}_x_zp", f"{wname}_zero_point"]
-                    node.op_type = "MatMulIntegerToFloat"
-                    add = bias_add.get(node.output[0])
-                    if add is not None and not row:  # the bias Add fused into the integer MatMul
-                        new_in.append(add[1])
-                        node.output[0] = add[0].output[0]
-                        drop_nodes.add(id(add[0]))
-                    elif row:
-                        out = node.output[0]
-                        node.output[0] = f"{out}_rowq"
-                        post.setdefault(order[id(node)], []).append(
-                            helper.make_node("Mul", [f"{out}_rowq", f"{tag}_row_scale"], [out], name=f"{node.name}_RowRescale"))
-                node.domain = "com.microsoft"
-                del node.input[:]
-                node.input.extend(new_in)
-                continue
-            chain.append(helper.make_node("DequantizeLinear", [f"{wname}_quantized", f"{wname}_scale", f"{wname}_zero_point"],
-                                          [f"{wname}_dequantized"], name=f"{node.name}_weight_DequantizeLinear", axis=1))
-            node.input[0] = f"{tag}_xdq"
-            node.input[1] = f"{wname}_dequantized"
-            if row:  # rescale each output row by its input row's scale
-                out = node.output[0]
-                node.output[0] = f"{out}_rowq"
-                post.setdefault(order[id(node)], []).append(
-                    helper.make_node("Mul", [f"{out}_rowq", f"{tag}_row_scale"], [out], name=f"{node.name}_RowRescale"))
-        new_nodes[min(order[id(n)] for n in nodes)] = chain
-
-    nodes_out = []
-    for i, node in enumerate(graph.node):
-        nodes_out.extend(new_nodes.get(i, []))
-        if id(node) not in drop_nodes:
-            nodes_out.append(node)
-        nodes_out.extend(post.get(i, []))
-    still_used = {x for n in nodes_out for x in n.input}
-    kept = [i for i in graph.initializer if i.name not in drop_inits or i.name in still_used]
-    del graph.node[:]
-    graph.node.extend(nodes_out)
-    del graph.initializer[:]
-    graph.initializer.extend(kept + add_inits)
-    opset = next((o for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is not None and opset.version < 13:
-        opset.version = 13  # per-axis DequantizeLinear
-    if integer_ops and not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    q = sorted({n.name for n in targets}, key=candidates.index)
-    f = sorted(set(exclude) & set(candidates), key=candidates.index)
-    emb_info: dict[str, Any] = {"tables": [], "max_abs_error": 0.0}
-    if embeddings:
-        model, emb_info = quantize_embeddings(model)
-    rows = sorted({n.name for act, nodes in by_act.items() if act in row_set for n in nodes}, key=candidates.index)
-    return model, {"quantized": q, "fp32": f, "row_scaled": rows, "embeddings": emb_info}
 
 
 def node_sensitivity(model: Any, stats: dict[str, ActStats], scheme: QuantScheme, *, attention: bool = False) -> dict[str, float]:

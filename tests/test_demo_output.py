@@ -1,8 +1,9 @@
-"""``onnxembed demo`` prints no known-harmless third-party noise, and real warnings still show.
+"""``onnxembed demo`` and ``build`` print no known-harmless third-party noise, and real warnings still show.
 
 One tiny fp32 build through the demo (a driver wraps ``build_model`` to emit a real warning and a
-real transformers log record through the same process), and the same build through ``onnxembed
-build`` as the control that shows the noise is really emitted on this path.
+real transformers log record through the same process), the same build through the library's
+``build_model`` (no CLI, so no filter) as the control that shows the noise is really emitted on this
+path, and through ``onnxembed build``, which must be as quiet as the demo.
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ def test_demo_silences_known_noise_and_keeps_real_warnings(tiny_registry: dict, 
 
     checkpoint = str(tiny_registry["checkpoints"]["gte-small"])
     env = {**os.environ, **tiny_registry["env"]}
-    control = run_cli("build", checkpoint, "--out", str(tmp_path / "control"), "--variants", "fp32", env=tiny_registry["env"])
+    lib = f"import onnxembed.export as e; e.build_model({checkpoint!r}, {str(tmp_path / 'control')!r}, variants='fp32')"
+    control = subprocess.run([sys.executable, "-c", lib], capture_output=True, text=True, env=env, timeout=900)
+    assert control.returncode == 0, control.stderr[-3000:]
     assert all(n in control.stderr for n in NOISE), control.stderr  # the noise is real on this path
+    cli = run_cli("build", checkpoint, "--out", str(tmp_path / "cli"), "--variants", "fp32", env=tiny_registry["env"])
+    assert not [n for n in NOISE if n in cli.stderr], cli.stderr
 
     proc = subprocess.run([sys.executable, "-c", DRIVER, "demo", "--model", checkpoint, "--out", str(tmp_path / "demo"),
                            "--variants", "fp32", "--no-bench"], capture_output=True, text=True, env=env, timeout=900)

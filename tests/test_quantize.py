@@ -15,7 +15,8 @@ from onnxembed.errors import ValidationError
 from onnxembed.quantize import DEFAULT_GATES, PRESETS, QuantScheme, get_preset, quantize_model
 from onnxembed.quantize.gates import spearman
 from onnxembed.quantize.presets import merge_gates
-from onnxembed.quantize.qdq import quantizable_matmuls, quantize_graph
+from onnxembed.quantize.graph import quantize_graph
+from onnxembed.quantize.qdq import quantizable_matmuls
 
 from test_fusion import TINY_LAYERS, make_workdir  # tests/ is on sys.path (pytest rootdir mode)
 
@@ -121,13 +122,13 @@ def test_avx2_preset_stores_7bit_uint8_weights(tiny_bert: tuple[Path, dict], dat
 
 
 def test_excluded_nodes_stay_fp32(tiny_bert: tuple[Path, dict]) -> None:
-    from onnxembed.quantize.calibrate import Encoder, collect_stats
+    from onnxembed.quantize.calibrate import ReferenceEncoder, collect_stats
 
     work, manifest = tiny_bert
     model = onnx.load(str(work / "onnx" / "model.onnx"))
     names = [n.name for n in quantizable_matmuls(model)]
     acts = sorted({n.input[0] for n in quantizable_matmuls(model)})
-    stats = collect_stats(model, acts, Encoder(work, manifest), ["A man plays a guitar.", "Two dogs run across a snowy field at dusk."])
+    stats = collect_stats(model, acts, ReferenceEncoder(work, manifest), ["A man plays a guitar.", "Two dogs run across a snowy field at dusk."])
     q, info = quantize_graph(model, stats, QuantScheme(), exclude={names[0], names[-1]})
     assert info["fp32"] == [names[0], names[-1]] and len(info["quantized"]) == len(names) - 2
     assert sorted(n.name for n in quantizable_matmuls(q)) == sorted([names[0], names[-1]])
@@ -270,7 +271,7 @@ def test_real_model_int8_is_deterministic(real_built: tuple[Path, dict], tmp_pat
 def test_integer_ops_on_a_fused_graph(tiny_bert: tuple[Path, dict], tmp_path: Path) -> None:
     """The onnxruntime-only form: static scales feeding QAttention / MatMulIntegerToFloat."""
     from onnxembed.export.fusion import fuse_model
-    from onnxembed.quantize.calibrate import Encoder, collect_stats, make_session
+    from onnxembed.quantize.calibrate import ReferenceEncoder, collect_stats, make_session
 
     work, manifest = tiny_bert
     fused = tmp_path / "fused.onnx"
@@ -279,7 +280,7 @@ def test_integer_ops_on_a_fused_graph(tiny_bert: tuple[Path, dict], tmp_path: Pa
     model = onnx.load(str(fused))
     nodes = quantizable_matmuls(model, attention=True)
     assert sum(n.op_type == "Attention" for n in nodes) == TINY_LAYERS
-    enc = Encoder(work, manifest)
+    enc = ReferenceEncoder(work, manifest)
     texts = ["A man plays a guitar.", "Two dogs run across a snowy field at dusk.", "ok"]
     stats = collect_stats(model, sorted({n.input[0] for n in nodes}), enc, texts)
     q, info = quantize_graph(model, stats, QuantScheme(smooth_alpha=0.75), integer_ops=True)
