@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..pooling import rowwise_cosine
 from .calibrate import ReferenceEncoder, pool
 from .data import QuantData, resolve_data
 
@@ -27,9 +28,8 @@ STABILITY_BATCH = 8
 
 
 def cosines(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    """Row-wise cosine similarity, in float64."""
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    return (a64 * b64).sum(1) / np.maximum(np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1), 1e-30)
+    """Row-wise cosine similarity, in float64: :func:`onnxembed.pooling.rowwise_cosine`."""
+    return rowwise_cosine(a, b)
 
 
 def spearman(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..catalog import int8_variant_for, variant_file
 from .qdq import QuantScheme
 
 __all__ = ["Preset", "PRESETS", "DEFAULT_GATES", "get_preset", "merge_gates"]
@@ -28,7 +29,7 @@ class Preset:
     @property
     def file(self) -> str:
         """The file inside the artifact folder, as sentence-transformers names it."""
-        return f"onnx/model_{self.variant}.onnx"
+        return variant_file(self.variant)
 
 
 # Row scales for the activations whose static scale loses most (see qdq.row_scaled_activations); measured on
@@ -37,11 +38,11 @@ ROW_SCALE_RATIO = 1.5
 
 PRESETS: dict[str, Preset] = {
     # u8 activations x s8 weights: the VNNI (vpdpbusd) kernel; also what AMX and OpenVINO take.
-    "avx512_vnni": Preset("avx512_vnni", "qint8_avx512_vnni", "avx512_vnni", QuantScheme(weight_dtype="int8", row_scale_ratio=ROW_SCALE_RATIO)),
+    "avx512_vnni": Preset("avx512_vnni", int8_variant_for("avx512_vnni"), "avx512_vnni", QuantScheme(weight_dtype="int8", row_scale_ratio=ROW_SCALE_RATIO)),
     # Without VNNI, u8 x s8 pairs are summed in saturating int16: 7-bit weights stored as uint8
     # (onnxruntime then picks its u8u8 kernel), as optimum's avx2 preset does.
-    "avx2": Preset("avx2", "quint8_avx2", "avx2", QuantScheme(weight_dtype="uint8", reduce_range=True, row_scale_ratio=ROW_SCALE_RATIO)),
-    "arm64": Preset("arm64", "qint8_arm64", "arm64", QuantScheme(weight_dtype="int8", row_scale_ratio=ROW_SCALE_RATIO)),
+    "avx2": Preset("avx2", int8_variant_for("avx2"), "avx2", QuantScheme(weight_dtype="uint8", reduce_range=True, row_scale_ratio=ROW_SCALE_RATIO)),
+    "arm64": Preset("arm64", int8_variant_for("arm64"), "arm64", QuantScheme(weight_dtype="int8", row_scale_ratio=ROW_SCALE_RATIO)),
 }
 
 # Defaults of the build's int8 gates; models.yaml overrides them per model (field ``gates``).
