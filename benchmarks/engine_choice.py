@@ -18,11 +18,48 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_runtime import sts_sentences, texts_of_exactly  # noqa: E402
+
+
+def time_interleaved(embs: dict, work: dict, rounds: int, reps: dict[str, int]) -> dict[tuple[str, str], list[float]]:
+    """Seconds per ``encode`` of each row on each workload, rows interleaved in a rotated order each round."""
+    times: dict[tuple[str, str], list[float]] = {}
+    for w, (texts, b) in work.items():
+        for e in embs.values():
+            e.encode(texts, batch_size=b)  # warm-up
+        for r in range(rounds):
+            order = list(embs.items())
+            order = order[r % len(order):] + order[: r % len(order)]
+            for k, e in order:
+                n = reps.get(w, 1)
+                t = time.perf_counter()
+                for _ in range(n):
+                    e.encode(texts, batch_size=b)
+                times.setdefault((k, w), []).append((time.perf_counter() - t) / n)
+    return times
+
+
+def report_rows(embs: dict, work: dict, times: dict, sts: list[str], *, base: str, width: int) -> dict:
+    """Print one line per row (median ms and ratio to ``base`` per workload, cosine to ``base`` on ``sts``); return them."""
+    from onnxembed.pooling import rowwise_cosine
+
+    ref = embs[base].encode(sts)
+    print(f"{'row':<{width}} {'variant on':<26} " + " ".join(f"{w + ' ms':>11} {'x':>5}" for w in work) + f" {'mean cos':>9} {'min cos':>8}")
+    rows = {}
+    for k, e in embs.items():
+        cos = rowwise_cosine(e.encode(sts), ref)
+        r = {"variant": e.variant, "providers": e.providers, "mean_cosine": float(cos.mean()), "min_cosine": float(cos.min())}
+        cells = []
+        for w in work:
+            ms = 1e3 * statistics.median(times[(k, w)])
+            b_ms = 1e3 * statistics.median(times[(base, w)])
+            r[w] = {"p50_ms": ms, "speedup": b_ms / ms}
+            cells.append(f"{ms:>11.1f} {b_ms / ms:>5.2f}")
+        rows[k] = r
+        print(f"{k:<{width}} {e.variant + ' on ' + e.providers[0][:-17]:<26} " + " ".join(cells) + f" {r['mean_cosine']:>9.5f} {r['min_cosine']:>8.5f}")
+    return rows
 
 
 def main() -> int:
@@ -46,33 +83,9 @@ def main() -> int:
     sts = sts_sentences(1000, ("stsb-test.tsv",))
     work = {"32x128": (texts_of_exactly(embs["fp32/CPU"], 128, 32), 32), "1x128": (texts_of_exactly(embs["fp32/CPU"], 128, 1), 1),
             "sts1000": (sts, 32)}
-    times: dict[tuple[str, str], list[float]] = {}
-    for w, (texts, b) in work.items():
-        for e in embs.values():
-            e.encode(texts, batch_size=b)  # warm-up
-        for _ in range(args.rounds):
-            for k, e in embs.items():
-                reps = 20 if w == "1x128" else 1
-                t = time.perf_counter()
-                for _ in range(reps):
-                    e.encode(texts, batch_size=b)
-                times.setdefault((k, w), []).append((time.perf_counter() - t) / reps)
-    ref = embs["fp32/CPU"].encode(sts)
-    result = {"onnxruntime": ort.__version__, "rows": {}}
+    times = time_interleaved(embs, work, args.rounds, reps={"1x128": 20})
     print(f"onnxruntime {ort.__version__}; {args.rounds} interleaved rounds; ratio = fp32/CPU time / row time")
-    print(f"{'row':<20} {'variant on':<26} " + " ".join(f"{w + ' ms':>11} {'x':>5}" for w in work) + f" {'mean cos':>9} {'min cos':>8}")
-    for k, e in embs.items():
-        v = e.encode(sts)
-        cos = (v * ref).sum(1) / (np.linalg.norm(v, axis=1) * np.linalg.norm(ref, axis=1))
-        r = {"variant": e.variant, "providers": e.providers, "mean_cosine": float(cos.mean()), "min_cosine": float(cos.min())}
-        cells = []
-        for w in work:
-            ms = 1e3 * statistics.median(times[(k, w)])
-            base = 1e3 * statistics.median(times[("fp32/CPU", w)])
-            r[w] = {"p50_ms": ms, "speedup": base / ms}
-            cells.append(f"{ms:>11.1f} {base / ms:>5.2f}")
-        result["rows"][k] = r
-        print(f"{k:<20} {e.variant + ' on ' + e.providers[0][:-17]:<26} " + " ".join(cells) + f" {r['mean_cosine']:>9.5f} {r['min_cosine']:>8.5f}")
+    result = {"onnxruntime": ort.__version__, "rows": report_rows(embs, work, times, sts, base="fp32/CPU", width=20)}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

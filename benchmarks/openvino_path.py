@@ -22,18 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_runtime import sts_sentences, texts_of_exactly  # noqa: E402
+from engine_choice import report_rows, time_interleaved  # noqa: E402
 
 COLD = """
 import sys, time, json
@@ -91,35 +88,10 @@ def main() -> int:
     base = embs["fp32 / CPU"]
     sts = sts_sentences(1000, ("stsb-test.tsv",))
     work = {"32x128": (texts_of_exactly(base, 128, 32), 32), "1x128": (texts_of_exactly(base, 128, 1), 1), "sts1000": (sts, 32)}
-    times: dict[tuple[str, str], list[float]] = {}
-    for w, (texts, b) in work.items():
-        for e in embs.values():
-            e.encode(texts, batch_size=b)
-        for r in range(args.rounds):
-            order = list(embs.items())
-            order = order[r % len(order):] + order[: r % len(order)]
-            for k, e in order:
-                reps = 10 if w == "1x128" else 1
-                t = time.perf_counter()
-                for _ in range(reps):
-                    e.encode(texts, batch_size=b)
-                times.setdefault((k, w), []).append((time.perf_counter() - t) / reps)
-    ref = base.encode(sts)
-    out: dict = {"onnxruntime": ort.__version__, "cpu_flags": flags, "load_average": os.getloadavg(), "rows": {}}
+    times = time_interleaved(embs, work, args.rounds, reps={"1x128": 10})
     print(f"onnxruntime {ort.__version__}; CPU flags {flags}; load average {os.getloadavg()[0]:.1f}; {args.rounds} interleaved rounds")
-    print(f"{'row':<26} " + " ".join(f"{w + ' ms':>11} {'x':>5}" for w in work) + f" {'mean cos':>9} {'min cos':>8}")
-    for k, e in embs.items():
-        v = e.encode(sts)
-        cos = (v * ref).sum(1) / (np.linalg.norm(v, axis=1) * np.linalg.norm(ref, axis=1))
-        row = {"variant": e.variant, "providers": e.providers, "mean_cosine": float(cos.mean()), "min_cosine": float(cos.min())}
-        cells = []
-        for w in work:
-            ms = 1e3 * statistics.median(times[(k, w)])
-            b_ms = 1e3 * statistics.median(times[("fp32 / CPU", w)])
-            row[w] = {"p50_ms": ms, "speedup": b_ms / ms}
-            cells.append(f"{ms:>11.1f} {b_ms / ms:>5.2f}")
-        out["rows"][k] = row
-        print(f"{k:<26} " + " ".join(cells) + f" {row['mean_cosine']:>9.5f} {row['min_cosine']:>8.5f}")
+    out: dict = {"onnxruntime": ort.__version__, "cpu_flags": flags, "load_average": os.getloadavg(),
+                 "rows": report_rows(embs, work, times, sts, base="fp32 / CPU", width=26)}
     del embs
     with tempfile.TemporaryDirectory() as cache:
         prov = _ov(None)
