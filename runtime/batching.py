@@ -45,11 +45,9 @@ def plan_batches(
     >>> [b.tolist() for b in plan_batches([3, 9, 5, 9], batch_size=4, max_tokens=18)]
     [[1, 3], [2, 0]]
     """
-    _check_int("batch_size", batch_size)
+    check_batch_size(batch_size)
     if max_tokens is not None:
         _check_int("max_tokens", max_tokens)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, found {batch_size}")
     if max_tokens is not None and max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1 or None, found {max_tokens}")
     lens = np.asarray(lengths, dtype=np.int64)
@@ -73,6 +71,13 @@ def plan_batches(
         batches.append(order[start:end])
         start = end
     return batches
+
+
+def check_batch_size(batch_size: object) -> None:
+    """TypeError unless an int, ValueError unless >= 1: the one check ``plan_batches`` and ``encode`` share."""
+    _check_int("batch_size", batch_size)
+    if batch_size < 1:  # type: ignore[operator]
+        raise ValueError(f"batch_size must be >= 1, found {batch_size}")
 
 
 def _check_int(name: str, value: object) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from .batching import Tokens, chunked, plan_batches
+from .batching import Tokens, check_batch_size, chunked, plan_batches
 from .errors import ManifestError, ProviderUnavailableError
 from .manifest import Manifest, load_manifest
 from .pooling import cosine_similarity, pool
@@ -365,10 +365,7 @@ class Embedder:
     def _encode_list(
         self, items: list[Any], kind: str | None, batch_size: int, max_tokens: int | None, progress: Progress, offset: int
     ) -> F32:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-            raise TypeError(f"batch_size must be an int, found {type(batch_size).__name__} {batch_size!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, found {batch_size}")
+        check_batch_size(batch_size)  # before tokenizing: an empty list never reaches plan_batches
         tokens = self._tokenize(items, kind, offset)
         out = np.empty((len(items), self.dim), dtype=np.float32)
         if not items:

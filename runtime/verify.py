@@ -100,15 +100,21 @@ def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, r
             report.checked.append(rel)
     names = variants or list(m.variants)
     fp = (m.raw.get("fingerprint") or {}).get("variants", {})
+    hashed: dict[str, str | None] = {}  # file -> its integrity problem (None: fine); a file shared by variants is hashed once
+    embedded: dict[str, Any] = {}  # file -> its embeddings of the probe sentences, computed once
     for name in names:
         if name not in m.variants:
             report.problems.append(f"variant {name!r}: not in the manifest; present: {sorted(m.variants)}")
             continue
         v = m.variants[name]
-        try:
-            m.verify_file(name)
-        except ManifestError as e:
-            report.problems.append(f"{v.file}: {e}")
+        if v.file not in hashed:
+            try:
+                m.verify_file(name)
+                hashed[v.file] = None
+            except ManifestError as e:
+                hashed[v.file] = str(e)
+        if hashed[v.file] is not None:
+            report.problems.append(f"{v.file}: {hashed[v.file]}")
             continue
         label = f"{v.file} (as {name})" if v.info.get("same_as") else v.file
         report.checked.append(label)
@@ -127,7 +133,7 @@ def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, r
             logger.info("%s: fingerprint not checked (%s)", v.file, rec["skipped"])
             continue
         try:
-            got = _embed(root, name)
+            got = embedded[v.file] if v.file in embedded else embedded.setdefault(v.file, _embed(root, name))
         except Exception as e:  # noqa: BLE001 - reported as a problem of this file
             report.problems.append(f"{v.file}: does not load or run: {type(e).__name__}: {e}")
             continue
