@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-payload", type=positive_int, default=2_000_000, help="largest request body in bytes (default 2000000; 413 above)")
     p.add_argument("--max-concurrent-requests", type=positive_int, default=512, help="requests in flight at once (default 512; 429 above)")
     p.add_argument("--max-client-batch", type=positive_int, default=256, help="texts of one request queued at once; larger requests are split (default 256)")
-    p.add_argument("--max-tokens", type=positive_int, default=None, help="padded tokens per batch, rows x longest (default: the runtime's, 8192)")
+    p.add_argument("--max-tokens", type=positive_int, default=None, help="padded tokens per batch, rows x longest (default: the runtime's: 1024 on the CPU provider, 8192 on CUDA and OpenVINO)")
     p.add_argument("--max-batch-size", type=positive_int, default=32, help="most texts per onnxruntime run (default 32)")
     p.add_argument("--batch-window-ms", type=number(float, 0, what="milliseconds"), default=2.0, help="under concurrent load, wait up to this long for a fuller batch (default 2; 0: never)")
     p.add_argument("--threads", type=positive_int, default=None, help="onnxruntime intra-op threads per model (default: one per core)")

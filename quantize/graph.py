@@ -190,13 +190,18 @@ def _activation_chain(
 
 
 def _row_scale_nodes(tag: str, src: str, st: ActStats, chain: list[Any], edits: _Edits) -> str:
-    """``r = max(rowmax(|x|), floor) / 127`` and ``x / r``; returns the normalized tensor's name."""
+    """``r = max(rowmax(|x|), floor) / 127`` and ``x * (1 / r)``; returns the normalized tensor's name.
+
+    The reciprocal is taken on the small ``(batch, seq, 1)`` tensor, so the full-size pass is a ``Mul``
+    (measured faster than a full-size ``Div`` on onnxruntime's CPU provider).
+    """
     from onnx import helper, numpy_helper
 
     floor, one_sided = _row_floor(st)
     edits.add_inits += [numpy_helper.from_array(np.array([-1], np.int64), f"{tag}_last_axis"),
                         numpy_helper.from_array(np.array(floor, np.float32), f"{tag}_floor"),
-                        numpy_helper.from_array(np.array(1.0 / 127.0, np.float32), f"{tag}_inv_qmax")]
+                        numpy_helper.from_array(np.array(1.0 / 127.0, np.float32), f"{tag}_inv_qmax"),
+                        numpy_helper.from_array(np.array(127.0, np.float32), f"{tag}_qmax")]
     if one_sided:  # no Abs pass: the negative side never exceeds the floor
         chain.append(helper.make_node("ReduceMax", [src, f"{tag}_last_axis"], [f"{tag}_amax"], name=f"{tag}_RowMax", keepdims=1))
     else:
@@ -205,7 +210,8 @@ def _row_scale_nodes(tag: str, src: str, st: ActStats, chain: list[Any], edits: 
     chain += [
         helper.make_node("Max", [f"{tag}_amax", f"{tag}_floor"], [f"{tag}_amax_floor"], name=f"{tag}_RowMaxFloor"),
         helper.make_node("Mul", [f"{tag}_amax_floor", f"{tag}_inv_qmax"], [f"{tag}_row_scale"], name=f"{tag}_RowScale"),
-        helper.make_node("Div", [src, f"{tag}_row_scale"], [f"{tag}_row_normalized"], name=f"{tag}_RowNormalize"),
+        helper.make_node("Div", [f"{tag}_qmax", f"{tag}_amax_floor"], [f"{tag}_row_inv"], name=f"{tag}_RowInverse"),
+        helper.make_node("Mul", [src, f"{tag}_row_inv"], [f"{tag}_row_normalized"], name=f"{tag}_RowNormalize"),
     ]
     return f"{tag}_row_normalized"
 

@@ -38,6 +38,7 @@ __all__ = [
     "Plan",
     "ProviderSpec",
     "auto_plans",
+    "default_max_tokens",
     "detect_cpu_features",
     "explicit_plan",
     "fallen_back",
@@ -50,6 +51,13 @@ __all__ = [
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 OPENVINO = "OpenVINOExecutionProvider"
+
+# Padded tokens per batch (rows x longest) when the caller gives no budget, by the provider that runs.
+# The CPU provider is fastest per text at 512-2048 tokens (the activations of a batch stay in cache):
+# measured on 2 Zen 4 cores, 1,024 tokens ran 1.1-1.4x faster per text than 8,192 for fp32 and int8,
+# 384- and 768-wide models (benchmarks/BATCH-BUDGET.md). OpenVINO measured flat across budgets; GPUs
+# want large batches.
+MAX_TOKENS_BY_PROVIDER = {CPU: 1024, OPENVINO: 8192, CUDA: 8192}
 GPU_PROVIDERS = (CUDA, "TensorrtExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider")
 OPENVINO_BF16_OPTIONS = {"device_type": "CPU", "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}})}
 FEATURES_ENV = "ONNXEMBED_CPU_FEATURES"
@@ -369,3 +377,13 @@ def explicit_plan(
     if v.precision == "int8" and first in GPU_PROVIDERS:
         raise ValueError(f"variant {key!r} is int8 for the CPU; on {first} use 'O4' or 'fp32'")
     return Plan(key, tuple(providers), "explicit")
+
+
+def default_max_tokens(providers_in_use: Sequence[str]) -> int:
+    """The token budget for a session running on ``providers_in_use`` (its first provider decides).
+
+    >>> default_max_tokens(["CPUExecutionProvider"]), default_max_tokens(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    (1024, 8192)
+    """
+    first = providers_in_use[0] if providers_in_use else CPU
+    return MAX_TOKENS_BY_PROVIDER.get(first, MAX_TOKENS_BY_PROVIDER[CPU])

@@ -135,6 +135,30 @@ def test_token_budget_caps_every_batch(tiny: Embedder, monkeypatch: pytest.Monke
     assert [w for _, w in shapes] == sorted((w for _, w in shapes), reverse=True)  # longest first
 
 
+def test_default_budget_follows_the_provider_that_runs(tiny_bert_artifacts: Path, tiny: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    from onnxembed.providers import MAX_TOKENS_BY_PROVIDER, default_max_tokens
+
+    assert tiny.providers[0] == "CPUExecutionProvider" and tiny.max_tokens == MAX_TOKENS_BY_PROVIDER["CPUExecutionProvider"] == 1024
+    assert default_max_tokens(["CUDAExecutionProvider", "CPUExecutionProvider"]) == 8192
+    assert default_max_tokens(["OpenVINOExecutionProvider", "CPUExecutionProvider"]) == 8192
+    assert default_max_tokens(["SomeOtherExecutionProvider"]) == 1024
+    # a session that runs on CUDA (faked: no GPU here) gets the GPU budget; an explicit one is kept
+    monkeypatch.setattr(tiny.session, "get_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert Embedder(tiny.manifest, tiny.session, tiny.tokenizer, "fp32").max_tokens == 8192
+    assert Embedder(tiny.manifest, tiny.session, tiny.tokenizer, "fp32", max_tokens=300).max_tokens == 300
+    assert Embedder(tiny.manifest, tiny.session, tiny.tokenizer, "fp32", max_tokens=None).max_tokens is None
+    for bad in ("default", 0, 2.5):
+        with pytest.raises(ValueError, match="max_tokens must be 'auto', None or an int >= 1"):
+            Embedder(tiny.manifest, tiny.session, tiny.tokenizer, "fp32", max_tokens=bad)  # type: ignore[arg-type]
+    # 40 texts of ~100 tokens under the CPU default: batches of at most 1024 padded tokens
+    shapes: list[tuple[int, int]] = []
+    emb = Embedder.load(tiny_bert_artifacts, variant="fp32")
+    real_run = emb.session.run
+    monkeypatch.setattr(emb.session, "run", lambda names, feed, *a: (shapes.append(feed["input_ids"].shape), real_run(names, feed, *a))[1])
+    emb.encode([("word " * 98).strip()] * 40, batch_size=32)
+    assert max(r * w for r, w in shapes) <= 1024 and sum(r for r, _ in shapes) == 40, shapes
+
+
 def test_feeds_exactly_the_graph_inputs(tiny_distilbert_artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     emb = Embedder.load(tiny_distilbert_artifacts, variant="fp32")
     graph = sorted(i.name for i in emb.session.get_inputs())

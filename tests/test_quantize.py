@@ -246,9 +246,12 @@ def test_real_model_int8_gates(real_built: tuple[Path, dict]) -> None:
     assert "/encoder/layer.0/output/dense/MatMul" in rows
     ops = op_counts(real_built[0] / e["file"])
     fp32_ops = op_counts(real_built[0] / "onnx" / "model.onnx")
-    assert ops["ReduceMax"] == len(rows) == ops["Div"] - fp32_ops["Div"]  # one row maximum and one row division per row-scaled input
-    assert ops["Mul"] - fp32_ops["Mul"] == 6 * ACTIVATIONS_PER_LAYER - len(rows) + 2 * len(rows) + 1
-    # (a SmoothQuant Mul per static input; a scale and an output rescale per row-scaled input; the embedding-table dequantization)
+    assert ops["ReduceMax"] == len(rows) == ops["Div"] - fp32_ops["Div"]  # one row maximum and one (batch, seq, 1) reciprocal per row-scaled input
+    assert ops["Mul"] - fp32_ops["Mul"] == 6 * ACTIVATIONS_PER_LAYER - len(rows) + 3 * len(rows) + 1
+    # (a SmoothQuant Mul per static input; a scale, the full-size x * (1 / scale) and an output rescale per row-scaled
+    # input; the embedding-table dequantization)
+    row_div = [n for n in onnx.load(str(real_built[0] / e["file"])).graph.node if n.op_type == "Div" and n.name.endswith("_RowInverse")]
+    assert len(row_div) == len(rows)  # the only Divs added act on the small per-row tensor, not the full activation
     assert recipe["fp32_nodes"] == []
     assert recipe["quantized_nodes"] == 6 * MATMULS_PER_LAYER
 
