@@ -28,6 +28,7 @@ from .providers import (
     ProviderSpec,
     auto_plans,
     check_installed,
+    check_max_tokens,
     default_max_tokens,
     detect_cpu_features,
     explicit_plan,
@@ -70,11 +71,8 @@ class Embedder:
         self._tokenizer = tokenizer
         self._variant = variant
         self._reason = reason
-        if max_tokens == "auto":
-            max_tokens = default_max_tokens(session.get_providers())
-        elif isinstance(max_tokens, str) or (max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1)):
-            raise ValueError(f"max_tokens must be 'auto', None or an int >= 1, found {max_tokens!r}")
-        self.max_tokens: int | None = max_tokens
+        check_max_tokens(max_tokens)
+        self.max_tokens: int | None = default_max_tokens(session.get_providers()) if max_tokens == "auto" else max_tokens  # type: ignore[assignment]
         self._input_names = tuple(i.name for i in session.get_inputs())
         self._int32_inputs = {i.name for i in session.get_inputs() if i.type == "tensor(int32)"}
         self._pad_names = tuple(dict.fromkeys((*self._input_names, "attention_mask")))
@@ -130,6 +128,7 @@ class Embedder:
         """
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1 or None, found {threads}")
+        check_max_tokens(max_tokens)
         m = load_manifest(folder)
         features = cpu_features or detect_cpu_features()
         available = ort.get_available_providers()

@@ -38,6 +38,7 @@ __all__ = [
     "Plan",
     "ProviderSpec",
     "auto_plans",
+    "check_max_tokens",
     "default_max_tokens",
     "detect_cpu_features",
     "explicit_plan",
@@ -53,10 +54,10 @@ CUDA = "CUDAExecutionProvider"
 OPENVINO = "OpenVINOExecutionProvider"
 
 # Padded tokens per batch (rows x longest) when the caller gives no budget, by the provider that runs.
-# The CPU provider is fastest per text at 512-2048 tokens (the activations of a batch stay in cache):
-# measured on 2 Zen 4 cores, 1,024 tokens ran 1.1-1.4x faster per text than 8,192 for fp32 and int8,
-# 384- and 768-wide models (benchmarks/BATCH-BUDGET.md). OpenVINO measured flat across budgets; GPUs
-# want large batches.
+# The CPU provider is fastest per text at about 1,000 tokens (the activations of a batch stay in cache):
+# measured on 2 Zen 4 cores against one 32 x 128 run, 768-wide fp32 1.13-1.17x and int8 1.07-1.13x faster
+# per text, MiniLM 1.0-1.23x depending on the host's load, never slower beyond noise
+# (benchmarks/BATCH-BUDGET.md). OpenVINO measured flat across budgets; GPUs want large batches.
 MAX_TOKENS_BY_PROVIDER = {CPU: 1024, OPENVINO: 8192, CUDA: 8192}
 GPU_PROVIDERS = (CUDA, "TensorrtExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider")
 OPENVINO_BF16_OPTIONS = {"device_type": "CPU", "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}})}
@@ -386,4 +387,17 @@ def default_max_tokens(providers_in_use: Sequence[str]) -> int:
     (1024, 8192)
     """
     first = providers_in_use[0] if providers_in_use else CPU
+    if first in GPU_PROVIDERS:
+        return MAX_TOKENS_BY_PROVIDER[CUDA]
     return MAX_TOKENS_BY_PROVIDER.get(first, MAX_TOKENS_BY_PROVIDER[CPU])
+
+
+def check_max_tokens(max_tokens: object) -> None:
+    """Refuse a token budget that is not ``"auto"``, None or an int >= 1 (before any session is built).
+
+    Raises:
+        ValueError: naming the value and what is accepted.
+    """
+    ok = max_tokens is None or max_tokens == "auto" or (isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens >= 1)
+    if not ok:
+        raise ValueError(f"max_tokens must be 'auto', None or an int >= 1, found {max_tokens!r}")

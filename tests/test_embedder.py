@@ -147,9 +147,12 @@ def test_default_budget_follows_the_provider_that_runs(tiny_bert_artifacts: Path
     assert Embedder(tiny.manifest, tiny.session, tiny.tokenizer, "fp32").max_tokens == 8192
     assert Embedder(tiny.manifest, tiny.session, tiny.tokenizer, "fp32", max_tokens=300).max_tokens == 300
     assert Embedder(tiny.manifest, tiny.session, tiny.tokenizer, "fp32", max_tokens=None).max_tokens is None
-    for bad in ("default", 0, 2.5):
+    assert default_max_tokens(["TensorrtExecutionProvider", "CUDAExecutionProvider"]) == 8192
+    for bad in ("default", 0, 2.5, True):
         with pytest.raises(ValueError, match="max_tokens must be 'auto', None or an int >= 1"):
             Embedder(tiny.manifest, tiny.session, tiny.tokenizer, "fp32", max_tokens=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="max_tokens must be 'auto', None or an int >= 1"):
+            Embedder.load(tiny_bert_artifacts, variant="fp32", max_tokens=bad)  # type: ignore[arg-type]
     # 40 texts of ~100 tokens under the CPU default: batches of at most 1024 padded tokens
     shapes: list[tuple[int, int]] = []
     emb = Embedder.load(tiny_bert_artifacts, variant="fp32")
