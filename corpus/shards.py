@@ -61,9 +61,7 @@ def embed_shard(emb: Embedder, spec: WorkSpec, shard: Shard) -> dict[str, Any]:
     t0 = time.perf_counter()
     ids, texts = read_shard(shard, spec.columns)
     tokens = emb.tokenize(texts, kind=spec.kind)
-    vecs = np.empty((len(texts), emb.dim), dtype=np.float32)
-    for batch in emb.plan_batches(tokens, spec.batch_size, max_tokens=spec.max_tokens):
-        vecs[batch] = emb.embed_batch([tokens.ids[i] for i in batch])
+    vecs = emb.embed_tokens(tokens, spec.batch_size, max_tokens=spec.max_tokens)
     stats = {"index": shard.index, "texts": len(texts), "tokens": tokens.n_tokens, "truncated": tokens.n_truncated}
     table = to_table(ids, vecs, spec.storage).replace_schema_metadata({META_KEY: json.dumps(stats).encode()})
     _write_atomic(locate(spec.out).child(shard.name), table)

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Tokens", "chunked", "plan_batches"]
+__all__ = ["Tokens", "check_batch_size", "check_max_tokens", "chunked", "plan_batches"]
 
 T = TypeVar("T")
 
@@ -78,6 +78,17 @@ def check_batch_size(batch_size: object) -> None:
     _check_int("batch_size", batch_size)
     if batch_size < 1:  # type: ignore[operator]
         raise ValueError(f"batch_size must be >= 1, found {batch_size}")
+
+
+def check_max_tokens(max_tokens: object) -> None:
+    """Refuse a token budget that is not ``"auto"``, None or an int >= 1 (before any session is built).
+
+    Raises:
+        ValueError: naming the value and what is accepted.
+    """
+    ok = max_tokens is None or max_tokens == "auto" or (isinstance(max_tokens, (int, np.integer)) and not isinstance(max_tokens, bool) and max_tokens >= 1)
+    if not ok:
+        raise ValueError(f"max_tokens must be 'auto', None or an int >= 1, found {max_tokens!r}")
 
 
 def _check_int(name: str, value: object) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from .batching import Tokens, check_batch_size, chunked, plan_batches
+from .batching import Tokens, check_batch_size, check_max_tokens, chunked, plan_batches
 from .errors import ManifestError, ProviderUnavailableError
 from .manifest import Manifest, load_manifest
 from .pooling import cosine_similarity, pool
@@ -28,7 +28,6 @@ from .providers import (
     ProviderSpec,
     auto_plans,
     check_installed,
-    check_max_tokens,
     default_max_tokens,
     detect_cpu_features,
     explicit_plan,
@@ -339,6 +338,36 @@ class Embedder:
         norm = self._manifest.normalize if normalize is None else bool(normalize)
         return pool(hidden, arrays["attention_mask"], self._manifest.pooling, norm)
 
+    def embed_tokens(
+        self,
+        tokens: Tokens,
+        batch_size: int = 32,
+        *,
+        max_tokens: int | None | str = "default",
+        normalize: bool | None = None,
+        show_progress: Progress = False,
+    ) -> F32:
+        """Stages 2 and 3 over all of ``tokens``: :meth:`plan_batches`, then :meth:`embed_batch` per batch.
+
+        Returns a ``(len(tokens.ids), dim)`` float32 array in the order of ``tokens``. ``encode`` is
+        :meth:`tokenize` followed by this; a job that needs the token counts (``tokens.n_tokens``,
+        ``tokens.n_truncated``) calls the two itself.
+        """
+        check_batch_size(batch_size)
+        out = np.empty((len(tokens.ids), self.dim), dtype=np.float32)
+        if not tokens.ids:
+            return out
+        report = progress_reporter(show_progress, len(tokens.ids))
+        done = 0
+        try:
+            for batch in plan_batches(tokens.counts, batch_size, self._budget(max_tokens)):
+                out[batch] = self.embed_batch([tokens.ids[i] for i in batch], normalize=normalize)
+                done += len(batch)
+                report(done)
+        finally:
+            report(-1)
+        return out
+
     # ---------------------------------------------------------------------------------- internals
 
     def _budget(self, max_tokens: int | None | str) -> int | None:
@@ -370,21 +399,8 @@ class Embedder:
     def _encode_list(
         self, items: list[Any], kind: str | None, batch_size: int, max_tokens: int | None, progress: Progress, offset: int
     ) -> F32:
-        check_batch_size(batch_size)  # before tokenizing: an empty list never reaches plan_batches
-        tokens = self._tokenize(items, kind, offset)
-        out = np.empty((len(items), self.dim), dtype=np.float32)
-        if not items:
-            return out
-        report = progress_reporter(progress, len(items))
-        done = 0
-        try:
-            for batch in plan_batches(tokens.counts, batch_size, max_tokens):
-                out[batch] = self.embed_batch([tokens.ids[i] for i in batch])
-                done += len(batch)
-                report(done)
-        finally:
-            report(-1)
-        return out
+        check_batch_size(batch_size)  # before tokenizing: a bad batch_size fails before the work
+        return self.embed_tokens(self._tokenize(items, kind, offset), batch_size, max_tokens=max_tokens, show_progress=progress)
 
     def _count_truncated(self, n: int, total: int) -> None:
         if not n:

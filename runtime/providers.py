@@ -38,7 +38,6 @@ __all__ = [
     "Plan",
     "ProviderSpec",
     "auto_plans",
-    "check_max_tokens",
     "default_max_tokens",
     "detect_cpu_features",
     "explicit_plan",
@@ -390,14 +389,3 @@ def default_max_tokens(providers_in_use: Sequence[str]) -> int:
     if first in GPU_PROVIDERS:
         return MAX_TOKENS_BY_PROVIDER[CUDA]
     return MAX_TOKENS_BY_PROVIDER.get(first, MAX_TOKENS_BY_PROVIDER[CPU])
-
-
-def check_max_tokens(max_tokens: object) -> None:
-    """Refuse a token budget that is not ``"auto"``, None or an int >= 1 (before any session is built).
-
-    Raises:
-        ValueError: naming the value and what is accepted.
-    """
-    ok = max_tokens is None or max_tokens == "auto" or (isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens >= 1)
-    if not ok:
-        raise ValueError(f"max_tokens must be 'auto', None or an int >= 1, found {max_tokens!r}")

@@ -115,16 +115,22 @@ def _object(body: Any) -> dict[str, Any]:
     return body
 
 
+def _texts_and_model(b: dict[str, Any], field: str) -> tuple[list[str], str | None]:
+    """The texts under ``field`` (a string or a list of strings) and the optional ``model`` name."""
+    if field not in b:
+        raise _bad(f"'{field}' is missing: send a string or a list of strings")
+    texts = _texts(b[field], field)
+    model = b.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _bad(f"'model' must be a string, found {type(model).__name__}")
+    return texts, model
+
+
 def parse_openai(body: Any) -> EmbedRequest:
     """``POST /v1/embeddings``: ``input``, ``model``, ``encoding_format``, ``dimensions``, plus
     ``input_type`` (query/passage prefix) and ``truncate`` (default true)."""
     b = _object(body)
-    if "input" not in b:
-        raise _bad("'input' is missing: send a string or a list of strings")
-    texts = _texts(b["input"], "input")
-    model = b.get("model")
-    if model is not None and not isinstance(model, str):
-        raise _bad(f"'model' must be a string, found {type(model).__name__}")
+    texts, model = _texts_and_model(b, "input")
     encoding = b.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
         raise _bad(f"'encoding_format' must be 'float' or 'base64', found {encoding!r}")
@@ -139,12 +145,7 @@ def parse_tei(body: Any) -> EmbedRequest:
     """``POST /embed`` (text-embeddings-inference): ``inputs``, ``normalize`` (default true),
     ``truncate`` (default false, as TEI), plus ``input_type`` and ``model``."""
     b = _object(body)
-    if "inputs" not in b:
-        raise _bad("'inputs' is missing: send a string or a list of strings")
-    texts = _texts(b["inputs"], "inputs")
-    model = b.get("model")
-    if model is not None and not isinstance(model, str):
-        raise _bad(f"'model' must be a string, found {type(model).__name__}")
+    texts, model = _texts_and_model(b, "inputs")
     normalize = _bool(b, "normalize", True)
     truncate = _bool(b, "truncate", False)
     return EmbedRequest(texts, model, _kind(b), normalize, bool(truncate), field="inputs")

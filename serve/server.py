@@ -72,47 +72,27 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     workers: int = 1,
-    names: Sequence[str] | None = None,
-    api_key: str | None = None,
-    max_payload: int = 2_000_000,
-    max_concurrent_requests: int = 512,
-    max_client_batch: int = 256,
-    max_tokens: int | None = None,
-    max_batch_size: int = 32,
-    batch_window_ms: float = 2.0,
-    threads: int | None = None,
-    variant: str = "auto",
     shutdown_timeout: float = 60.0,
+    **app_options: Any,
 ) -> int:
     """Serve artifact folders over HTTP until SIGTERM/SIGINT; returns the exit status.
 
     0 after a clean drain; 1 when a model failed to load. ``workers`` > 1 starts that many
     processes on the same port (``SO_REUSEPORT``: the kernel spreads connections over them), each
     with its own copy of the models and its own queue; give each ``threads`` = cores / workers.
-    The other keyword arguments are :func:`create_app`'s (``onnxembed serve``'s flags).
+    ``app_options`` are :func:`create_app`'s keyword arguments (``onnxembed serve``'s flags); an unknown
+    one fails at once, before any model loads or worker starts.
 
     >>> serve(["artifacts/all-minilm-l6-v2"], port=8080)  # doctest: +SKIP
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, found {workers!r}")
-    app_kwargs: dict[str, Any] = dict(
-        names=names,
-        api_key=api_key,
-        max_payload=max_payload,
-        max_concurrent_requests=max_concurrent_requests,
-        max_client_batch=max_client_batch,
-        max_tokens=max_tokens,
-        max_batch_size=max_batch_size,
-        batch_window_ms=batch_window_ms,
-        threads=threads,
-        variant=variant,
-    )
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("serve() must run in the main thread (it handles SIGTERM and SIGINT)")
     if workers > 1:
-        create_app(dirs, **app_kwargs)  # a wrong folder or option fails here, once, not in every worker
-        return _serve_workers(workers, list(dirs), host, port, app_kwargs, shutdown_timeout)
-    return _serve_one(list(dirs), host, port, app_kwargs, shutdown_timeout, reuse_port=False)
+        create_app(dirs, **app_options)  # a wrong folder or option fails here, once, not in every worker
+        return _serve_workers(workers, list(dirs), host, port, app_options, shutdown_timeout)
+    return _serve_one(list(dirs), host, port, app_options, shutdown_timeout, reuse_port=False)
 
 
 def _serve_one(dirs: list[Any], host: str, port: int, app_kwargs: dict[str, Any], shutdown_timeout: float, *, reuse_port: bool) -> int:

@@ -135,6 +135,17 @@ def test_token_budget_caps_every_batch(tiny: Embedder, monkeypatch: pytest.Monke
     assert [w for _, w in shapes] == sorted((w for _, w in shapes), reverse=True)  # longest first
 
 
+def test_embed_tokens_is_encode_after_tokenize(tiny: Embedder) -> None:
+    texts = [("word " * n).strip() for n in (1, 40, 3, 17, 0, 90)]
+    toks = tiny.tokenize(texts)
+    assert np.array_equal(tiny.embed_tokens(toks, batch_size=4, max_tokens=64), tiny.encode(texts, batch_size=4, max_tokens=64))
+    raw = tiny.embed_tokens(toks, normalize=False)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0, atol=1e-3)
+    assert tiny.embed_tokens(tiny.tokenize([])).shape == (0, tiny.dim)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        tiny.embed_tokens(toks, batch_size=0)
+
+
 def test_default_budget_follows_the_provider_that_runs(tiny_bert_artifacts: Path, tiny: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
     from onnxembed.providers import MAX_TOKENS_BY_PROVIDER, default_max_tokens
 
