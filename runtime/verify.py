@@ -133,7 +133,9 @@ def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, r
             logger.info("%s: fingerprint not checked (%s)", v.file, rec["skipped"])
             continue
         try:
-            got = embedded[v.file] if v.file in embedded else embedded.setdefault(v.file, _embed(root, name))
+            if v.file not in embedded:
+                embedded[v.file] = _embed(root, name)
+            got = embedded[v.file]
         except Exception as e:  # noqa: BLE001 - reported as a problem of this file
             report.problems.append(f"{v.file}: does not load or run: {type(e).__name__}: {e}")
             continue
