@@ -247,7 +247,9 @@ def plot_result(result: BenchResult, path: str | Path) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:
-        raise ImportError("plotting needs matplotlib: pip install 'onnxembed[plot]' (or pip install matplotlib)") from e
+        from onnxembed.extras import install_hint
+
+        raise ImportError(f"plotting needs the plot extra (matplotlib); install it with: {install_hint('plot')}") from e
     workloads = list(dict.fromkeys(x.workload for x in result.measurements))
     variants = list(dict.fromkeys(x.variant for x in result.measurements))
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(workloads) * max(1, len(variants)) / 2), 4.5))

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from typing import Any
+
+from onnxembed.embedder import KINDS
 
 from .common import CliError, positive_float, positive_int
 
@@ -19,7 +22,7 @@ __all__ = ["register"]
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
     try:
-        from onnxembed.corpus import embed_corpus
+        from onnxembed.corpus import embed_corpus, job_status
     except ImportError as e:
         raise CliError(str(e)) from None
     try:
@@ -28,15 +31,24 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
             text_column=args.text_column, id_column=args.id_column, kind=args.kind, input_format=args.input_format,
             executor=args.executor, workers=args.workers, threads=args.threads, ray_address=args.ray_address,
             cpus_per_actor=args.cpus_per_actor, storage=args.storage, variant=args.variant, batch_size=args.batch_size,
-            max_tokens=args.max_tokens, shard_rows=args.shard_rows, overwrite=args.overwrite,
+            max_tokens=args.max_tokens, shard_rows=args.shard_rows, overwrite=args.overwrite, strict=args.strict,
             progress=_progress_printer(sys.stderr),
         )
     except ImportError as e:  # the ray extra
         raise CliError(str(e)) from None
+    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, or SIGTERM (main turns it into SystemExit(143))
+        code = 130 if isinstance(e, KeyboardInterrupt) else e.code if isinstance(e.code, int) else 143
+        status = job_status(args.out)
+        done = f"{status[0]} of {status[1]} shards done in {args.out}" if status else "no shard written yet"
+        # --overwrite would start again: the resuming command is the same one without it
+        again = shlex.join(["onnxembed", *[a for a in getattr(args, "argv", sys.argv[1:]) if a != "--overwrite"]])
+        print(f"\nonnxembed corpus: stopped ({'Ctrl-C' if code == 130 else 'SIGTERM'}): {done}; resume with: {again}", file=sys.stderr, flush=True)
+        return code
     s = summary
     print(
         f"{s.texts} texts ({s.texts_embedded} embedded now, {s.shards_skipped} of {s.shards} shards already done), "
-        f"{s.tokens} tokens, {s.truncated} truncated, {s.wall_seconds:.1f}s wall, {s.texts_per_second:,.0f} texts/s; "
+        f"{s.tokens} tokens, {s.truncated} truncated, {s.empty_texts} empty, {s.duplicate_ids} repeated ids, "
+        f"{s.wall_seconds:.1f}s wall, {s.texts_per_second:,.0f} texts/s; "
         f"{s.model} {s.variant} dim {s.dim} {s.storage}, {s.executor} x{s.workers} -> {s.out}",
         file=sys.stderr,
     )
@@ -78,7 +90,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="output folder (local or s3://, gs://): part-NNNNN.parquet, _manifest.json, _SUCCESS")
     p.add_argument("--text-column", default="text", help="the text column (parquet) or field (jsonl); default: text")
     p.add_argument("--id-column", default=None, help="the id column or field; default: FILE:LINE (text, jsonl) or FILE:ROW (parquet)")
-    p.add_argument("--kind", choices=("query", "passage"), default=None, help="add the model's query/passage prefix")
+    p.add_argument("--kind", choices=KINDS, default=None, help="add the model's query/passage prefix")
     p.add_argument("--input-format", choices=("auto", "parquet", "jsonl", "text"), default="auto", help="default: by file suffix, other files as text")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="local worker processes (default) or Ray actors")
     p.add_argument("--workers", type=positive_int, default=None, help="local: processes (default one per core); ray: actors (default cluster CPUs / --cpus-per-actor)")
@@ -91,5 +103,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-tokens", type=_max_tokens, default="default", help="padded tokens per batch: a number, default, or none")
     p.add_argument("--shard-rows", type=positive_int, default=10_000, help="texts per shard: the unit of work, of resumption and of output files (default 10000)")
     p.add_argument("--overwrite", action="store_true", help="remove a previous job's files from --out and start again")
+    p.add_argument("--strict", action="store_true", help="refuse empty texts and repeated ids (default: embed them, count them in the summary and _manifest.json)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.set_defaults(func=_cmd_corpus)

@@ -15,6 +15,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from onnxembed.embedder import KINDS
+
 from .common import CliError, positive_int, read_texts
 
 __all__ = ["register"]
@@ -91,7 +93,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("dir", type=Path, help="artifact folder built by `onnxembed build`")
     p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed (besides --input); before or after the options")
     p.add_argument("--input", default=None, metavar="FILE", help='a .txt file (one text per line), .jsonl (a "text" field or a string per line), or - for stdin')
-    p.add_argument("--kind", choices=("query", "passage"), default=None, help="add the model's query/passage prefix")
+    p.add_argument("--kind", choices=KINDS, default=None, help="add the model's query/passage prefix")
     p.add_argument("--output", type=Path, default=None, help="a .npy (float32 matrix) or .jsonl file; default: JSON lines on stdout")
     p.add_argument("--variant", default="auto", help="auto (default), fp32, O2, int8, or any variant of the manifest")
     p.add_argument("--providers", default=None, help="comma-separated onnxruntime providers, e.g. CUDAExecutionProvider,CPUExecutionProvider")

@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``onnxembed`` console script."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])  # the command as typed, for "resume with: ..."
     if extra:
         # ``embed DIR --kind query "some text"``: texts may also come after the options.
         if args.command == "embed" and not any(e.startswith("-") for e in extra):

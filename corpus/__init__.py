@@ -14,15 +14,16 @@ Needs the ``corpus`` extra (pyarrow); the Ray executor needs the ``ray`` extra.
 
 from __future__ import annotations
 
-try:
-    import pyarrow  # noqa: F401
-except ImportError:  # pragma: no cover (exercised by the cpu-only install test's pattern)
-    raise ImportError("onnxembed corpus needs pyarrow: pip install 'onnxembed[corpus]'") from None
+from onnxembed.extras import require_extra
+
+require_extra("corpus", "onnxembed corpus", modules=("pyarrow",))
 
 from .errors import CorpusInputError as CorpusInputError
 from .errors import CorpusMismatchError as CorpusMismatchError
+from .errors import CorpusOutputError as CorpusOutputError
 from .job import CorpusSummary as CorpusSummary
 from .job import JobProgress as JobProgress
 from .job import embed_corpus as embed_corpus
+from .job import job_status as job_status
 
-__all__ = ["CorpusInputError", "CorpusMismatchError", "CorpusSummary", "JobProgress", "embed_corpus"]
+__all__ = ["CorpusInputError", "CorpusMismatchError", "CorpusOutputError", "CorpusSummary", "JobProgress", "embed_corpus", "job_status"]

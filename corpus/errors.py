@@ -1,8 +1,8 @@
-"""The corpus job's errors: both are ValueErrors, so callers that catch bad arguments catch them too."""
+"""The corpus job's errors: all are ValueErrors, so callers that catch bad arguments catch them too."""
 
 from __future__ import annotations
 
-__all__ = ["CorpusInputError", "CorpusMismatchError"]
+__all__ = ["CorpusInputError", "CorpusMismatchError", "CorpusOutputError"]
 
 
 class CorpusInputError(ValueError):
@@ -12,3 +12,8 @@ class CorpusInputError(ValueError):
 
 class CorpusMismatchError(ValueError):
     """The output folder holds another job's shards (another model, variant, inputs or options)."""
+
+
+class CorpusOutputError(ValueError):
+    """The output folder cannot be written: it is a file, a parent is a file, or the folder (or the
+    parent it would be created in) refuses writes (permission, read-only or immutable)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
@@ -42,6 +42,8 @@ class InputFile:
     size: int
     sha256: str
     texts: int
+    empty_texts: int = 0
+    duplicate_ids: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,25 +83,55 @@ class Columns:
 # ------------------------------------------------------------------------------------- planning
 
 
+class _Tally:
+    """Empty texts (empty or whitespace only) and ids seen before, counted over every input; with
+    ``strict`` the first of either is an error naming where it is."""
+
+    def __init__(self, strict: bool, check_ids: bool) -> None:
+        self.strict = strict
+        self.ids: set[str] | None = set() if check_ids else None
+        self.empty = 0
+        self.duplicates = 0
+
+    def row(self, where: str, id_: str | None, text: str) -> None:
+        if not text.strip():
+            self.empty += 1
+            if self.strict:
+                raise CorpusInputError(f"{where}: the text is empty{' (whitespace only)' if text else ''}; remove it, or run without --strict to embed it")
+        if self.ids is not None and id_ is not None:
+            if id_ in self.ids:
+                self.duplicates += 1
+                if self.strict:
+                    raise CorpusInputError(f"{where}: id {id_!r:.80} appears again; ids must be unique, or run without --strict")
+            else:
+                self.ids.add(id_)
+
+
 def plan_inputs(
-    paths: Sequence[str], columns: Columns, shard_rows: int, input_format: str = "auto"
+    paths: Sequence[str], columns: Columns, shard_rows: int, input_format: str = "auto", *, strict: bool = False
 ) -> tuple[list[InputFile], list[Shard]]:
     """Check every input and cut it into shards of at most ``shard_rows`` texts.
 
     Each file is read once: hashed (sha256) and checked. Line files are decoded and, for jsonl,
     parsed line by line, so a bad row is reported before anything is written; parquet files are
-    checked from their schema and statistics.
+    checked from their schema and statistics, and their text (and id) columns are read to count
+    empty texts and duplicate ids. Each :class:`InputFile` carries those counts (duplicates of an id
+    column, across every input; the ``FILE:LINE`` ids are unique by construction).
 
     Raises:
         CorpusInputError: a missing, unreadable or empty file, a missing column, a value that is not
-            a string; the message names the file (and the row or line).
+            a string; with ``strict``, an empty text or a repeated id. The message names the file
+            (and the row or line).
     """
     if not paths:
         raise CorpusInputError("no inputs given; pass files or folders of .parquet, .jsonl or .txt files")
     files: list[InputFile] = []
     shards: list[Shard] = []
+    tally = _Tally(strict, columns.id is not None)
     for loc, fmt in _expand(paths, input_format):
-        planned, cuts = (_plan_parquet if fmt == "parquet" else _plan_lines)(loc, fmt, columns, shard_rows)
+        empty, dup = tally.empty, tally.duplicates
+        planned, cuts = (_plan_parquet if fmt == "parquet" else _plan_lines)(loc, fmt, columns, shard_rows, tally)
+        planned = replace(planned, empty_texts=tally.empty - empty, duplicate_ids=tally.duplicates - dup)
         files.append(planned)
         for start, stop, offset, length, n in cuts:
             shards.append(Shard(len(shards), str(loc), loc.uri, fmt, start, stop, offset, length, n, planned.size))
@@ -172,15 +204,17 @@ def _lines(f: Any, h: Any) -> Iterator[bytes]:
         yield rest
 
 
-def _plan_lines(loc: Location, fmt: str, columns: Columns, shard_rows: int) -> tuple[InputFile, list[tuple[int, ...]]]:
+def _plan_lines(loc: Location, fmt: str, columns: Columns, shard_rows: int, tally: _Tally) -> tuple[InputFile, list[tuple[int, ...]]]:
     h = hashlib.sha256()
     cuts: list[tuple[int, ...]] = []
     start_line, start_byte, n, pos, line_no = 1, 0, 0, 0, 0
     with _open(loc) as f:
         for line_no, raw in enumerate(_lines(f, h), 1):
             pos += len(raw)
-            if _row(loc, fmt, columns, raw, line_no) is None:
+            row = _row(loc, fmt, columns, raw, line_no)
+            if row is None:
                 continue
+            tally.row(f"{loc}:{line_no}", row[0], row[1])
             n += 1
             if n == shard_rows:
                 cuts.append((start_line, line_no + 1, start_byte, pos - start_byte, n))
@@ -240,7 +274,7 @@ def _id_value(value: Any, where: str) -> str:
     raise CorpusInputError(f"{where} is {_json_type(value)} {value!r:.60}, expected a string or an integer id")
 
 
-def _plan_parquet(loc: Location, fmt: str, columns: Columns, shard_rows: int) -> tuple[InputFile, list[tuple[int, ...]]]:
+def _plan_parquet(loc: Location, fmt: str, columns: Columns, shard_rows: int, tally: _Tally) -> tuple[InputFile, list[tuple[int, ...]]]:
     digest, size = _hash(loc)
     pf = _parquet_file(loc)
     schema = pf.schema_arrow
@@ -251,6 +285,7 @@ def _plan_parquet(loc: Location, fmt: str, columns: Columns, shard_rows: int) ->
     if rows == 0:
         raise CorpusInputError(f"{loc}: no rows (the parquet file is empty); remove it from the inputs")
     _check_nulls(loc, pf, columns)
+    _tally_parquet(loc, pf, columns, tally)
     cuts = [(s, min(s + shard_rows, rows), 0, 0, min(s + shard_rows, rows) - s) for s in range(0, rows, shard_rows)]
     return InputFile(str(loc), fmt, size, digest, rows), cuts
 
@@ -291,6 +326,19 @@ def _check_nulls(loc: Location, pf: pq.ParquetFile, columns: Columns) -> None:
                     first = next(i for i, v in enumerate(values.is_null().to_pylist()) if v)
                     raise CorpusInputError(f"{loc}: row {row + first}: column {name!r} is null, expected a string")
         row += meta.num_rows
+
+
+def _tally_parquet(loc: Location, pf: pq.ParquetFile, columns: Columns, tally: _Tally) -> None:
+    """Empty texts and repeated ids of a parquet file, one row group at a time."""
+    names = [columns.text] + ([columns.id] if columns.id else [])
+    row = 0
+    for g in range(pf.num_row_groups):
+        table = pf.read_row_group(g, columns=names)
+        texts = table.column(columns.text).to_pylist()
+        ids = table.column(columns.id).to_pylist() if columns.id else [None] * len(texts)
+        for i, (id_, text) in enumerate(zip(ids, texts)):
+            tally.row(f"{loc}: row {row + i}", None if id_ is None else str(id_), text)
+        row += len(texts)
 
 
 # -------------------------------------------------------------------------------------- reading

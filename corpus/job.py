@@ -18,6 +18,7 @@ from os import PathLike
 from typing import Any, Callable, Sequence
 
 from onnxembed import Embedder
+from onnxembed.embedder import KINDS
 
 from .errors import CorpusMismatchError
 from .inputs import Columns, InputFile, Shard, plan_inputs
@@ -25,7 +26,7 @@ from .local import run_local, usable_cores
 from .shards import STORAGES, WorkSpec, read_shard_stats
 from .storage import Location, locate
 
-__all__ = ["CorpusSummary", "JobProgress", "embed_corpus"]
+__all__ = ["CorpusSummary", "JobProgress", "embed_corpus", "job_status"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class CorpusSummary:
     truncated: int
     wall_seconds: float
     worker_peak_rss_mb: float
+    empty_texts: int = 0
+    duplicate_ids: int = 0
 
     @property
     def texts_per_second(self) -> float:
@@ -100,6 +103,7 @@ def embed_corpus(
     max_tokens: int | None | str = "default",
     shard_rows: int = 10_000,
     overwrite: bool = False,
+    strict: bool = False,
     progress: Callable[[JobProgress], None] | None = None,
 ) -> CorpusSummary:
     """Embed every text of ``inputs`` into parquet shards under ``out``; resumable.
@@ -125,10 +129,15 @@ def embed_corpus(
         batch_size, max_tokens: as for ``Embedder.encode``.
         shard_rows: texts per shard (the unit of work, of resumption, and of output files).
         overwrite: remove a previous job's files from ``out`` and start again.
+        strict: refuse empty texts (empty or whitespace only) and repeated ids before anything is
+            written; without it they are embedded (an empty text as the model's ``[CLS] [SEP]``),
+            counted, and reported in the summary and ``_manifest.json`` (``checks``).
         progress: called with a :class:`JobProgress` at the start and after each shard.
 
     The local executor spawns its workers, so a script that calls this needs the usual
-    ``if __name__ == "__main__":`` guard (as with any ``multiprocessing`` code).
+    ``if __name__ == "__main__":`` guard (as with any ``multiprocessing`` code). A KeyboardInterrupt
+    (or a SystemExit raised by a signal handler) stops the workers at once and propagates: finished
+    shards stay, the shards in progress are dropped, and the same call resumes (see :func:`job_status`).
 
     Returns:
         A :class:`CorpusSummary`.
@@ -136,6 +145,7 @@ def embed_corpus(
     Raises:
         CorpusInputError: a bad input (the message names the file, and the row); nothing is written.
         CorpusMismatchError: ``out`` holds another job's shards (the message lists the differences).
+        CorpusOutputError: ``out`` cannot be written (a file, or a folder refusing writes); checked first.
         ImportError: ``executor="ray"`` without ray installed (the message is the pip command).
 
     >>> embed_corpus("artifacts/all-minilm-l6-v2", "texts.txt", "vectors/").texts  # doctest: +SKIP
@@ -145,14 +155,18 @@ def embed_corpus(
     _check_options(executor, storage, kind, shard_rows, workers, threads, cpus_per_actor)
     paths = [str(p) for p in ([inputs] if isinstance(inputs, (str, PathLike)) else inputs)]
     out_loc = locate(out)
+    out_loc.check_writable()
     if executor == "ray":
         from .ray_executor import import_ray
 
         import_ray()  # before any work: a missing extra is the first thing the user hears
     model = _model_entry(model_dir, variant)
     columns = Columns(text_column, id_column)
-    files, shards = plan_inputs(paths, columns, shard_rows, input_format)
-    job = _job_manifest(model, kind, files, columns, storage, shard_rows, shards)
+    files, shards = plan_inputs(paths, columns, shard_rows, input_format, strict=strict)
+    job = _job_manifest(model, kind, files, columns, storage, shard_rows, shards, strict)
+    empty, duplicates = sum(f.empty_texts for f in files), sum(f.duplicate_ids for f in files)
+    if empty or duplicates:
+        logger.warning("%s: %d empty texts and %d repeated ids, embedded as given (strict=True / --strict refuses them)", out_loc, empty, duplicates)
     _prepare_out(out_loc, job, overwrite)
 
     done = _finished(out_loc, shards)
@@ -180,6 +194,7 @@ def embed_corpus(
         tokens=sum(st["tokens"] for st in all_stats.values()), truncated=sum(st["truncated"] for st in all_stats.values()),
         wall_seconds=time.monotonic() - started,
         worker_peak_rss_mb=max((float(st.get("peak_rss_mb", 0.0)) for st in tracker.stats.values()), default=0.0),
+        empty_texts=empty, duplicate_ids=duplicates,
     )
     out_loc.child(SUCCESS).write_bytes_atomic((json.dumps(summary.as_dict(), indent=2) + "\n").encode())
     return summary
@@ -190,8 +205,8 @@ def _check_options(executor: str, storage: str, kind: str | None, shard_rows: in
         raise ValueError(f"executor must be one of {EXECUTORS}, found {executor!r}")
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {STORAGES}, found {storage!r}")
-    if kind not in (None, "query", "passage"):
-        raise ValueError(f"kind must be None, 'query' or 'passage', found {kind!r}")
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be None or one of {KINDS}, found {kind!r}")
     for name, value in (("shard_rows", shard_rows), ("workers", workers), ("threads", threads)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be a whole number >= 1, found {value!r}")
@@ -212,7 +227,8 @@ def _model_entry(model_dir: str | PathLike[str], variant: str) -> dict[str, Any]
 
 
 def _job_manifest(
-    model: dict[str, Any], kind: str | None, files: list[InputFile], columns: Columns, storage: str, shard_rows: int, shards: list[Shard]
+    model: dict[str, Any], kind: str | None, files: list[InputFile], columns: Columns, storage: str, shard_rows: int, shards: list[Shard],
+    strict: bool,
 ) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -221,6 +237,7 @@ def _job_manifest(
         "prefix": model["prefixes"].get(kind, "") if kind else "",
         "inputs": [asdict(f) for f in files],
         "options": {"text_column": columns.text, "id_column": columns.id, "storage": storage, "shard_rows": shard_rows},
+        "checks": {"empty_texts": sum(f.empty_texts for f in files), "duplicate_ids": sum(f.duplicate_ids for f in files), "strict": strict},
         "output": {"columns": ["id", "embedding"] + (["scale"] if storage == "int8" else []), "shards": len(shards)},
         "shards": [{"file": s.name, **{k: v for k, v in s.as_dict().items() if k not in ("index", "uri", "file_size")}} for s in shards],
     }
@@ -255,6 +272,24 @@ def _prepare_out(out: Location, job: dict[str, Any], overwrite: bool) -> None:
     out.makedirs()
     if MANIFEST not in out.listdir():
         out.child(MANIFEST).write_bytes_atomic((json.dumps(job, indent=1) + "\n").encode())
+
+
+def job_status(out: str | PathLike[str]) -> tuple[int, int] | None:
+    """``(shards written, shards planned)`` of the job in ``out``, from its ``_manifest.json`` and the
+    shard files present (a shard file exists only once complete); None if no job has started there.
+
+    >>> job_status("vectors/")  # doctest: +SKIP
+    (3, 10)
+    """
+    loc = locate(out)
+    try:
+        names = set(loc.listdir())
+        if MANIFEST not in names:
+            return None
+        planned = [s["file"] for s in json.loads(loc.child(MANIFEST).read_bytes()).get("shards", [])]
+    except (OSError, ValueError):
+        return None
+    return sum(1 for f in planned if f in names), len(planned)
 
 
 def _is_job_file(name: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -37,9 +38,13 @@ def run_local(spec: WorkSpec, shards: list[Shard], workers: int, threads: int, o
     """Embed ``shards`` on ``workers`` processes; ``on_done(stats)`` in the driver after each shard.
 
     The first failing shard stops the job: shards not started are cancelled, running ones finish
-    (each is written whole or not at all), and the error is raised here with its own type.
+    (each is written whole or not at all), and the error is raised here with its own type. A
+    KeyboardInterrupt or SystemExit (Ctrl-C, or a SIGTERM handler) stops at once instead: the workers
+    are terminated, a shard they were writing stays a hidden temporary file (removed by the next
+    run), and the exception propagates.
     """
     ctx = multiprocessing.get_context("spawn")
+    others = set(multiprocessing.active_children())
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init, initargs=(os.getpid(),)) as pool:
         pending = {pool.submit(_run, spec, threads, s) for s in shards}
         try:
@@ -47,13 +52,24 @@ def run_local(spec: WorkSpec, shards: list[Shard], workers: int, threads: int, o
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     on_done(fut.result())
+        except (KeyboardInterrupt, SystemExit):
+            pool.shutdown(wait=False, cancel_futures=True)
+            ours = [p for p in multiprocessing.active_children() if p not in others]
+            for p in ours:
+                p.terminate()
+            for p in ours:
+                p.join(timeout=5)
+            raise
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
 def _init(parent: int) -> None:
-    """In each worker: exit when the driver is gone (its pid is no longer our parent)."""
+    """In each worker: leave Ctrl-C to the driver (a terminal sends SIGINT to the whole process
+    group; the driver stops the workers), and exit when the driver is gone (its pid is no longer
+    our parent)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:

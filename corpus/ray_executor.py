@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from onnxembed.extras import require_extra
+
 from .errors import CorpusInputError
 from .inputs import Shard
 from .shards import WorkSpec, embed_shard, load_embedder
@@ -23,15 +25,14 @@ from .shards import WorkSpec, embed_shard, load_embedder
 __all__ = ["run_ray"]
 
 logger = logging.getLogger(__name__)
-RAY_HINT = "the Ray executor needs ray: pip install 'onnxembed[ray]'"
 
 
 def import_ray() -> Any:
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise ImportError(RAY_HINT) from None
+    """``ray`` with ``ray.data``; ImportError whose message is the pip command if the extra is missing."""
+    require_extra("ray", "the Ray executor", modules=("ray",))
+    import ray
+    import ray.data  # noqa: F401
+
     return ray
 
 

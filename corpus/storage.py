@@ -8,10 +8,14 @@ single object is visible only once fully uploaded, and the move copies it whole.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow.fs as pafs
+
+from .errors import CorpusOutputError
 
 __all__ = ["Location", "locate"]
 
@@ -81,6 +85,31 @@ class Location:
 
     def makedirs(self) -> None:
         self.fs.create_dir(self.path, recursive=True)
+
+    def check_writable(self) -> None:
+        """Raise :class:`CorpusOutputError` (one line: the path and the cause) if this folder cannot
+        be created or written; creates nothing. Local paths are probed with a temporary file in the
+        folder, or in its nearest existing parent; other filesystems are only checked not to be a file."""
+        if not isinstance(self.fs, pafs.LocalFileSystem):
+            if self.info().type == pafs.FileType.File:
+                raise CorpusOutputError(f"{self}: cannot write the output folder: it is a file, not a folder; choose a folder path")
+            return
+        target = Path(self.path)
+        existing = target
+        while not os.path.lexists(existing) and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            where = "it is a file" if existing == target else f"{existing} is a file"
+            raise CorpusOutputError(f"{self}: cannot write the output folder: {where}, not a folder; choose a folder path")
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".onnxembed-write-check-", dir=existing)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            where = "" if existing == target else f" (in {existing}, where it would be created)"
+            raise CorpusOutputError(
+                f"{self}: cannot write the output folder: {e.strerror or e}{where}; choose a folder you can write"
+            ) from None
 
 
 def locate(path: str | os.PathLike[str]) -> Location:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..quantize import require_export_extra
+from onnxembed.extras import require_extra
 
-require_export_extra("onnxembed.export")
+require_extra("export", "onnxembed.export", modules=("torch", "transformers", "onnx", "yaml", "optimum"))
 
 from .build import ALL_VARIANTS as ALL_VARIANTS
 from .build import BuildResult as BuildResult

@@ -157,7 +157,9 @@ def load_registry(path: str | Path | None = None) -> dict[str, ModelSpec]:
     try:
         import yaml
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("reading models.yaml needs PyYAML: pip install 'onnxembed[export]'") from e
+        from onnxembed.extras import install_hint
+
+        raise ImportError(f"reading models.yaml needs PyYAML (the export extra); install it with: {install_hint('export')}") from e
     if path is None and os.environ.get(REGISTRY_ENV):
         path = os.environ[REGISTRY_ENV]
     if path is None:

@@ -217,7 +217,9 @@ def _read_parquet(path: Path, text_field: str) -> tuple[list[str], list[Pair]]:
     try:
         import pyarrow.parquet as pq
     except ImportError as e:
-        raise ImportError("pip install pyarrow  (reading parquet calibration or gate files needs pyarrow)") from e
+        from onnxembed.extras import install_hint
+
+        raise ImportError(f"reading parquet calibration or gate files needs the parquet extra (pyarrow); install it with: {install_hint('parquet')}") from e
     table = pq.read_table(path)
     cols = set(table.column_names)
     if text_field in cols:

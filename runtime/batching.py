@@ -1,4 +1,6 @@
-"""Length-sorted batches under a token budget, and putting results back in input order.
+"""Batch planning: ``Tokens`` (tokenized texts), ``plan_batches`` (length-sorted index batches under a
+token budget), and the checks of ``batch_size`` and ``max_tokens``. The caller runs the batches and
+puts each row back at its text's index (``Embedder.embed_tokens``, the server's batcher).
 
 Sorting by token length before batching means each batch is padded to a length close to its texts'
 own, instead of to the longest text of a random mix. The token budget caps ``rows x padded length``

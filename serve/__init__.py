@@ -4,7 +4,8 @@ Three layers, as text-embeddings-inference has them: HTTP handlers that parse, c
 (``app``, ``schema``); a batcher per model that owns the queue and the token budget (``batcher``);
 the Embedder's public ``tokenize`` / ``plan_batches`` / ``embed_batch``.
 
-Needs the ``serve`` extra: ``pip install "onnxembed[serve]"``.
+Needs the ``serve`` extra; a missing one raises ImportError whose message is the ``pip install``
+line for this install (see :func:`onnxembed.extras.install_hint`).
 
 >>> from onnxembed.serve import serve                      # doctest: +SKIP
 >>> serve(["artifacts/all-minilm-l6-v2"], port=8080)       # until SIGTERM; returns 0
@@ -12,18 +13,13 @@ Needs the ``serve`` extra: ``pip install "onnxembed[serve]"``.
 
 from __future__ import annotations
 
-import importlib.util
+from onnxembed.extras import require_extra
 
-SERVE_EXTRA = ("starlette", "uvicorn", "orjson", "prometheus_client")
-SERVE_EXTRA_HINT = 'pip install "onnxembed[serve]"'
-
-_missing = [m for m in SERVE_EXTRA if importlib.util.find_spec(m) is None]
-if _missing:  # model2vec's habit: the message is the command that fixes it
-    raise ImportError(f"onnxembed.serve needs the serve extra (missing: {', '.join(_missing)}); install it with: {SERVE_EXTRA_HINT}")
+require_extra("serve", "onnxembed.serve", modules=("starlette", "uvicorn", "orjson", "prometheus_client"))
 
 from .app import create_app as create_app
 from .batcher import Batcher as Batcher
 from .batcher import Embedded as Embedded
 from .server import serve as serve
 
-__all__ = ["SERVE_EXTRA_HINT", "Batcher", "Embedded", "create_app", "serve"]
+__all__ = ["Batcher", "Embedded", "create_app", "serve"]

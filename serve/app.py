@@ -27,7 +27,7 @@ from onnxembed import Embedder, Manifest, load_manifest
 
 from .batcher import Batcher, BatcherClosed, Embedded, TextTooLong
 from .metrics import CONTENT_TYPE_LATEST, Metrics
-from .schema import ApiError, EmbedRequest, openai_response, parse_openai, parse_tei, tei_response
+from .schema import ApiError, EmbedRequest, openai_response, parse_json, parse_openai, parse_tei, tei_response
 
 __all__ = ["create_app"]
 
@@ -175,14 +175,13 @@ class ServerState:
                 chunks.append(chunk)
         except ClientDisconnect:
             raise _ClientGone() from None
-        try:
-            return orjson.loads(b"".join(chunks))
-        except orjson.JSONDecodeError as e:
-            raise ApiError(400, f"the request body is not valid JSON: {e}", "invalid_json") from None
+        return parse_json(b"".join(chunks))
 
-    def model(self, name: str | None) -> _Model:
+    def model(self, name: str | None, *, default_first: bool = False) -> _Model:
+        """The model named ``name``. Without a name: the only model served, or, with
+        ``default_first`` (the TEI routes: TEI serves one model per process), the first one."""
         if name is None:
-            if len(self.models) == 1:
+            if len(self.models) == 1 or default_first:
                 return self.default
             raise ApiError(400, f"'model' is required: this server serves {list(self.models)}", "model_required")
         m = self.models.get(name)
@@ -366,7 +365,7 @@ def _starlette(st: ServerState) -> Starlette:
     async def tei_embed(request: Request) -> Response:
         async def run(request: Request) -> Response:
             req = parse_tei(await st.body(request))
-            m = st.model(req.model)
+            m = st.model(req.model, default_first=True)
             out = await st.embed(request, m, req)
             return Response(tei_response(out.vectors), media_type=JSON, headers={"x-prompt-tokens": str(out.n_tokens), "x-truncated-inputs": str(out.n_truncated)})
 
@@ -374,11 +373,12 @@ def _starlette(st: ServerState) -> Starlette:
 
     async def info(request: Request) -> Response:
         async def run(request: Request) -> Response:
-            m = st.model(request.query_params.get("model") or st.default.name)
+            m = st.model(request.query_params.get("model"), default_first=True)
             emb = m.embedder
+            source = m.manifest.raw.get("source")
             body = {
                 "model_id": m.name,
-                "model_sha": m.manifest.raw.get("source", {}).get("revision") if isinstance(m.manifest.raw.get("source"), dict) else None,
+                "model_sha": source.get("weights_sha256") if isinstance(source, dict) else None,  # the checkpoint's weights hash
                 "model_dtype": emb.variant if emb else None,
                 "model_type": {"embedding": {"pooling": m.manifest.pooling}},
                 "dim": m.manifest.dim,

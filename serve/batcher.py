@@ -15,7 +15,9 @@ Under load, requests arrive while a round runs and form the next round, so batch
 themselves. ``window`` adds a short wait for more texts only while the previous round held more
 than one request: a lone client never waits for a window.
 
-This module knows nothing about HTTP; the handlers call :meth:`Batcher.embed`.
+This module knows nothing about HTTP. The model layer (``ServerState.embed`` in ``app``) submits a
+request's texts with :meth:`Batcher.submit` and awaits the future of the work it returns; handlers
+only parse, call it and answer.
 """
 
 from __future__ import annotations

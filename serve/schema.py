@@ -14,21 +14,22 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-__all__ = ["ApiError", "EmbedRequest", "openai_response", "parse_openai", "parse_tei", "tei_response"]
+from onnxembed.embedder import KINDS
+
+__all__ = ["ApiError", "EmbedRequest", "error_type", "openai_response", "parse_json", "parse_openai", "parse_tei", "tei_response"]
 
 # The request field for the model's query/passage prefixes (e5 needs them); "document" is
 # accepted for "passage" (the word other embedding APIs use).
 KIND_FIELD = "input_type"
-_KINDS = {"query": "query", "passage": "passage", "document": "passage"}
+_KINDS = {**{k: k for k in KINDS}, "document": "passage"}
 
-_TYPES = {
-    400: "invalid_request_error",
-    401: "invalid_request_error",
-    404: "invalid_request_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
-    503: "server_error",
-}
+# OpenAI's error types: every 4xx is the client's (invalid_request_error) except 429; 5xx the server's.
+_TYPES = {429: "rate_limit_error"}
+
+
+def error_type(status: int) -> str:
+    """The OpenAI ``type`` of an error status."""
+    return _TYPES.get(status, "invalid_request_error" if 400 <= status < 500 else "server_error")
 
 
 class ApiError(Exception):
@@ -41,7 +42,7 @@ class ApiError(Exception):
         self.code = code
 
     def body(self) -> bytes:
-        err = {"message": self.message, "type": _TYPES.get(self.status, "server_error"), "code": self.code}
+        err = {"message": self.message, "type": error_type(self.status), "code": self.code}
         return orjson.dumps({"error": err})
 
 
@@ -57,6 +58,20 @@ class EmbedRequest:
     encoding: str = "float"  # "float" or "base64"
     dimensions: int | None = None
     field: str = "input"  # the request's name for the texts, for messages
+
+
+def parse_json(body: bytes) -> Any:
+    """The request body as JSON; a body that is not UTF-8 is named as such, with the byte and its offset."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as u:
+            raise ApiError(
+                400, f"the request body is not UTF-8: byte 0x{body[u.start]:02x} at offset {u.start}; send JSON encoded as UTF-8", "invalid_encoding"
+            ) from None
+        raise ApiError(400, f"the request body is not valid JSON: {e}", "invalid_json") from None
 
 
 def _bad(message: str, code: str = "invalid_input") -> ApiError:
