@@ -10,8 +10,11 @@ inputs, the output and the artifact folder must be visible to every node (s3://,
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import os
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -55,6 +58,44 @@ class ShardEmbedder:
         return {k: np.array([r[k] for r in rows]) for k in rows[0]}
 
 
+# What Ray prints on a successful run that says nothing about the job: set only where the user has not.
+_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}  # the job reports no usage anywhere
+# Ray's notices on a run that went well, matched exactly by logger and message start: token
+# authentication is on (Ray's default for a Ray it starts; RAY_AUTH_MODE sets it), and progress
+# bars are off (the job reports its own progress).
+_KNOWN_WARNINGS = {
+    "ray._private.authentication.authentication_token_setup": ("Token authentication is enabled for this Ray cluster",),
+    "ray.data._internal.progress": ("Progress bars disabled",),
+}
+
+
+def _quiet_ray_env() -> None:
+    for key, value in _RAY_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+class _DropStart(logging.Filter):
+    def __init__(self, starts: tuple[str, ...]) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.starts)
+
+
+def _drop_known_warnings() -> None:
+    """Filters on the loggers of :data:`_KNOWN_WARNINGS`; every other record still shows."""
+    for name, starts in _KNOWN_WARNINGS.items():
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _DropStart) for f in log.filters):
+            log.addFilter(_DropStart(starts))
+
+
+def _takes_remote_args(ds: Any) -> bool:
+    """Whether ``map_batches`` still takes actor options as keywords (Ray announces their removal in 2.64)."""
+    return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(ds.map_batches).parameters.values())
+
+
 def run_ray(
     spec: WorkSpec,
     shards: list[Shard],
@@ -72,11 +113,14 @@ def run_ray(
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
+        _quiet_ray_env()
+        _drop_known_warnings()
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     elif address:
         logger.info("Ray is already initialized; ignoring ray_address=%s", address)
     try:
         logging.getLogger("ray.data").setLevel(max(logging.getLogger("ray.data").getEffectiveLevel(), logging.WARNING))
+        _drop_known_warnings()
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the job reports its own progress
         cpus = float(ray.cluster_resources().get("CPU", 1))
@@ -91,13 +135,22 @@ def run_ray(
         threads = max(1, int(cpus_per_actor))
         items = [{"shard": json.dumps(s.as_dict())} for s in shards]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map_batches(
-            ShardEmbedder,
-            fn_constructor_kwargs={"spec": spec, "threads": threads},
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=cpus_per_actor,
-        )
+        local = started and address is None
+        with warnings.catch_warnings():
+            # keyword actor options are the only way to set max_restarts; Ray announces their removal (2.64)
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            ds = ds.map_batches(
+                ShardEmbedder,
+                fn_constructor_kwargs={"spec": spec, "threads": threads},
+                batch_size=1,
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                num_cpus=cpus_per_actor,
+                # On a Ray started here, a lost actor fails the job (the rerun resumes) instead of being
+                # restarted: Ray Data keeps its map function in the object store, and a restartable
+                # actor with such arguments makes Ray log an error line on every run. On a cluster,
+                # restarts (Ray Data's default) survive lost nodes, and Ray prints that line.
+                **({"max_restarts": 0} if local and _takes_remote_args(ds) else {}),
+            )
         for row in ds.iter_rows():
             if row["error"]:
                 raise CorpusInputError(str(row["error"]))
