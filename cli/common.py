@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
+
+from onnxembed._logfilter import drop_messages
 
 __all__ = ["CliError", "need_export", "positive_float", "positive_int", "print_manifest_summary", "progress", "progress_bar",
            "quiet_known_noise", "read_texts"]
@@ -46,22 +47,11 @@ KNOWN_NOISE_WARNINGS: tuple[tuple[str, str], ...] = (
 )
 
 
-class _DropMessages(logging.Filter):
-    def __init__(self, starts: tuple[str, ...]) -> None:
-        super().__init__()
-        self.starts = starts
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.starts)
-
-
 def quiet_known_noise() -> None:
     """Silence, in this CLI process only, the third-party messages in :data:`KNOWN_NOISE_LOGS` and
     :data:`KNOWN_NOISE_WARNINGS`; every other warning and log record still shows."""
     for name, starts in KNOWN_NOISE_LOGS.items():
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropMessages) for f in logger.filters):
-            logger.addFilter(_DropMessages(starts))
+        drop_messages(name, starts)
     for module, message in KNOWN_NOISE_WARNINGS:
         warnings.filterwarnings("ignore", message=message, module=module)
 

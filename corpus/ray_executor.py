@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from onnxembed._logfilter import drop_messages
 from onnxembed.extras import require_extra
 
 from .errors import CorpusInputError
@@ -74,21 +75,9 @@ def _quiet_ray_env() -> None:
         os.environ.setdefault(key, value)
 
 
-class _DropStart(logging.Filter):
-    def __init__(self, starts: tuple[str, ...]) -> None:
-        super().__init__()
-        self.starts = starts
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.starts)
-
-
 def _drop_known_warnings() -> None:
-    """Filters on the loggers of :data:`_KNOWN_WARNINGS`; every other record still shows."""
     for name, starts in _KNOWN_WARNINGS.items():
-        log = logging.getLogger(name)
-        if not any(isinstance(f, _DropStart) for f in log.filters):
-            log.addFilter(_DropStart(starts))
+        drop_messages(name, starts)
 
 
 def _takes_remote_args(ds: Any) -> bool:
