@@ -31,6 +31,13 @@ _NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _CLAUSE = re.compile(r"""\s*([a-z_]+)\s*(==|!=)\s*["']([^"']*)["']\s*""")
 
 
+def _installed() -> md.Distribution | None:
+    """onnxembed's installed distribution: the one pip wrote (``INSTALLER``), not a build's
+    ``onnxembed.egg-info`` that a source checkout puts on ``sys.path``; None when not installed."""
+    found = list(md.distributions(name=DIST))
+    return next((d for d in found if d.read_text("INSTALLER") is not None), found[0] if found else None)
+
+
 def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -50,8 +57,8 @@ def _marker_extra(marker: str, env: dict[str, str]) -> tuple[str | None, bool]:
     chains of ``==`` / ``!=``; a clause this reader cannot evaluate counts as true."""
     extra: str | None = None
     applies = True
-    for clause in re.split(r"\band\b", marker.strip().strip("()")):
-        m = _CLAUSE.fullmatch(clause)
+    for clause in re.split(r"\band\b", marker):
+        m = _CLAUSE.fullmatch(clause.strip().strip("()"))
         if m is None:
             continue
         var, op, value = m.groups()
@@ -65,10 +72,8 @@ def _marker_extra(marker: str, env: dict[str, str]) -> tuple[str | None, bool]:
 def extra_requirements(extra: str) -> list[str]:
     """Distribution names the extra installs on this platform, from onnxembed's metadata (empty if
     onnxembed is not installed, e.g. run from a bare source tree)."""
-    try:
-        requires = md.requires(DIST) or []
-    except md.PackageNotFoundError:
-        return []
+    dist = _installed()
+    requires = (dist.requires or []) if dist is not None else []
     env = _environment()
     names: list[str] = []
     for req in requires:
@@ -99,10 +104,8 @@ def install_hint(extras: str) -> str:
 
 def _pip_line(extras: str) -> str:
     index = f'pip install "onnxembed[{extras}]"'
-    try:
-        raw = md.distribution(DIST).read_text("direct_url.json")
-    except md.PackageNotFoundError:
-        return index
+    dist = _installed()
+    raw = dist.read_text("direct_url.json") if dist is not None else None
     if not raw:
         return index  # installed from a package index: the name works
     try:

@@ -291,5 +291,7 @@ def test_missing_ray_extra_is_the_pip_command(monkeypatch: pytest.MonkeyPatch, t
     src = _write(tmp_path / "in.txt", "a text\n")
     assert main(["corpus", str(tiny_bert_artifacts), str(src), "--out", str(tmp_path / "o"), "--executor", "ray"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["onnxembed corpus: error: the Ray executor needs ray: pip install 'onnxembed[ray]'"]
+    from onnxembed.extras import install_hint
+
+    assert err == [f"onnxembed corpus: error: the Ray executor needs the ray extra (missing: ray); install it with: {install_hint('ray')}"]
     assert not (tmp_path / "o").exists()

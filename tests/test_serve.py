@@ -280,6 +280,34 @@ def test_metrics_parse_and_their_counters_move(server: Server, real: Embedder, t
 # ------------------------------------------------------------------------------------------- errors
 
 
+def test_tei_routes_use_the_first_model_and_info_reports_the_weights_hash(server: Server, real: Embedder, texts: list[str]) -> None:
+    """TEI clients send no ``model``; TEI serves one model per process, so ``/embed`` and ``/info`` use
+    the first model served. Before: 400 ``model_required``, and ``model_sha`` was "0.1.0"."""
+    batch = texts[60:64]
+    r = _post(server, "/embed", {"inputs": batch})
+    assert r.status_code == 200, r.text
+    assert np.abs(np.array(r.json(), dtype=np.float32) - real.encode(batch)).max() <= 1e-6
+    tiny = _post(server, "/embed", {"inputs": batch, "model": "tiny"})  # the extension still selects
+    assert tiny.status_code == 200 and len(tiny.json()[0]) != real.dim
+    info = httpx.get(server.url + "/info", headers=AUTH, timeout=10).json()
+    weights = real.manifest.raw["source"]["weights_sha256"]
+    assert info["model_id"] == MINILM and info["model_sha"] == weights and len(weights) == 64
+    _error(_post(server, "/v1/embeddings", {"input": "x"}), 400, "'model' is required")  # ambiguous on the OpenAI route
+
+
+def test_non_utf8_body_and_wrong_method_are_client_errors(server: Server) -> None:
+    """Before: "surrogates not allowed: line 1 column 1 (char 0)", and a 405 typed ``server_error``."""
+    body = '{"model": "all-minilm-l6-v2", "input": "caf'.encode() + b"\xe9" + b'"}'
+    offset = body.index(b"\xe9")
+    for path in ("/v1/embeddings", "/embed"):
+        r = httpx.post(server.url + path, content=body, headers={**AUTH, "content-type": "application/json"}, timeout=10)
+        msg = _error(r, 400, "not UTF-8", f"byte 0xe9 at offset {offset}")
+        assert "surrogates" not in msg and r.json()["error"]["code"] == "invalid_encoding"
+    r = httpx.get(server.url + "/v1/embeddings", headers=AUTH, timeout=10)
+    _error(r, 405, "GET is not allowed")
+    assert r.json()["error"]["type"] == "invalid_request_error"
+
+
 def test_bad_input_is_a_400_that_says_what_and_where(server: Server, real: Embedder) -> None:
     cases = [
         ({"model": MINILM, "input": []}, ["empty"]),
