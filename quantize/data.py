@@ -219,7 +219,7 @@ def _read_parquet(path: Path, text_field: str) -> tuple[list[str], list[Pair]]:
     except ImportError as e:
         from onnxembed.extras import install_hint
 
-        raise ImportError(f"reading parquet calibration or gate files needs the parquet extra (pyarrow); install it with: {install_hint('parquet')}") from e
+        raise ImportError(f"{install_hint('parquet')}  (reading parquet calibration or gate files needs the parquet extra: pyarrow)") from e
     table = pq.read_table(path)
     cols = set(table.column_names)
     if text_field in cols:
