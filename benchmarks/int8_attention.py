@@ -19,7 +19,8 @@ from onnx import helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quant_recipes import speed_ratio  # noqa: E402
-from onnxembed.quantize.calibrate import ReferenceEncoder, make_session, data_dir, read_sts, unique_sentences
+from onnxembed.quantize.calibrate import data_dir, read_sts, unique_sentences
+from onnxembed.quantize.reference import ReferenceEncoder, make_session
 from onnxembed.quantize.gates import reference_for, measure, check_gates
 from onnxembed.quantize.presets import merge_gates
 

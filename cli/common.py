@@ -4,14 +4,15 @@ and reading texts for ``--input``. Only the CLI prints."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable
 
+from onnxembed._files import json_object, read_lines
 from onnxembed._logfilter import drop_messages
+from onnxembed.progress import LineDisplay, bar
 
 __all__ = ["CliError", "need_export", "positive_float", "positive_int", "print_manifest_summary", "progress", "progress_bar",
            "quiet_known_noise", "read_texts"]
@@ -63,18 +64,11 @@ def progress(msg: str) -> None:
 
 def progress_bar(stream: Any = sys.stderr, width: int = 30) -> Callable[[int, int, str], None]:
     """A plain-text progress bar redrawn in place (one line per update when stderr is not a terminal)."""
-    tty = hasattr(stream, "isatty") and stream.isatty()
+    display = LineDisplay(stream)
     started = time.monotonic()
 
     def draw(done: int, total: int, msg: str) -> None:
-        frac = done / total if total else 1.0
-        filled = int(round(width * frac))
-        line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {time.monotonic() - started:5.0f}s {msg}"
-        if tty:
-            stream.write("\r\x1b[K" + line + ("\n" if done >= total else ""))
-        else:
-            stream.write(line + "\n")
-        stream.flush()
+        display(f"{bar(done, total, width)} {time.monotonic() - started:5.0f}s {msg}", final=done >= total)
 
     return draw
 
@@ -127,8 +121,7 @@ def read_texts(path: Path | str, *, stdin: BinaryIO | None = None) -> list[str]:
     """
     name = str(path)
     if name == "-":
-        src = stdin if stdin is not None else sys.stdin.buffer
-        return [line.rstrip("\r\n") for line in _lines(src, "<stdin>")]
+        return [line for _, line in read_lines(stdin if stdin is not None else sys.stdin.buffer, "<stdin>", CliError)]
     p = Path(path)
     try:
         f = open(p, "rb")
@@ -136,34 +129,17 @@ def read_texts(path: Path | str, *, stdin: BinaryIO | None = None) -> list[str]:
         raise CliError(f"--input {p}: cannot read it ({e.strerror or e})") from None
     with f:
         if p.suffix.lower() != ".jsonl":
-            return [line.rstrip("\r\n") for line in _lines(f, str(p))]
+            return [line for _, line in read_lines(f, str(p), CliError)]
         out: list[str] = []
-        for n, line in enumerate(_lines(f, str(p)), 1):
+        for n, line in read_lines(f, str(p), CliError):
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CliError(f"{p}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if isinstance(obj, dict) and isinstance(obj.get("text"), str):
-                out.append(obj["text"])
-            elif isinstance(obj, str):
-                out.append(obj)
-            else:
+            obj = json_object(line, f"{p}:{n}", "text", CliError, strings=True)
+            text = obj if isinstance(obj, str) else obj.get("text")
+            if not isinstance(text, str):
                 raise CliError(f'{p}:{n}: expected a JSON string or an object with a string "text" field, found {line.strip()[:80]!r}')
+            out.append(text)
         return out
-
-
-def _lines(f: BinaryIO, name: str) -> Iterator[str]:
-    """Decode line by line, so an error names the exact line."""
-    for n, raw in enumerate(f, 1):
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise CliError(
-                f"{name}:{n}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
-                "convert the file first, e.g. iconv -f latin1 -t utf-8"
-            ) from None
 
 
 def number(cast: type, low: float, high: float | None = None, *, above: bool = False, what: str = "a number") -> Callable[[str], Any]:

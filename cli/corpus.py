@@ -10,10 +10,10 @@ import argparse
 import json
 import shlex
 import sys
-import time
 from typing import Any
 
 from onnxembed.embedder import KINDS
+from onnxembed.progress import LineDisplay
 
 from .common import CliError, positive_float, positive_int
 
@@ -25,6 +25,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
         from onnxembed.corpus import embed_corpus, job_status
     except ImportError as e:
         raise CliError(str(e)) from None
+    display = LineDisplay(sys.stderr, every=1.0)
     try:
         summary = embed_corpus(
             args.dir, args.inputs, args.out,
@@ -32,7 +33,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
             executor=args.executor, workers=args.workers, threads=args.threads, ray_address=args.ray_address,
             cpus_per_actor=args.cpus_per_actor, storage=args.storage, variant=args.variant, batch_size=args.batch_size,
             max_tokens=args.max_tokens, shard_rows=args.shard_rows, overwrite=args.overwrite, strict=args.strict,
-            progress=_progress_printer(sys.stderr),
+            progress=_progress_printer(display),
         )
     except ImportError as e:  # the ray extra
         raise CliError(str(e)) from None
@@ -42,7 +43,8 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
         done = f"{status[0]} of {status[1]} shards done in {args.out}" if status else "no shard written yet"
         # --overwrite would start again: the resuming command is the same one without it
         again = shlex.join(["onnxembed", *[a for a in getattr(args, "argv", sys.argv[1:]) if a != "--overwrite"]])
-        print(f"\nonnxembed corpus: stopped ({'Ctrl-C' if code == 130 else 'SIGTERM'}): {done}; resume with: {again}", file=sys.stderr, flush=True)
+        display.close()
+        print(f"onnxembed corpus: stopped ({'Ctrl-C' if code == 130 else 'SIGTERM'}): {done}; resume with: {again}", file=sys.stderr, flush=True)
         return code
     s = summary
     print(
@@ -57,21 +59,13 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_printer(stream: Any, every: float = 1.0) -> Any:
-    """One line per update at most every ``every`` seconds (and the last), redrawn on a terminal."""
-    tty = hasattr(stream, "isatty") and stream.isatty()
-    last = [0.0]
+def _progress_printer(display: LineDisplay) -> Any:
+    """The job's progress as one line on ``display`` (shards, texts, texts/s, ETA)."""
 
     def show(p: Any) -> None:
-        now = time.monotonic()
-        final = p.shards_done == p.shards_total
-        if not final and now - last[0] < every:
-            return
-        last[0] = now
         eta = "?" if p.eta_seconds is None else f"{p.eta_seconds:,.0f}s"
         line = f"[onnxembed corpus] {p.shards_done}/{p.shards_total} shards, {p.texts_done:,}/{p.texts_total:,} texts, {p.texts_per_second:,.0f} texts/s, ETA {eta}"
-        stream.write(("\r\x1b[K" + line + ("\n" if final else "")) if tty else line + "\n")
-        stream.flush()
+        display(line, final=p.shards_done == p.shards_total)
 
     return show
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from onnxembed._files import write_atomic
 from onnxembed.embedder import KINDS
+from onnxembed.progress import progress_reporter
 
 from .common import CliError, positive_int, read_texts
 
@@ -32,7 +33,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         texts.extend(read_texts(args.input))
     providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
     emb = Embedder.load(args.dir, variant=args.variant, providers=providers, threads=args.threads, verify=not args.no_verify)
-    show = _stderr_progress(len(texts)) if sys.stderr.isatty() else None
+    show = progress_reporter(sys.stderr.isatty(), len(texts))
     blocks = emb.encode_iter(texts, kind=args.kind, batch_size=args.batch_size)
     out: Path | None = args.output
     if out is None:
@@ -40,6 +41,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
             print(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in vec]}, ensure_ascii=False))
     else:
         _write(out, texts, _rows(blocks, show), emb.dim)
+    show(-1)
     print(
         f"embedded {len(texts)} texts: dim {emb.dim}, variant {emb.variant} on {','.join(emb.providers)}, "
         f"{emb.truncated} truncated to {emb.max_length} tokens" + (f" -> {out}" if out else ""),
@@ -53,8 +55,7 @@ def _rows(blocks: Iterator[np.ndarray], show: Any) -> Iterator[np.ndarray]:
     for block in blocks:
         yield from block
         done += len(block)
-        if show:
-            show(done)
+        show(done)
 
 
 def _write(out: Path, texts: list[str], rows: Iterator[np.ndarray], dim: int) -> None:
@@ -62,9 +63,8 @@ def _write(out: Path, texts: list[str], rows: Iterator[np.ndarray], dim: int) ->
     suffix = out.suffix.lower()
     if suffix not in (".npy", ".jsonl"):
         raise ValueError(f"--output {out}: expected a .npy or .jsonl file name")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         if suffix == ".npy":
             arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(texts), dim))
             for i, vec in enumerate(rows):
@@ -75,16 +75,8 @@ def _write(out: Path, texts: list[str], rows: Iterator[np.ndarray], dim: int) ->
             with open(tmp, "w", encoding="utf-8") as f:
                 for text, vec in zip(texts, rows):
                     f.write(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in vec]}, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
-
-def _stderr_progress(total: int) -> Any:
-    def show(done: int) -> None:
-        print(f"\r[onnxembed] {done}/{total} texts", end="\n" if done >= total else "", file=sys.stderr, flush=True)
-
-    return show
+    write_atomic(out, write)
 
 
 def register(subparsers: Any) -> None:

@@ -21,6 +21,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from onnxembed._files import decode_line, json_object, sha256_stream
+
 from .errors import CorpusInputError
 from .storage import Location, locate
 
@@ -182,13 +184,8 @@ def _open(loc: Location) -> Any:
 
 
 def _hash(loc: Location) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
     with _open(loc) as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
+        return sha256_stream(f, _CHUNK)
 
 
 def _lines(f: Any, h: Any) -> Iterator[bytes]:
@@ -230,24 +227,12 @@ def _plan_lines(loc: Location, fmt: str, columns: Columns, shard_rows: int, tall
 
 def _row(loc: Location | str, fmt: str, columns: Columns, raw: bytes, line_no: int) -> tuple[str | None, str] | None:
     """``(id or None, text)`` of one line, None for a blank line; raises naming ``file:line``."""
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise CorpusInputError(
-            f"{loc}:{line_no}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); convert the file first, "
-            "e.g. iconv -f latin1 -t utf-8"
-        ) from None
-    line = line.rstrip("\r\n")
+    line = decode_line(raw, f"{loc}:{line_no}", CorpusInputError)
     if not line.strip():
         return None
     if fmt == "text":
         return None, line
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise CorpusInputError(f"{loc}:{line_no}: not valid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(obj, dict):
-        raise CorpusInputError(f"{loc}:{line_no}: expected a JSON object with a {columns.text!r} field, found {line[:80]!r}")
+    obj = json_object(line, f"{loc}:{line_no}", columns.text, CorpusInputError)
     if columns.text not in obj:
         raise CorpusInputError(
             f"{loc}:{line_no}: no field {columns.text!r} (fields: {sorted(obj)[:10]}); pass --text-column to name the text field"

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pyarrow.fs as pafs
+
+from onnxembed._files import temp_name
 
 from .errors import CorpusOutputError
 
@@ -59,20 +61,28 @@ class Location:
         with self.fs.open_input_stream(self.path) as f:
             return f.read()
 
-    def write_bytes_atomic(self, data: bytes) -> None:
-        """Write under a temporary name beside the target, then move it into place."""
+    def write_atomic(self, write: Callable[[Location], None]) -> None:
+        """``write(tmp)`` to a temporary name beside this file, then move it into place."""
         tmp = self.temp_sibling()
         try:
-            with self.fs.open_output_stream(tmp.path) as f:
-                f.write(data)
+            write(tmp)
             self.fs.move(tmp.path, self.path)
         finally:
             tmp.remove()
 
+    def write_bytes_atomic(self, data: bytes) -> None:
+        """``data`` written atomically (see :meth:`write_atomic`)."""
+
+        def write(tmp: Location) -> None:
+            with self.fs.open_output_stream(tmp.path) as f:
+                f.write(data)
+
+        self.write_atomic(write)
+
     def temp_sibling(self) -> Location:
-        """A hidden, unique name in the same folder (``.NAME.tmp-PID-RANDOM``)."""
+        """A hidden, unique name in the same folder (``.NAME.tmp-PID-RANDOM``, as the runtime's writer)."""
         parent, _, name = self.path.rpartition("/")
-        tag = f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tag = temp_name(name)
         return Location(self.fs, f"{parent}/{tag}", tag)
 
     def remove(self) -> None:

@@ -326,7 +326,7 @@ def _add_fingerprints(work: Path, manifest: dict[str, Any]) -> None:
     manifest_tmp = dict(manifest, build={})
     (work / MANIFEST_NAME).write_text(json.dumps(manifest_tmp), encoding="utf-8")
     try:
-        from ..verify import compute_fingerprints
+        from .fingerprint import compute_fingerprints
 
         manifest["fingerprint"] = compute_fingerprints(work)
     finally:

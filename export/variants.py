@@ -46,7 +46,8 @@ def _o4_structure(path: Path) -> list[str]:
 def validate_fused(level: str, fused: Path, fp32: Path, enc: Any) -> tuple[dict[str, Any], list[str]]:
     """Compare a fused file with the fp32 export on the probe sentences (a padded batch)."""
     from ..export.validate import PROBE_SENTENCES
-    from ..quantize.calibrate import make_session, pool
+    from ..pooling import pool
+    from ..quantize.reference import make_session
     from ..quantize.gates import cosines
 
     feeds = enc.feeds(list(PROBE_SENTENCES))
@@ -95,7 +96,7 @@ def add_variants(
     >>> add_variants(Path("build/x"), manifest, ["O2", "qint8_avx512_vnni"])  # doctest: +SKIP
     """
     from ..quantize import get_preset, quantize_model
-    from ..quantize.calibrate import ReferenceEncoder
+    from ..quantize.reference import ReferenceEncoder
 
     workdir = Path(workdir)
     fp32 = workdir / "onnx" / "model.onnx"

@@ -23,15 +23,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 
 from ..errors import ValidationError
+from .._files import write_atomic
 from ..manifest import sha256_file
-from .calibrate import ReferenceEncoder, collect_stats, make_session
+from .calibrate import collect_stats
+from .reference import ReferenceEncoder, make_session
 from .data import QuantData, resolve_data, texts_sha256
 from .gates import Reference, check_gates, cosines, measure, reference_for
 from .presets import get_preset, merge_gates
@@ -255,10 +256,7 @@ def quantize_model(
 def _save_atomic(qmodel: Any, dst: Path) -> None:
     import onnx
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    onnx.save(qmodel, str(tmp))
-    os.replace(tmp, dst)
+    write_atomic(dst, lambda tmp: onnx.save(qmodel, str(tmp)))
 
 
 def _judge(ctx: _Context, key: Any, dst: Path, qmodel: Any, search: dict[str, Any], cached_acc: dict[str, Any],

@@ -1,8 +1,7 @@
-"""Calibration and evaluation text, tokenization, pooled embeddings and activation statistics."""
+"""Calibration: the local STS texts (for benchmarks) and the activation statistics of a model over texts."""
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -10,10 +9,10 @@ from typing import Any, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from ..pooling import pool
 from .qdq import ActStats
+from .reference import ReferenceEncoder, make_session
 
-__all__ = ["data_dir", "read_sts", "unique_sentences", "ReferenceEncoder", "collect_stats", "pool"]
+__all__ = ["collect_stats", "data_dir", "read_sts", "unique_sentences"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +34,11 @@ def data_dir(override: str | Path | None = None) -> Path:
 
 
 def read_sts(path: Path) -> list[tuple[float, str, str]]:
-    """Rows of an STS file: header ``score<TAB>sentence1<TAB>sentence2``, no quoting."""
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        next(reader)
-        return [(float(r[0]), r[1], r[2]) for r in reader]
+    """Rows of an STS file: header ``score<TAB>sentence1<TAB>sentence2``, no quoting (the build's
+    reader of labelled pairs, :func:`onnxembed.quantize.data.read_texts`)."""
+    from .data import _read_tsv
+
+    return _read_tsv(Path(path))[1]
 
 
 def unique_sentences(rows: Sequence[tuple[float, str, str]]) -> list[str]:
@@ -50,59 +49,6 @@ def unique_sentences(rows: Sequence[tuple[float, str, str]]) -> list[str]:
             if t.strip():
                 seen.setdefault(t, None)
     return list(seen)
-
-
-class ReferenceEncoder:
-    """The build's reference encoder: the transformers tokenizer of the artifact folder plus pooling like
-    the manifest says, run on any session (fp32 or a candidate int8 file) to compare their embeddings.
-
-    Build-time only (it needs transformers); the runtime's own path is :class:`onnxembed.Embedder`.
-    """
-
-    def __init__(self, model_dir: Path, manifest: dict[str, Any], *, max_length: int | None = None, batch_size: int = 32) -> None:
-        from transformers import AutoTokenizer
-
-        self.tok = AutoTokenizer.from_pretrained(str(model_dir))
-        self.input_names = list(manifest["input_names"])
-        self.max_length = int(max_length or manifest["max_length"])
-        self.pooling = manifest["pooling"]
-        self.normalize = bool(manifest["normalize"])
-        self.batch_size = batch_size
-
-    def feeds(self, texts: Sequence[str]) -> dict[str, npt.NDArray[np.int64]]:
-        """One padded batch with exactly the graph's inputs."""
-        enc = self.tok(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
-        out = {}
-        for name in self.input_names:
-            out[name] = enc[name].astype(np.int64) if name in enc else np.zeros_like(enc["input_ids"], dtype=np.int64)
-        return out
-
-    def batches(self, texts: Sequence[str]) -> list[npt.NDArray[np.int64]]:
-        """Index batches sorted by length (little padding), deterministic."""
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        return [order[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
-
-    def embed(self, session: Any, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Pooled embeddings of ``texts`` with an onnxruntime session, in input order."""
-        out: npt.NDArray[np.float32] | None = None
-        for idx in self.batches(texts):
-            f = self.feeds([texts[i] for i in idx])
-            emb = pool(session.run(None, f)[0], f["attention_mask"], self.pooling, self.normalize)
-            if out is None:
-                out = np.zeros((len(texts), emb.shape[1]), np.float32)
-            out[idx] = emb
-        return out if out is not None else np.zeros((0, 0), np.float32)
-
-
-def make_session(model: Any, threads: int = 0) -> Any:
-    """A CPU session on a path or an in-memory ``onnx.ModelProto``."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    src = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
-    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
 
 
 def collect_stats(model: Any, activations: Sequence[str], enc: ReferenceEncoder, texts: Sequence[str], *, sample_rows: int = 1024) -> dict[str, ActStats]:

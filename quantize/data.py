@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .._files import json_object, read_lines, sha256_file
+
 __all__ = [
     "DATA_ENV", "HUB_CALIBRATION", "HUB_HELDOUT", "HUB_STS_PAIRS", "LOCAL_FILES", "MIN_CALIBRATION_TEXTS",
     "GateDataMissing", "QuantData", "TextSet", "read_texts", "resolve_data", "texts_sha256", "text_key",
@@ -149,11 +151,7 @@ class QuantData:
 
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def _kind(path: Path) -> str:
@@ -198,17 +196,9 @@ def _records(path: Path, rows: Iterable[dict[str, Any]], text_field: str) -> tup
 
 def _read_jsonl(path: Path, text_field: str) -> tuple[list[str], list[Pair]]:
     def rows() -> Iterable[dict[str, Any]]:
-        with _open_text(path) as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}: line {i} is not JSON ({e.msg}); expected one JSON object per line") from e
-                if not isinstance(obj, dict):
-                    raise ValueError(f"{path}: line {i} is a JSON {type(obj).__name__}; expected an object with a {text_field!r} field")
-                yield obj
+        for i, line in read_lines(path):
+            if line.strip():
+                yield json_object(line, f"{path}:{i}", text_field)
 
     return _records(path, rows(), text_field)
 
@@ -274,8 +264,7 @@ def read_texts(path: str | Path, *, text_field: str = "text") -> tuple[list[str]
     elif kind == "tsv":
         texts, pairs = _read_tsv(p)
     else:
-        with _open_text(p) as f:
-            texts, pairs = [line.rstrip("\r\n") for line in f], []
+        texts, pairs = [line for _, line in read_lines(p)], []
     if not any(t.strip() for t in texts):
         raise ValueError(f"{p}: no texts found; expected at least one non-blank text")
     return texts, pairs

@@ -15,7 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ..pooling import rowwise_cosine
-from .calibrate import ReferenceEncoder, pool
+from ..pooling import pool
+from .reference import ReferenceEncoder
 from .data import QuantData, resolve_data
 
 __all__ = ["Reference", "reference_for", "measure", "check_gates", "cosines", "spearman", "TAIL_QUANTILE"]

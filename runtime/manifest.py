@@ -7,12 +7,12 @@ Reading it needs only the standard library.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._files import sha256_file as sha256_file
 from .errors import IntegrityError, ManifestError
 from .pooling import POOLERS
 
@@ -22,15 +22,6 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 POOLING_MODES = tuple(POOLERS)
 ALLOWED_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def variant_entry(root: str | Path, rel: str, precision: str, device: str, **info: Any) -> dict[str, Any]:

@@ -122,7 +122,8 @@ def test_avx2_preset_stores_7bit_uint8_weights(tiny_bert: tuple[Path, dict], dat
 
 
 def test_excluded_nodes_stay_fp32(tiny_bert: tuple[Path, dict]) -> None:
-    from onnxembed.quantize.calibrate import ReferenceEncoder, collect_stats
+    from onnxembed.quantize.calibrate import collect_stats
+    from onnxembed.quantize.reference import ReferenceEncoder
 
     work, manifest = tiny_bert
     model = onnx.load(str(work / "onnx" / "model.onnx"))
@@ -162,7 +163,7 @@ def test_row_scales_go_where_a_static_scale_loses_most() -> None:
     assert row_scaled_activations(model, stats, QuantScheme(smooth_alpha=0.0, row_scale_ratio=0.0)) == []
     q, info = quantize_graph(model, stats, QuantScheme(smooth_alpha=0.5, row_scale_ratio=1.5), embeddings=False)
     assert info["row_scaled"] == ["mm2"] and info["quantized"] == ["mm0", "mm1", "mm2", "mm3"]
-    from onnxembed.quantize.calibrate import make_session
+    from onnxembed.quantize.reference import make_session
 
     sess = make_session(q)
     xs = {f"x{k}": rng.normal(size=(6, 16)).astype(np.float32) for k in range(4)}
@@ -274,7 +275,8 @@ def test_real_model_int8_is_deterministic(real_built: tuple[Path, dict], tmp_pat
 def test_integer_ops_on_a_fused_graph(tiny_bert: tuple[Path, dict], tmp_path: Path) -> None:
     """The onnxruntime-only form: static scales feeding QAttention / MatMulIntegerToFloat."""
     from onnxembed.export.fusion import fuse_model
-    from onnxembed.quantize.calibrate import ReferenceEncoder, collect_stats, make_session
+    from onnxembed.quantize.calibrate import collect_stats
+    from onnxembed.quantize.reference import ReferenceEncoder, make_session
 
     work, manifest = tiny_bert
     fused = tmp_path / "fused.onnx"

@@ -1,8 +1,14 @@
-"""``onnxembed verify``: re-check an artifact folder someone downloaded.
+"""onnxembed.verify: the engine behind ``onnxembed verify``, re-checking an artifact folder someone downloaded.
 
 Checks that the manifest is well-formed, every recorded file is present with the recorded size and
-sha256, and every variant loads and reproduces the embeddings of fixed probe sentences recorded at
-build time (its fingerprint), within a tolerance per precision. Needs only the runtime.
+sha256, and every variant loads and reproduces the embeddings of the probe sentences the build
+recorded (its fingerprint, see ``onnxembed.export.fingerprint``), within a tolerance per precision.
+Needs only the runtime; a production process does not import it (the Embedder checks its file's
+sha256 at load).
+
+>>> from onnxembed.verify import verify_artifacts                # doctest: +SKIP
+>>> verify_artifacts("artifacts/all-minilm-l6-v2").ok
+True
 """
 
 from __future__ import annotations
@@ -15,44 +21,24 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ManifestError
-from .pooling import rowwise_cosine
-from .manifest import MANIFEST_NAME, load_manifest, sha256_file
+from onnxembed import ManifestError
+from onnxembed.manifest import MANIFEST_NAME, load_manifest, sha256_file
+from onnxembed.pooling import rowwise_cosine
 
-__all__ = ["FINGERPRINT_SENTENCES", "VerifyReport", "compute_fingerprints", "format_report", "report_json", "verify_artifacts"]
+__all__ = ["MIN_COSINE", "VerifyReport", "format_report", "report_json", "verify_artifacts"]
 
 logger = logging.getLogger(__name__)
 
-FINGERPRINT_SENTENCES: tuple[str, ...] = (
-    "A man is playing a guitar.",
-    "query: how many people live in London?",
-    "passage: Around 9 million people live in London, the capital of the United Kingdom.",
-    "Ünïcödé, accents and 中文 are tokenized with the same vocabulary 🙂",
-    "ok",
-)
 # Minimum cosine between a recorded and a recomputed embedding. int8 kernels differ between CPUs
 # (VNNI vs AVX2 vs ARM), fp16 between GPUs, so those get looser bounds than fp32.
 MIN_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.99}
 
 
-def _embed(folder: Path, variant: str) -> np.ndarray:
-    from .embedder import Embedder
+def _embed(folder: Path, variant: str, sentences: list[str]) -> np.ndarray:
+    from onnxembed import Embedder
 
     emb = Embedder.load(folder, variant=variant, providers=["CPUExecutionProvider"], verify=False)
-    return emb.encode(list(FINGERPRINT_SENTENCES))
-
-
-def compute_fingerprints(folder: str | Path) -> dict[str, Any]:
-    """Embeddings of :data:`FINGERPRINT_SENTENCES` for every CPU-runnable variant of a folder."""
-    m = load_manifest(folder)
-    out: dict[str, Any] = {"sentences": list(FINGERPRINT_SENTENCES), "min_cosine": MIN_COSINE, "variants": {}}
-    for name, v in m.variants.items():
-        if v.device == "cuda":
-            out["variants"][name] = {"skipped": "needs the CUDA provider"}
-            continue
-        vecs = _embed(m.root, name)
-        out["variants"][name] = {"embeddings": [[round(float(x), 6) for x in row] for row in vecs]}
-    return out
+    return emb.encode(sentences)
 
 
 @dataclass
@@ -99,7 +85,9 @@ def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, r
         else:
             report.checked.append(rel)
     names = variants or list(m.variants)
-    fp = (m.raw.get("fingerprint") or {}).get("variants", {})
+    recorded = m.raw.get("fingerprint") or {}
+    fp = recorded.get("variants", {})
+    sentences = [str(s) for s in recorded.get("sentences", [])]
     hashed: dict[str, str | None] = {}  # file -> its integrity problem (None: fine); a file shared by variants is hashed once
     embedded: dict[str, Any] = {}  # file -> its embeddings of the probe sentences, computed once
     for name in names:
@@ -125,7 +113,7 @@ def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, r
             report.not_run[label] = "--no-run"
             continue
         rec = fp.get(name)
-        if rec is None:
+        if rec is None or not sentences:
             report.problems.append(f"{v.file}: no fingerprint recorded for variant {name!r}")
             continue
         if "skipped" in rec:
@@ -134,7 +122,7 @@ def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, r
             continue
         try:
             if v.file not in embedded:
-                embedded[v.file] = _embed(root, name)
+                embedded[v.file] = _embed(root, name, sentences)
             got = embedded[v.file]
         except Exception as e:  # noqa: BLE001 - reported as a problem of this file
             report.problems.append(f"{v.file}: does not load or run: {type(e).__name__}: {e}")

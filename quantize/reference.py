@@ -1,0 +1,72 @@
+"""The fp32 reference harness of the build: the checkpoint's own (transformers) tokenizer and the
+manifest's pooling, run on any onnxruntime session, so that a candidate file (fused, fp16, int8) is
+compared with the fp32 export on the same inputs. Used by the int8 stage (calibration, gates) and by
+the export's variant checks.
+
+Build-time only (it needs transformers); the runtime's own path is :class:`onnxembed.Embedder`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from ..pooling import pool
+
+__all__ = ["ReferenceEncoder", "make_session"]
+
+
+class ReferenceEncoder:
+    """The build's reference encoder: the transformers tokenizer of the artifact folder plus pooling like
+    the manifest says, run on any session (fp32 or a candidate int8 file) to compare their embeddings.
+
+    Build-time only (it needs transformers); the runtime's own path is :class:`onnxembed.Embedder`.
+    """
+
+    def __init__(self, model_dir: Path, manifest: dict[str, Any], *, max_length: int | None = None, batch_size: int = 32) -> None:
+        from transformers import AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(str(model_dir))
+        self.input_names = list(manifest["input_names"])
+        self.max_length = int(max_length or manifest["max_length"])
+        self.pooling = manifest["pooling"]
+        self.normalize = bool(manifest["normalize"])
+        self.batch_size = batch_size
+
+    def feeds(self, texts: Sequence[str]) -> dict[str, npt.NDArray[np.int64]]:
+        """One padded batch with exactly the graph's inputs."""
+        enc = self.tok(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        out = {}
+        for name in self.input_names:
+            out[name] = enc[name].astype(np.int64) if name in enc else np.zeros_like(enc["input_ids"], dtype=np.int64)
+        return out
+
+    def batches(self, texts: Sequence[str]) -> list[npt.NDArray[np.int64]]:
+        """Index batches sorted by length (little padding), deterministic."""
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        return [order[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+
+    def embed(self, session: Any, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Pooled embeddings of ``texts`` with an onnxruntime session, in input order."""
+        out: npt.NDArray[np.float32] | None = None
+        for idx in self.batches(texts):
+            f = self.feeds([texts[i] for i in idx])
+            emb = pool(session.run(None, f)[0], f["attention_mask"], self.pooling, self.normalize)
+            if out is None:
+                out = np.zeros((len(texts), emb.shape[1]), np.float32)
+            out[idx] = emb
+        return out if out is not None else np.zeros((0, 0), np.float32)
+
+
+def make_session(model: Any, threads: int = 0) -> Any:
+    """A CPU session on a path or an in-memory ``onnx.ModelProto``."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    src = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
