@@ -7,16 +7,23 @@ Each of the two is taken from the first source that has it (the precedence):
    (see :data:`LOCAL_FILES`). Set but wrong is an error naming the variable, never silently skipped;
 3. ``shared/data`` beside a source checkout (a folder with ``pyproject.toml`` whose parent holds
    ``shared/data``): the repository's own tests and CI. An installed package never looks there;
-4. the Hugging Face hub, through its cache (so ``HF_HUB_OFFLINE=1`` works once cached): STS-B
-   validation from ``mteb/stsbenchmark-sts`` mixed with SICK (``mteb/sickr-sts``) calibrates, STS-B
-   test and STS12-16 test (``mteb/sts1X-sts``) judge the gates. A local folder gives the same texts
-   from ``sts/stsb-dev.tsv``, ``sts/sick-r-train-trial.tsv`` + ``sts/sick-r.tsv`` and the test files.
+4. the Hugging Face hub, through its cache: STS-B validation from ``mteb/stsbenchmark-sts`` mixed with
+   SICK (``mteb/sickr-sts``) calibrates, STS-B test and STS12-16 test (``mteb/sts1X-sts``) judge the
+   gates. The cache is read first, with no network call; only files missing from it are downloaded,
+   after one short reachability check (no retries); with ``HF_HUB_OFFLINE=1`` the network is never tried;
+5. the set shipped inside the package (``sts_data/``: STS Benchmark rows whose text is CC BY-SA, the
+   image captions and the SNLI pairs; 2,097 gate sentences in 1,250 scored pairs, 891 calibration
+   sentences): the last resort, so a fresh offline machine still builds gated int8 files. It is never used
+   when one of the larger sets above is reachable.
+
+A local folder gives the same texts as the hub from ``sts/stsb-dev.tsv``, ``sts/sick-r-train-trial.tsv`` +
+``sts/sick-r.tsv`` and the test files.
 
 Calibration texts never overlap the held-out texts: any calibration text equal to a held-out text
 (compared lower-cased with punctuation and spaces removed, so MTEB's tokenized copies match the raw
-text) is dropped before calibrating, and the count is recorded. No STS text ships in the package
-(their licences include share-alike and non-commercial parts): it is read from the user's disk or the
-hub cache only.
+text) is dropped before calibrating, and the count is recorded. The only STS text in the package is the
+CC BY-SA set of step 5 (with its licence and attribution in ``sts_data/``); the rest of STS and SICK
+(share-alike, non-commercial and other terms) is read from the user's disk or the hub cache only.
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 __all__ = [
-    "DATA_ENV", "HUB_CALIBRATION", "HUB_HELDOUT", "HUB_STS_PAIRS", "LOCAL_FILES", "MIN_CALIBRATION_TEXTS",
+    "DATA_ENV", "HUB_CALIBRATION", "HUB_HELDOUT", "HUB_STS_PAIRS", "LOCAL_FILES", "MIN_CALIBRATION_TEXTS", "SHIPPED_DIR",
+    "hub_unreachable",
     "GateDataMissing", "QuantData", "TextSet", "read_texts", "resolve_data", "texts_sha256", "text_key",
 ]
 
@@ -66,6 +74,13 @@ MIX_SEED = 0
 LOCAL_STS_PAIRS = "sts/stsb-test.tsv"
 LOCAL_HELDOUT = (LOCAL_STS_PAIRS, "sts/sts12.tsv", "sts/sts13.tsv", "sts/sts14.tsv", "sts/sts15.tsv", "sts/sts16.tsv")
 LOCAL_FILES = LOCAL_CALIBRATION + LOCAL_CALIBRATION_MIX + LOCAL_HELDOUT
+
+# The set shipped in the package (CC BY-SA; see sts_data/README.md and sts_data/LICENSE.txt).
+SHIPPED_DIR = Path(__file__).parent / "sts_data"
+SHIPPED_GATES = "gates.tsv"
+SHIPPED_CALIBRATION = "calibration.tsv"
+SHIPPED_LABEL = "shipped set (STS Benchmark images + SNLI, CC BY-SA 4.0)"
+HUB_PROBE_TIMEOUT = 3.0  # seconds: the one reachability check before a download
 
 Pair = tuple[float, str, str]
 
@@ -335,9 +350,40 @@ def _local_set(root: Path, label: str, files: Sequence[str], split: str) -> Text
 # --- the Hugging Face hub ------------------------------------------------------------------------
 
 
-def _hub_file(repo: str, filename: str) -> Path:
-    from huggingface_hub import hf_hub_download
+_HUB_REACHABLE: dict[str, str] = {}  # endpoint -> "" (reachable) or the reason it is not: one check per process
 
+
+def hub_unreachable() -> str:
+    """Why the hub cannot be reached ("" if it can): ``HF_HUB_OFFLINE``, or one short request, no retries."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    endpoint = constants.ENDPOINT
+    if endpoint not in _HUB_REACHABLE:
+        try:
+            from huggingface_hub.utils import get_session
+
+            get_session().head(f"{endpoint}/api/datasets/{HUB_HELDOUT[0][0]}", timeout=HUB_PROBE_TIMEOUT)
+            _HUB_REACHABLE[endpoint] = ""
+        except Exception as e:  # noqa: BLE001 - any failure of the one check means "not reachable now"
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            _HUB_REACHABLE[endpoint] = f"{endpoint} not reachable ({type(e).__name__}: {first})"
+            logger.warning("Hugging Face hub not reachable (%s: %s); using local data only", type(e).__name__, first)
+    return _HUB_REACHABLE[endpoint]
+
+
+def _hub_file(repo: str, filename: str) -> Path:
+    """The dataset file from the cache, else downloaded (after :func:`hub_unreachable` says the hub answers)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo, filename, repo_type="dataset", revision=HUB_REVISION, local_files_only=True))
+    except LocalEntryNotFoundError:
+        why = hub_unreachable()
+        if why:
+            raise FileNotFoundError(f"{repo}/{filename} is not in the Hugging Face cache and {why}") from None
     return Path(hf_hub_download(repo, filename, repo_type="dataset", revision=HUB_REVISION))
 
 
@@ -366,6 +412,19 @@ def _try_hub(entries: Sequence[tuple[str, str, str]], split: str, tried: list[st
         tried.append(f"the Hugging Face hub ({', '.join(sorted({r for r, _, _ in entries}))}): {type(e).__name__}: {first}")
         logger.info("hub data not available: %s", tried[-1])
         return None
+
+
+# --- the shipped set -----------------------------------------------------------------------------
+
+
+def _shipped_set(name: str, split: str) -> TextSet | None:
+    """A file of the set shipped in the package (None if this install lacks it)."""
+    path = SHIPPED_DIR / name
+    if not path.is_file():
+        return None
+    texts, pairs = read_texts(path)
+    return TextSet(tuple(_unique(texts)), tuple(pairs), f"{SHIPPED_LABEL}: onnxembed/quantize/sts_data/{name}", split,
+                   {name: _sha256_file(path)})
 
 
 # --- resolving -----------------------------------------------------------------------------------
@@ -453,6 +512,9 @@ def resolve_data(
             heldout = _try_hub(HUB_HELDOUT, "test", tried)
             if heldout is not None:
                 sts = _hub_set((HUB_STS_PAIRS,), "test")
+            else:
+                heldout = _shipped_set(SHIPPED_GATES, "gates")
+                sts = heldout
         if heldout is None:
             raise GateDataMissing(
                 "int8 variants need held-out texts to judge the accuracy gates, and none were found: "
@@ -472,7 +534,10 @@ def resolve_data(
     else:
         found = _try_hub(HUB_CALIBRATION, "validation", tried)
         mix = _try_hub(HUB_CALIBRATION_MIX, "train+trial+test", tried) if found is not None else None
-        if found is None or mix is None:
+        shipped = _shipped_set(SHIPPED_CALIBRATION, "calibration") if found is None or mix is None else None
+        if shipped is not None:
+            calib = shipped
+        elif found is None or mix is None:
             raise FileNotFoundError(
                 "int8 calibration needs texts, and none were found: no --calibration file, no data_dir, "
                 f"${DATA_ENV} unset, no shared/data beside a source checkout, and {'; '.join(tried)}. "
@@ -481,6 +546,7 @@ def resolve_data(
                 f"{HUB_CALIBRATION[0][0]} and {HUB_CALIBRATION_MIX[0][0]} in the Hugging Face cache (run once online); "
                 "--variants fp32,O1,O2,O3,O4 builds no int8 file"
             )
-        calib, dropped = _mixed(found, mix, heldout)
+        else:
+            calib, dropped = _mixed(found, mix, heldout)
     calib, removed = _no_overlap(calib, heldout)
     return QuantData(calibration=calib, heldout=heldout, sts=sts, overlap_removed=dropped + removed)
