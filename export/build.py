@@ -85,6 +85,8 @@ def _base_manifest(ck: Checkpoint, spec: ModelSpec, weights: str) -> dict[str, A
         "pooling": spec.pooling,
         "normalize": spec.normalize,
         "prefixes": dict(spec.prefixes),
+        "prompts": dict(spec.prompts),
+        "dimensions": list(spec.dimensions),
         "input_names": list(spec.input_names),
         "output_name": "last_hidden_state",
         "vocab_size": 0,

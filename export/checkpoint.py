@@ -90,6 +90,7 @@ def read_sentence_transformers_config(folder: Path) -> dict[str, Any]:
     prompts = st_cfg.get("prompts") or {}
     if prompts:
         out["prefixes"] = {"query": prompts.get("query", ""), "passage": prompts.get("passage", prompts.get("document", ""))}
+        out["prompts"] = {str(k): str(v) for k, v in prompts.items()}
     return out
 
 
@@ -124,6 +125,7 @@ def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: 
         normalize=st.get("normalize", False),
         prefixes=st.get("prefixes", {"query": "", "passage": ""}),
         license="unknown",
+        prompts=st.get("prompts", {}),
     )
 
 
