@@ -367,9 +367,12 @@ def hub_unreachable() -> str:
             get_session().head(f"{endpoint}/api/datasets/{HUB_HELDOUT[0][0]}", timeout=HUB_PROBE_TIMEOUT)
             _HUB_REACHABLE[endpoint] = ""
         except Exception as e:  # noqa: BLE001 - any failure of the one check means "not reachable now"
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-            _HUB_REACHABLE[endpoint] = f"{endpoint} not reachable ({type(e).__name__}: {first})"
-            logger.warning("Hugging Face hub not reachable (%s: %s); using local data only", type(e).__name__, first)
+            text = str(e)
+            cause = next((why for key, why in (("NameResolution", "name resolution failed"), ("Name or service not known", "name resolution failed"),
+                                               ("timed out", f"no answer in {HUB_PROBE_TIMEOUT:g} s"), ("Connection refused", "connection refused"))
+                          if key in text), (text.strip().splitlines() or [""])[0][:120])
+            _HUB_REACHABLE[endpoint] = f"{endpoint} not reachable ({type(e).__name__}: {cause})"
+            logger.warning("Hugging Face hub not reachable at %s (%s: %s); using local data only", endpoint, type(e).__name__, cause)
     return _HUB_REACHABLE[endpoint]
 
 
