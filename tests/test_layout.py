@@ -24,6 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "bench": {"", "bench"},
     "serve": {"", "serve"},
     "corpus": {"", "corpus"},
+    "integrations": {"", "integrations"},
 }
 CORE_THIRD_PARTY = {"numpy", "onnxruntime"}
 

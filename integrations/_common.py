@@ -1,0 +1,67 @@
+"""What both framework classes share: loading the Embedder, the install hint, vectors as lists."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from onnxembed import Embedder
+from onnxembed.providers import ProviderSpec
+
+__all__ = ["check_kind", "embed_as_lists", "install_hint", "load_embedder", "missing_extra_message"]
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that installs ``extra``'s packages, read from onnxembed's own metadata.
+
+    The packages themselves are named (``pip install "langchain-core>=0.3"``), not ``onnxembed[extra]``,
+    so the command works however onnxembed was installed (a clone, a wheel, an index).
+    """
+    try:
+        requires = importlib.metadata.requires("onnxembed") or []
+    except importlib.metadata.PackageNotFoundError:
+        requires = []
+    marker = re.compile(r"""extra\s*==\s*["']""" + re.escape(extra) + r"""["']""")
+    packages = [r.split(";", 1)[0].strip() for r in requires if ";" in r and marker.search(r.split(";", 1)[1])]
+    if not packages:  # metadata unavailable (a source tree on sys.path): the extra's name still says it
+        return f'pip install "onnxembed[{extra}]"'
+    return "pip install " + " ".join(f'"{p}"' for p in packages)
+
+
+def missing_extra_message(module: str, extra: str, error: ImportError) -> str:
+    return f"{module} needs the {extra} extra ({error}); install it with: {install_hint(extra)}"
+
+
+def load_embedder(
+    model: str | Path | Embedder,
+    *,
+    variant: str,
+    providers: str | Sequence[ProviderSpec] | None,
+    threads: int | None,
+    load_kwargs: dict[str, Any],
+) -> Embedder:
+    """``model`` as an Embedder: an artifact folder is loaded with the options, an Embedder is used as it is."""
+    if isinstance(model, Embedder):
+        given = [k for k, v in (("variant", variant != "auto"), ("providers", providers is not None), ("threads", threads is not None)) if v]
+        given += sorted(load_kwargs)
+        if given:
+            raise TypeError(f"{', '.join(given)} apply when loading an artifact folder; the Embedder passed in is already loaded: pass its folder instead")
+        return model
+    if not isinstance(model, (str, Path)):
+        raise TypeError(f"model must be an artifact folder (str or Path) or an onnxembed.Embedder, found {type(model).__name__}")
+    return Embedder.load(model, variant=variant, providers=providers, threads=threads, **load_kwargs)
+
+
+def check_kind(embedder: Embedder, kind: str | None, name: str) -> None:
+    """Fail at construction, not at the first call, on a kind the Embedder does not know."""
+    try:
+        embedder.tokenize([], kind=kind)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from e
+
+
+def embed_as_lists(embedder: Embedder, texts: Sequence[str], kind: str | None, batch_size: int) -> list[list[float]]:
+    """``Embedder.encode(texts, kind=kind)`` as lists of Python floats (exactly the float32 values)."""
+    return embedder.encode(list(texts), kind=kind, batch_size=batch_size).tolist()  # type: ignore[no-any-return]
