@@ -177,6 +177,16 @@ def test_a_missing_framework_names_the_pip_command(monkeypatch: pytest.MonkeyPat
     assert "install it with: pip install" in msg and "\n" not in msg
 
 
+def test_the_install_hint_comes_from_the_packages_own_extras() -> None:
+    import importlib.metadata
+
+    from onnxembed.integrations._common import install_hint
+
+    declared = [r for r in importlib.metadata.requires("onnxembed") or [] if 'extra == "langchain"' in r]
+    assert len(declared) == 1 and install_hint("langchain") == f'pip install "{declared[0].split(";")[0].strip()}"'
+    assert install_hint("no-such-extra") == 'pip install "onnxembed[no-such-extra]"'
+
+
 # ---------------------------------------------------------------------------------------- retrieval
 
 
