@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from onnxembed import Embedder
 from onnxembed.providers import ProviderSpec
 
-__all__ = ["check_kind", "embed_as_lists", "install_hint", "load_embedder", "missing_extra_message"]
+__all__ = ["check_options", "embed_as_lists", "install_hint", "load_embedder", "missing_extra_message"]
 
 
 def install_hint(extra: str) -> str:
@@ -54,14 +54,16 @@ def load_embedder(
     return Embedder.load(model, variant=variant, providers=providers, threads=threads, **load_kwargs)
 
 
-def check_kind(embedder: Embedder, kind: str | None, name: str) -> None:
-    """Fail at construction, not at the first call, on a kind the Embedder does not know."""
-    try:
-        embedder.tokenize([], kind=kind)
-    except ValueError as e:
-        raise ValueError(f"{name}: {e}") from e
+def check_options(embedder: Embedder, kinds: dict[str, str | None], dimensions: int | None) -> None:
+    """Fail at construction, not at the first call, on a kind or a size the Embedder does not accept."""
+    for name, kind in kinds.items():
+        try:
+            embedder.tokenize([], kind=kind)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from e
+    embedder.check_dimensions(dimensions)
 
 
-def embed_as_lists(embedder: Embedder, texts: Sequence[str], kind: str | None, batch_size: int) -> list[list[float]]:
-    """``Embedder.encode(texts, kind=kind)`` as lists of Python floats (exactly the float32 values)."""
-    return embedder.encode(list(texts), kind=kind, batch_size=batch_size).tolist()  # type: ignore[no-any-return]
+def embed_as_lists(embedder: Embedder, texts: Sequence[str], kind: str | None, batch_size: int, dimensions: int | None) -> list[list[float]]:
+    """``Embedder.encode(texts, kind=kind, dimensions=dimensions)`` as lists of Python floats (exactly the float32 values)."""
+    return embedder.encode(list(texts), kind=kind, batch_size=batch_size, dimensions=dimensions).tolist()  # type: ignore[no-any-return]

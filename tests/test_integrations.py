@@ -140,6 +140,36 @@ def test_kinds_are_configurable_and_checked(emb: Embedder) -> None:
         OnnxembedEmbedding(emb, query_kind="q")
 
 
+@pytest.fixture(scope="module")
+def matryoshka(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the module's model whose manifest also lists a Matryoshka size and a named prompt
+    (to see them pass through; all-MiniLM-L6-v2 was not trained for 128)."""
+    out = tmp_path_factory.mktemp("integ-matryoshka") / "artifact"
+    shutil.copytree(folder, out)
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    manifest["dimensions"] = [128]
+    manifest["prompts"] = {**manifest.get("prompts", {}), "web": "Instruct: find passages that answer the query\nQuery: "}
+    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return out
+
+
+def test_dimensions_and_named_prompts_pass_through(matryoshka: Path) -> None:
+    e = Embedder.load(matryoshka, variant="fp32")
+    assert e.dimensions == (384, 128) and "web" in e.prompts
+    lc = OnnxembedEmbeddings(e, query_kind="web", dimensions=128)
+    li = OnnxembedEmbedding(e, query_kind="web", dimensions=128)
+    want_docs = e.encode(TEXTS, kind="passage", dimensions=128)
+    want_q = e.encode(TEXTS[0], kind="web", dimensions=128)[0]
+    assert want_docs.shape == (len(TEXTS), 128) and np.allclose(np.linalg.norm(want_docs, axis=1), 1, atol=1e-6)
+    assert _max_diff(lc.embed_documents(TEXTS), want_docs) == 0 and _max_diff(li.get_text_embedding_batch(TEXTS), want_docs) == 0
+    assert _max_diff(lc.embed_query(TEXTS[0]), want_q) == 0 and _max_diff(li.get_query_embedding(TEXTS[0]), want_q) == 0
+    assert _max_diff(want_q, e.encode(TEXTS[0], kind="query", dimensions=128)[0]) > 1e-2  # the named prompt is not "query: "
+    with pytest.raises(ValueError, match="dimensions=100"):
+        OnnxembedEmbeddings(e, dimensions=100)
+    with pytest.raises(ValueError, match="dimensions=100"):
+        OnnxembedEmbedding(e, dimensions=100)
+
+
 def test_load_options_pass_through_or_are_refused_with_an_embedder(folder: Path, emb: Embedder) -> None:
     lc = OnnxembedEmbeddings(folder, variant="fp32", threads=1, max_tokens=256, verify=False)
     assert lc.embedder.variant == "fp32" and lc.embedder.max_tokens == 256
