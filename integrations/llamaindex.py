@@ -33,8 +33,9 @@ class OnnxembedEmbedding(BaseEmbedding):
     texts (``get_text_embedding``, ``get_text_embedding_batch``, what indexing calls on nodes) are
     ``encode(texts, kind="passage")``, so each side gets the model's own prefix (e5's ``"query: "`` and
     ``"passage: "``; none for models without prefixes). The vectors are exactly ``encode``'s float32
-    values (with ``batch_size=embed_batch_size`` and the same ``dimensions``), as lists of floats. The async methods run the same calls in a thread, where onnxruntime
-    releases the GIL, so the event loop keeps going. ``model_name`` is the manifest's model name.
+    values (with ``batch_size=embed_batch_size`` and the same ``dimensions``), as lists of floats. The
+    async methods run the same calls in a thread, where onnxruntime releases the GIL, so the event loop
+    keeps going. ``model_name`` is the manifest's model name.
 
     Args:
         model: an artifact folder built by ``onnxembed build``, or an already loaded :class:`Embedder`
