@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 
 from ..catalog import ALL_VARIANTS, FP32, INT8_VARIANTS, variant_file
 from ..manifest import FORMAT_VERSION, MANIFEST_NAME, load_manifest, sha256_file, variant_entry
+from ..verify import verify_artifacts
 from .checkpoint import Checkpoint, resolve_checkpoint, weights_sha256
 from .onnx_export import export_onnx
 from .registry import ModelSpec, load_registry
@@ -84,6 +85,8 @@ def _base_manifest(ck: Checkpoint, spec: ModelSpec, weights: str) -> dict[str, A
         "pooling": spec.pooling,
         "normalize": spec.normalize,
         "prefixes": dict(spec.prefixes),
+        "prompts": dict(spec.prompts),
+        "dimensions": list(spec.dimensions),
         "input_names": list(spec.input_names),
         "output_name": "last_hidden_state",
         "vocab_size": 0,
@@ -226,7 +229,7 @@ def build_model(
     say = progress or (lambda msg: logger.info("%s", msg))
     out = Path(out)
     wanted = _normalize_variants(variants)
-    data_opts = _check_int8_data(wanted, calibration, gate_data, skip_gates)  # fail before the export
+    data_opts = _int8_data_options(wanted, calibration, gate_data, skip_gates)
     existing = _check_out(out, force)
     started = time.perf_counter()
     say(f"{model}: resolving checkpoint")
@@ -234,8 +237,13 @@ def build_model(
     weights = weights_sha256(ck.path)
     key = inputs_key(weights, ck.spec, wanted, opset, data_opts)
     if existing == key and not force:
-        say(f"{model}: up to date (inputs unchanged), skipped")
-        return BuildResult(ck.spec.name, out, "skipped", time.perf_counter() - started, "inputs unchanged", _variant_summary(out))
+        damaged = verify_artifacts(out, run=False).problems  # sizes and sha256 of every recorded file
+        if not damaged:
+            say(f"{model}: up to date (inputs unchanged), skipped")
+            return BuildResult(ck.spec.name, out, "skipped", time.perf_counter() - started, "inputs unchanged", _variant_summary(out))
+        say(f"{model}: inputs unchanged but {damaged[0]}{f' (and {len(damaged) - 1} more)' if len(damaged) > 1 else ''}: rebuilding")
+    if data_opts is not None:
+        _say_int8_data(say, model, calibration, gate_data, skip_gates)  # resolves the texts: fails before the export
     work = out.parent / f".{out.name}{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     work.mkdir()
     try:
@@ -266,16 +274,37 @@ def build_model(
     return BuildResult(ck.spec.name, out, "built", seconds, "", _variant_summary(out))
 
 
-def _check_int8_data(wanted: list[str], calibration: str | Path | None, gate_data: str | Path | None, skip_gates: bool) -> dict[str, Any] | None:
-    """The int8 data options for the inputs key; raises at once when int8 is wanted and its data is missing."""
+def _int8_data_options(wanted: list[str], calibration: str | Path | None, gate_data: str | Path | None,
+                       skip_gates: bool) -> dict[str, Any] | None:
+    """The int8 data options for the inputs key (None when no int8 variant is wanted); resolves no text."""
     if not any(v in INT8_VARIANTS for v in wanted):
         if calibration is not None or gate_data is not None or skip_gates:
             logger.warning("--calibration/--gate-data/--skip-gates apply to int8 variants only; none is requested (%s)", ",".join(wanted))
         return None
+    return _data_options(calibration, gate_data, skip_gates)
+
+
+def _say_int8_data(say: Callable[[str], None], model: str, calibration: str | Path | None, gate_data: str | Path | None,
+                   skip_gates: bool) -> None:
+    """Resolve the int8 texts once before the export (a missing set fails here, not after minutes of work)
+    and say in one line which set calibrates and which judges the gates."""
     from ..quantize.data import resolve_data
 
-    resolve_data(calibration=calibration, gate_data=gate_data, skip_gates=skip_gates)
-    return _data_options(calibration, gate_data, skip_gates)
+    data = resolve_data(calibration=calibration, gate_data=gate_data, skip_gates=skip_gates)
+
+    def short(source: str) -> str:  # the shipped set by its name; several hub files as the first and a count
+        if source.startswith("shipped"):
+            return source.split(": ")[0]
+        parts = source.split("+")
+        return parts[0] + (f" (+{len(parts) - 1} more)" if len(parts) > 1 else "")
+
+    line = f"{model}: int8 calibration on {short(data.calibration.source)} ({len(data.calibration.texts)} texts)"
+    if data.heldout is None:
+        line += "; gates NOT run (--skip-gates)"
+    else:
+        pairs = f", {len(data.sts.pairs)} scored pairs" if data.sts is not None else ", no scored pairs"
+        line += f"; gates judged on {short(data.heldout.source)} ({len(data.heldout.texts)} sentences{pairs})"
+    say(line)
 
 
 def _check_out(out: Path, force: bool) -> str | None:

@@ -90,6 +90,7 @@ def read_sentence_transformers_config(folder: Path) -> dict[str, Any]:
     prompts = st_cfg.get("prompts") or {}
     if prompts:
         out["prefixes"] = {"query": prompts.get("query", ""), "passage": prompts.get("passage", prompts.get("document", ""))}
+        out["prompts"] = {str(k): str(v) for k, v in prompts.items()}
     return out
 
 
@@ -124,6 +125,7 @@ def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: 
         normalize=st.get("normalize", False),
         prefixes=st.get("prefixes", {"query": "", "passage": ""}),
         license="unknown",
+        prompts=st.get("prompts", {}),
     )
 
 
@@ -158,22 +160,27 @@ def _package_folder(spec: ModelSpec) -> Path:
 
 
 def _hub_folder(repo_id: str, revision: str) -> Path:
+    """The checkpoint from the Hugging Face cache or the hub. An unreachable hub costs one short check
+    (shared with the int8 data look-ups) and then the cache alone is read: no retries."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    from ..quantize.data import hub_unreachable
+
+    why = hub_unreachable()
     try:
         return Path(
             snapshot_download(
                 repo_id,
                 revision=revision,
                 allow_patterns=["*.json", "*.txt", "*.safetensors", "1_Pooling/*", "*.model"],
+                local_files_only=bool(why),
             )
         )
     except LocalEntryNotFoundError as e:
         raise FileNotFoundError(
             f"{repo_id}@{revision} is not in the Hugging Face cache and the hub cannot be reached "
-            f"(HF_HUB_OFFLINE is set or there is no network); download it once with network access, "
-            f"or pass a local checkpoint folder"
+            f"({why or 'no network'}); download it once with network access, or pass a local checkpoint folder"
         ) from e
 
 

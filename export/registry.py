@@ -38,6 +38,8 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "prefixes": (dict, True),
     "license": (str, True),
     "gates": (dict, False),
+    "prompts": (dict, False),
+    "dimensions": (list, False),
 }
 
 
@@ -66,6 +68,8 @@ class ModelSpec:
     package_path: str | None = None
     alt_sources: tuple[str, ...] = ()
     gates: dict[str, float] = field(default_factory=dict)
+    prompts: dict[str, str] = field(default_factory=dict)  # named prompts (sentence-transformers' "prompts")
+    dimensions: tuple[int, ...] = ()  # Matryoshka sizes the model was trained for (besides embedding_dim)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -78,6 +82,7 @@ class ModelSpec:
         """The entry as plain data (for the manifest and the build's input key)."""
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["alt_sources"] = list(self.alt_sources)
+        d["dimensions"] = list(self.dimensions)
         return d
 
 
@@ -109,6 +114,13 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
     prefixes = raw["prefixes"]
     if set(prefixes) != {"query", "passage"} or not all(isinstance(v, str) for v in prefixes.values()):
         raise RegistryError(f"{where}: entry {name!r} field 'prefixes' must be {{query: str, passage: str}}, found {prefixes!r}")
+    prompts = raw.get("prompts", {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()):
+        raise RegistryError(f"{where}: entry {name!r} field 'prompts' must map names to strings, found {prompts!r}")
+    dims = raw.get("dimensions", [])
+    if not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= raw["embedding_dim"] for d in dims):
+        raise RegistryError(f"{where}: entry {name!r} field 'dimensions' must list ints from 1 to embedding_dim "
+                            f"{raw['embedding_dim']}, found {dims!r}")
     if raw["source"] == "package" and "package_path" not in raw:
         raise RegistryError(f"{where}: entry {name!r} has source 'package' but no 'package_path' (import_name/folder)")
     gates = raw.get("gates", {})
@@ -133,6 +145,8 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
         package_path=raw.get("package_path"),
         alt_sources=tuple(raw.get("alt_sources", ())),
         gates={k: float(v) for k, v in gates.items()},
+        prompts=dict(prompts),
+        dimensions=tuple(sorted(set(dims), reverse=True)),
     )
 
 
@@ -192,7 +206,7 @@ def dump_registry(specs: dict[str, ModelSpec], path: str | Path) -> Path:
     for name, spec in specs.items():
         d = spec.as_dict()
         d.pop("name")
-        for key in ("package_path", "alt_sources", "gates"):
+        for key in ("package_path", "alt_sources", "gates", "prompts", "dimensions"):
             if not d[key]:
                 d.pop(key)
         models[name] = d

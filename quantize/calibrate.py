@@ -36,7 +36,7 @@ def data_dir(override: str | Path | None = None) -> Path:
 def read_sts(path: Path) -> list[tuple[float, str, str]]:
     """Rows of an STS file: header ``score<TAB>sentence1<TAB>sentence2``, no quoting (the build's
     reader of labelled pairs, :func:`onnxembed.quantize.data.read_texts`)."""
-    from .data import _read_tsv
+    from .textfiles import _read_tsv
 
     return _read_tsv(Path(path))[1]
 

@@ -7,24 +7,28 @@ Each of the two is taken from the first source that has it (the precedence):
    (see :data:`LOCAL_FILES`). Set but wrong is an error naming the variable, never silently skipped;
 3. ``shared/data`` beside a source checkout (a folder with ``pyproject.toml`` whose parent holds
    ``shared/data``): the repository's own tests and CI. An installed package never looks there;
-4. the Hugging Face hub, through its cache (so ``HF_HUB_OFFLINE=1`` works once cached): STS-B
-   validation from ``mteb/stsbenchmark-sts`` mixed with SICK (``mteb/sickr-sts``) calibrates, STS-B
-   test and STS12-16 test (``mteb/sts1X-sts``) judge the gates. A local folder gives the same texts
-   from ``sts/stsb-dev.tsv``, ``sts/sick-r-train-trial.tsv`` + ``sts/sick-r.tsv`` and the test files.
+4. the Hugging Face hub, through its cache: STS-B validation from ``mteb/stsbenchmark-sts`` mixed with
+   SICK (``mteb/sickr-sts``) calibrates, STS-B test and STS12-16 test (``mteb/sts1X-sts``) judge the
+   gates. The cache is read first, with no network call; only files missing from it are downloaded,
+   after one short reachability check (no retries); with ``HF_HUB_OFFLINE=1`` the network is never tried;
+5. the set shipped inside the package (``sts_data/``: STS Benchmark rows whose text is CC BY-SA, the
+   image captions and the SNLI pairs; 2,097 gate sentences in 1,250 scored pairs, 891 calibration
+   sentences): the last resort, so a fresh offline machine still builds gated int8 files. It is never used
+   when one of the larger sets above is reachable.
+
+A local folder gives the same texts as the hub from ``sts/stsb-dev.tsv``, ``sts/sick-r-train-trial.tsv`` +
+``sts/sick-r.tsv`` and the test files.
 
 Calibration texts never overlap the held-out texts: any calibration text equal to a held-out text
 (compared lower-cased with punctuation and spaces removed, so MTEB's tokenized copies match the raw
-text) is dropped before calibrating, and the count is recorded. No STS text ships in the package
-(their licences include share-alike and non-commercial parts): it is read from the user's disk or the
-hub cache only.
+text) is dropped before calibrating, and the count is recorded. The only STS text in the package is the
+CC BY-SA set of step 5 (with its licence and attribution in ``sts_data/``); the rest of STS and SICK
+(share-alike, non-commercial and other terms) is read from the user's disk or the hub cache only.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
-import io
 import json
 import logging
 import os
@@ -33,10 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .._files import json_object, read_lines, sha256_file
+from .textfiles import Pair, _read_jsonl, _sha256_file, read_texts
 
 __all__ = [
-    "DATA_ENV", "HUB_CALIBRATION", "HUB_HELDOUT", "HUB_STS_PAIRS", "LOCAL_FILES", "MIN_CALIBRATION_TEXTS",
+    "DATA_ENV", "HUB_CALIBRATION", "HUB_HELDOUT", "HUB_STS_PAIRS", "LOCAL_FILES", "MIN_CALIBRATION_TEXTS", "SHIPPED_DIR",
+    "hub_unreachable",
     "GateDataMissing", "QuantData", "TextSet", "read_texts", "resolve_data", "texts_sha256", "text_key",
 ]
 
@@ -69,8 +74,12 @@ LOCAL_STS_PAIRS = "sts/stsb-test.tsv"
 LOCAL_HELDOUT = (LOCAL_STS_PAIRS, "sts/sts12.tsv", "sts/sts13.tsv", "sts/sts14.tsv", "sts/sts15.tsv", "sts/sts16.tsv")
 LOCAL_FILES = LOCAL_CALIBRATION + LOCAL_CALIBRATION_MIX + LOCAL_HELDOUT
 
-Pair = tuple[float, str, str]
-
+# The set shipped in the package (CC BY-SA; see sts_data/README.md and sts_data/LICENSE.txt).
+SHIPPED_DIR = Path(__file__).parent / "sts_data"
+SHIPPED_GATES = "gates.tsv"
+SHIPPED_CALIBRATION = "calibration.tsv"
+SHIPPED_LABEL = "shipped set (STS Benchmark images + SNLI, CC BY-SA 4.0)"
+HUB_PROBE_TIMEOUT = 3.0  # seconds: the one reachability check before a download
 
 class GateDataMissing(FileNotFoundError):
     """No held-out texts were found to judge the int8 gates (and ``skip_gates`` was not given)."""
@@ -147,129 +156,6 @@ class QuantData:
         return texts_sha256(self.calibration.texts)
 
 
-# --- reading files -------------------------------------------------------------------------------
-
-
-def _sha256_file(path: Path) -> str:
-    return sha256_file(path)
-
-
-def _kind(path: Path) -> str:
-    name = path.name.lower()
-    for suffix, kind in ((".jsonl.gz", "jsonl"), (".jsonl", "jsonl"), (".parquet", "parquet"), (".tsv", "tsv"), (".tsv.gz", "tsv")):
-        if name.endswith(suffix):
-            return kind
-    return "txt"
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")  # type: ignore[return-value]
-    return open(path, encoding="utf-8", newline="")  # type: ignore[return-value]
-
-
-def _records(path: Path, rows: Iterable[dict[str, Any]], text_field: str) -> tuple[list[str], list[Pair]]:
-    """Texts and labelled pairs from dict rows: ``text_field``, or ``sentence1``/``sentence2`` (+ ``score``)."""
-    texts: list[str] = []
-    pairs: list[Pair] = []
-    for i, row in enumerate(rows, 1):
-        if text_field in row:
-            value = row[text_field]
-            if not isinstance(value, str):
-                raise ValueError(f"{path}: row {i}: field {text_field!r} is {type(value).__name__}; expected a string")
-            texts.append(value)
-        elif "sentence1" in row and "sentence2" in row:
-            a, b = row["sentence1"], row["sentence2"]
-            if not isinstance(a, str) or not isinstance(b, str):
-                raise ValueError(f"{path}: row {i}: sentence1/sentence2 must be strings")
-            texts += [a, b]
-            if row.get("score") is not None:
-                pairs.append((float(row["score"]), a, b))
-        else:
-            raise ValueError(
-                f"{path}: row {i} has fields {sorted(row)}; expected a {text_field!r} field (or sentence1, sentence2 and score)"
-            )
-    if pairs and len(pairs) * 2 != len(texts):
-        pairs = []  # mixed rows: use the texts, not a partial pair set
-    return texts, pairs
-
-
-def _read_jsonl(path: Path, text_field: str) -> tuple[list[str], list[Pair]]:
-    def rows() -> Iterable[dict[str, Any]]:
-        for i, line in read_lines(path):
-            if line.strip():
-                yield json_object(line, f"{path}:{i}", text_field)
-
-    return _records(path, rows(), text_field)
-
-
-def _read_parquet(path: Path, text_field: str) -> tuple[list[str], list[Pair]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as e:
-        from onnxembed.extras import install_hint
-
-        raise ImportError(f"{install_hint('parquet')}  (reading parquet calibration or gate files needs the parquet extra: pyarrow)") from e
-    table = pq.read_table(path)
-    cols = set(table.column_names)
-    if text_field in cols:
-        return _records(path, ({text_field: t} for t in table.column(text_field).to_pylist()), text_field)
-    if {"sentence1", "sentence2"} <= cols:
-        names = [c for c in ("sentence1", "sentence2", "score") if c in cols]
-        data = {c: table.column(c).to_pylist() for c in names}
-        return _records(path, (dict(zip(names, vals)) for vals in zip(*data.values())), text_field)
-    raise ValueError(f"{path}: parquet columns {sorted(cols)}; expected a {text_field!r} column (or sentence1, sentence2 and score)")
-
-
-def _read_tsv(path: Path) -> tuple[list[str], list[Pair]]:
-    with _open_text(path) as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header != ["score", "sentence1", "sentence2"]:
-            raise ValueError(f"{path}: header {header}; expected 'score<TAB>sentence1<TAB>sentence2' (labelled pairs, no quoting)")
-        pairs = []
-        for i, r in enumerate(reader, 2):
-            if len(r) != 3:
-                raise ValueError(f"{path}: line {i} has {len(r)} TAB-separated fields; expected 3 (score, sentence1, sentence2)")
-            try:
-                pairs.append((float(r[0]), r[1], r[2]))
-            except ValueError as e:
-                raise ValueError(f"{path}: line {i}: score {r[0]!r} is not a number") from e
-    return [t for _, a, b in pairs for t in (a, b)], pairs
-
-
-def read_texts(path: str | Path, *, text_field: str = "text") -> tuple[list[str], list[Pair]]:
-    """Texts (and labelled pairs, if any) from a file, by its extension.
-
-    - ``.txt`` (or anything else): one text per line; blank lines skipped.
-    - ``.jsonl`` / ``.jsonl.gz``: one JSON object per line with a ``text`` field (or ``sentence1``,
-      ``sentence2`` and ``score``: labelled pairs).
-    - ``.parquet``: a ``text`` column (or ``sentence1``, ``sentence2``, ``score``); needs ``pyarrow``.
-    - ``.tsv``: labelled pairs, header ``score<TAB>sentence1<TAB>sentence2``, no quoting.
-
-    Returns:
-        ``(texts, pairs)``: the texts in file order (duplicates kept), and the ``(score, s1, s2)`` rows
-        (empty unless every row is a labelled pair).
-
-    >>> texts, pairs = read_texts("corpus.txt")  # doctest: +SKIP
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such file; expected a .txt (one text per line), .jsonl or .parquet file, or a .tsv of labelled pairs")
-    kind = _kind(p)
-    if kind == "jsonl":
-        texts, pairs = _read_jsonl(p, text_field)
-    elif kind == "parquet":
-        texts, pairs = _read_parquet(p, text_field)
-    elif kind == "tsv":
-        texts, pairs = _read_tsv(p)
-    else:
-        texts, pairs = [line for _, line in read_lines(p)], []
-    if not any(t.strip() for t in texts):
-        raise ValueError(f"{p}: no texts found; expected at least one non-blank text")
-    return texts, pairs
-
-
 def _file_set(path: str | Path, split: str) -> TextSet:
     p = Path(path).resolve()
     texts, pairs = read_texts(p)
@@ -326,9 +212,43 @@ def _local_set(root: Path, label: str, files: Sequence[str], split: str) -> Text
 # --- the Hugging Face hub ------------------------------------------------------------------------
 
 
-def _hub_file(repo: str, filename: str) -> Path:
-    from huggingface_hub import hf_hub_download
+_HUB_REACHABLE: dict[str, str] = {}  # endpoint -> "" (reachable) or the reason it is not: one check per process
 
+
+def hub_unreachable() -> str:
+    """Why the hub cannot be reached ("" if it can): ``HF_HUB_OFFLINE``, or one short request, no retries."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    endpoint = constants.ENDPOINT
+    if endpoint not in _HUB_REACHABLE:
+        try:
+            from huggingface_hub.utils import get_session
+
+            get_session().head(f"{endpoint}/api/datasets/{HUB_HELDOUT[0][0]}", timeout=HUB_PROBE_TIMEOUT)
+            _HUB_REACHABLE[endpoint] = ""
+        except Exception as e:  # noqa: BLE001 - any failure of the one check means "not reachable now"
+            text = str(e)
+            cause = next((why for key, why in (("NameResolution", "name resolution failed"), ("Name or service not known", "name resolution failed"),
+                                               ("timed out", f"no answer in {HUB_PROBE_TIMEOUT:g} s"), ("Connection refused", "connection refused"))
+                          if key in text), (text.strip().splitlines() or [""])[0][:120])
+            _HUB_REACHABLE[endpoint] = f"{endpoint} not reachable ({type(e).__name__}: {cause})"
+            logger.warning("Hugging Face hub not reachable at %s (%s: %s); using local data only", endpoint, type(e).__name__, cause)
+    return _HUB_REACHABLE[endpoint]
+
+
+def _hub_file(repo: str, filename: str) -> Path:
+    """The dataset file from the cache, else downloaded (after :func:`hub_unreachable` says the hub answers)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo, filename, repo_type="dataset", revision=HUB_REVISION, local_files_only=True))
+    except LocalEntryNotFoundError:
+        why = hub_unreachable()
+        if why:
+            raise FileNotFoundError(f"{repo}/{filename} is not in the Hugging Face cache and {why}") from None
     return Path(hf_hub_download(repo, filename, repo_type="dataset", revision=HUB_REVISION))
 
 
@@ -357,6 +277,19 @@ def _try_hub(entries: Sequence[tuple[str, str, str]], split: str, tried: list[st
         tried.append(f"the Hugging Face hub ({', '.join(sorted({r for r, _, _ in entries}))}): {type(e).__name__}: {first}")
         logger.info("hub data not available: %s", tried[-1])
         return None
+
+
+# --- the shipped set -----------------------------------------------------------------------------
+
+
+def _shipped_set(name: str, split: str) -> TextSet | None:
+    """A file of the set shipped in the package (None if this install lacks it)."""
+    path = SHIPPED_DIR / name
+    if not path.is_file():
+        return None
+    texts, pairs = read_texts(path)
+    return TextSet(tuple(_unique(texts)), tuple(pairs), f"{SHIPPED_LABEL}: onnxembed/quantize/sts_data/{name}", split,
+                   {name: _sha256_file(path)})
 
 
 # --- resolving -----------------------------------------------------------------------------------
@@ -444,6 +377,9 @@ def resolve_data(
             heldout = _try_hub(HUB_HELDOUT, "test", tried)
             if heldout is not None:
                 sts = _hub_set((HUB_STS_PAIRS,), "test")
+            else:
+                heldout = _shipped_set(SHIPPED_GATES, "gates")
+                sts = heldout
         if heldout is None:
             raise GateDataMissing(
                 "int8 variants need held-out texts to judge the accuracy gates, and none were found: "
@@ -463,7 +399,10 @@ def resolve_data(
     else:
         found = _try_hub(HUB_CALIBRATION, "validation", tried)
         mix = _try_hub(HUB_CALIBRATION_MIX, "train+trial+test", tried) if found is not None else None
-        if found is None or mix is None:
+        shipped = _shipped_set(SHIPPED_CALIBRATION, "calibration") if found is None or mix is None else None
+        if shipped is not None:
+            calib = shipped
+        elif found is None or mix is None:
             raise FileNotFoundError(
                 "int8 calibration needs texts, and none were found: no --calibration file, no data_dir, "
                 f"${DATA_ENV} unset, no shared/data beside a source checkout, and {'; '.join(tried)}. "
@@ -472,6 +411,7 @@ def resolve_data(
                 f"{HUB_CALIBRATION[0][0]} and {HUB_CALIBRATION_MIX[0][0]} in the Hugging Face cache (run once online); "
                 "--variants fp32,O1,O2,O3,O4 builds no int8 file"
             )
-        calib, dropped = _mixed(found, mix, heldout)
+        else:
+            calib, dropped = _mixed(found, mix, heldout)
     calib, removed = _no_overlap(calib, heldout)
     return QuantData(calibration=calib, heldout=heldout, sts=sts, overlap_removed=dropped + removed)

@@ -19,7 +19,7 @@ import onnxruntime as ort
 from .batching import Tokens, check_batch_size, check_max_tokens, chunked, plan_batches
 from .errors import ManifestError, ProviderUnavailableError
 from .manifest import Manifest, load_manifest
-from .pooling import cosine_similarity, pool
+from .pooling import cosine_similarity, l2_normalize, pool
 from .progress import Progress, progress_reporter
 from .providers import (
     CPU,
@@ -212,33 +212,43 @@ class Embedder:
         show_progress: Progress = False,
         *,
         max_tokens: int | None | str = "default",
+        prompt: str | None = None,
+        dimensions: int | None = None,
     ) -> F32:
         """Embed texts: :meth:`tokenize`, :meth:`plan_batches`, :meth:`embed_batch` per batch.
 
         Args:
             texts: a string or an iterable of strings.
-            kind: ``"query"`` or ``"passage"`` to add the manifest's prefix (e5 needs it); None
-                embeds the text as given.
+            kind: ``"query"`` or ``"passage"`` to add the manifest's prefix (e5 needs it), or the name
+                of one of the manifest's :attr:`prompts`; None embeds the text as given.
+            prompt: a free text put before every input instead of a kind's (a task instruction, e.g.
+                ``"Instruct: Given a web search query, retrieve relevant passages\nQuery:"``).
             batch_size: most texts per onnxruntime run.
             show_progress: True draws a progress bar on stderr when it is a terminal (else logs at
                 INFO level); a callable gets ``(done, total)``.
             max_tokens: padded-token budget per batch; ``"default"`` is the one given to
                 :meth:`load`, None means no budget.
+            dimensions: keep the first ``dimensions`` values of each embedding (then L2-normalize again
+                when the model normalizes); only sizes the manifest lists in ``dimensions`` (models
+                trained for it, Matryoshka), else ValueError.
 
         Returns:
-            float32 array of shape ``(len(texts), dim)``, always 2-D (a single string gives
+            float32 array of shape ``(len(texts), dimensions or dim)``, always 2-D (a single string gives
             ``(1, dim)``, an empty list ``(0, dim)``), rows in input order.
 
         Raises:
             TypeError: ``texts`` is bytes, an item is not a string (the message names its index),
                 or ``batch_size`` is not an int.
-            ValueError: unknown ``kind``.
+            ValueError: unknown ``kind``, both ``kind`` and ``prompt``, or ``dimensions`` the model
+                was not trained for.
 
         >>> emb.encode(["hello", "world"]).shape  # doctest: +SKIP
         (2, 384)
         """
         items = _as_list(texts)
-        return self._encode_list(items, kind, batch_size, self._budget(max_tokens), show_progress, offset=0)
+        self.check_dimensions(dimensions)
+        prefix = self._prefix(kind, prompt)
+        return self._encode_list(items, prefix, batch_size, self._budget(max_tokens), show_progress, offset=0, dimensions=dimensions)
 
     def encode_queries(self, texts: str | Iterable[str], **kwargs: Any) -> F32:
         """``encode(texts, kind="query")``."""
@@ -256,6 +266,8 @@ class Embedder:
         *,
         chunk_size: int | None = None,
         max_tokens: int | None | str = "default",
+        prompt: str | None = None,
+        dimensions: int | None = None,
     ) -> Iterator[F32]:
         """Embed a stream of texts with bounded memory.
 
@@ -270,9 +282,11 @@ class Embedder:
             raise TypeError(f"encode_iter expects an iterable of str, found a single {type(texts).__name__}; pass [text]")
         size = chunk_size or 32 * batch_size
         budget = self._budget(max_tokens)
+        self.check_dimensions(dimensions)
+        prefix = self._prefix(kind, prompt)
         done = 0
         for chunk in chunked(texts, size):
-            yield self._encode_list(chunk, kind, batch_size, budget, False, offset=done)
+            yield self._encode_list(chunk, prefix, batch_size, budget, False, offset=done, dimensions=dimensions)
             done += len(chunk)
 
     def similarity(self, a: npt.ArrayLike, b: npt.ArrayLike) -> F32:
@@ -281,7 +295,7 @@ class Embedder:
 
     # ------------------------------------------------------------- the stages, for servers and jobs
 
-    def tokenize(self, texts: str | Iterable[str], kind: str | None = None) -> Tokens:
+    def tokenize(self, texts: str | Iterable[str], kind: str | None = None, *, prompt: str | None = None) -> Tokens:
         """Stage 1: texts -> token ids (with the kind's prefix), truncated to :attr:`max_length`.
 
         Thread-safe and independent of the session, so a server can tokenize the next batch while
@@ -296,7 +310,7 @@ class Embedder:
         >>> toks.counts, toks.n_truncated  # doctest: +SKIP
         ([5], 0)
         """
-        return self._tokenize(_as_list(texts), kind, offset=0)
+        return self._tokenize(_as_list(texts), self._prefix(kind, prompt), offset=0)
 
     def plan_batches(
         self, tokens: Tokens | Sequence[int], batch_size: int = 32, *, max_tokens: int | None | str = "default"
@@ -317,7 +331,7 @@ class Embedder:
         lengths = tokens.counts if isinstance(tokens, Tokens) else list(tokens)
         return plan_batches(lengths, batch_size, self._budget(max_tokens))
 
-    def embed_batch(self, ids: Sequence[Sequence[int]], *, normalize: bool | None = None) -> F32:
+    def embed_batch(self, ids: Sequence[Sequence[int]], *, normalize: bool | None = None, dimensions: int | None = None) -> F32:
         """Stage 3: one onnxruntime run over one batch: pad, run, pool, normalize.
 
         ``ids`` are rows of :attr:`Tokens.ids` (for example ``tokens.select(batch).ids``). Returns a
@@ -325,10 +339,11 @@ class Embedder:
         concurrent ``run`` calls on one session and releases the GIL while it runs.
 
         ``normalize`` None follows the manifest (what :meth:`encode` does); True or False forces
-        L2 normalization on or off (a server's per-request ``normalize`` option).
+        L2 normalization on or off (a server's per-request ``normalize`` option). ``dimensions`` keeps
+        the first values of each row (see :meth:`encode`; checked by :meth:`check_dimensions`).
         """
         if not ids:
-            return np.empty((0, self.dim), dtype=np.float32)
+            return np.empty((0, dimensions or self.dim), dtype=np.float32)
         arrays = self._tokenizer.pad(ids, input_names=self._pad_names)
         feed = {
             name: arrays[name].astype(np.int32) if name in self._int32_inputs else arrays[name]
@@ -336,7 +351,12 @@ class Embedder:
         }
         hidden = self._session.run([self._manifest.output_name], feed)[0]
         norm = self._manifest.normalize if normalize is None else bool(normalize)
-        return pool(hidden, arrays["attention_mask"], self._manifest.pooling, norm)
+        pooled = pool(hidden, arrays["attention_mask"], self._manifest.pooling, norm and not dimensions)
+        if dimensions:  # Matryoshka: truncate the pooled vector, then normalize the kept part
+            pooled = np.ascontiguousarray(pooled[:, :dimensions])
+            if norm:
+                pooled = l2_normalize(pooled)
+        return pooled
 
     def embed_tokens(
         self,
@@ -346,6 +366,7 @@ class Embedder:
         max_tokens: int | None | str = "default",
         normalize: bool | None = None,
         show_progress: Progress = False,
+        dimensions: int | None = None,
     ) -> F32:
         """Stages 2 and 3 over all of ``tokens``: :meth:`plan_batches`, then :meth:`embed_batch` per batch.
 
@@ -354,14 +375,15 @@ class Embedder:
         ``tokens.n_truncated``) calls the two itself.
         """
         check_batch_size(batch_size)
-        out = np.empty((len(tokens.ids), self.dim), dtype=np.float32)
+        self.check_dimensions(dimensions)
+        out = np.empty((len(tokens.ids), dimensions or self.dim), dtype=np.float32)
         if not tokens.ids:
             return out
         report = progress_reporter(show_progress, len(tokens.ids))
         done = 0
         try:
             for batch in plan_batches(tokens.counts, batch_size, self._budget(max_tokens)):
-                out[batch] = self.embed_batch([tokens.ids[i] for i in batch], normalize=normalize)
+                out[batch] = self.embed_batch([tokens.ids[i] for i in batch], normalize=normalize, dimensions=dimensions)
                 done += len(batch)
                 report(done)
         finally:
@@ -377,18 +399,45 @@ class Embedder:
             raise ValueError(f"max_tokens must be an int, None or 'default', found {max_tokens!r}")
         return max_tokens
 
-    def _prefix(self, kind: str | None) -> str:
+    @property
+    def prompts(self) -> dict[str, str]:
+        """The text each ``kind`` puts before an input: ``query``/``passage`` and the manifest's named prompts."""
+        return {**{k: self._manifest.prefixes.get(k, "") for k in KINDS}, **self._manifest.prompts}
+
+    @property
+    def dimensions(self) -> tuple[int, ...]:
+        """The output sizes ``encode(dimensions=)`` accepts: the manifest's Matryoshka sizes and :attr:`dim`."""
+        return tuple(sorted({self.dim, *self._manifest.dimensions}, reverse=True))
+
+    def check_dimensions(self, dimensions: int | None) -> None:
+        """Raise ValueError (naming the accepted sizes) unless ``dimensions`` is None or one of :attr:`dimensions`."""
+        if dimensions is None:
+            return
+        if not isinstance(dimensions, int) or isinstance(dimensions, bool):
+            raise TypeError(f"dimensions must be an int or None, found {type(dimensions).__name__} {dimensions!r}")
+        if dimensions not in self.dimensions:
+            why = ("this model was not trained for shorter embeddings (its manifest lists no Matryoshka dimensions)"
+                   if not self._manifest.dimensions else f"the model was trained for {list(self.dimensions)}")
+            raise ValueError(f"dimensions={dimensions} is not supported by {self._manifest.name}: {why}; omit it for {self.dim}")
+
+    def _prefix(self, kind: str | None, prompt: str | None = None) -> str:
+        if prompt is not None:
+            if kind is not None:
+                raise ValueError(f"give kind ({kind!r}) or prompt, not both: prompt replaces the kind's text")
+            if not isinstance(prompt, str):
+                raise TypeError(f"prompt must be a string, found {type(prompt).__name__}")
+            return prompt
         if kind is None:
             return ""
-        if kind not in KINDS:
-            raise ValueError(f"kind must be None, 'query' or 'passage', found {kind!r}")
-        return self._manifest.prefixes.get(kind, "")
+        prompts = self.prompts
+        if kind not in prompts:
+            raise ValueError(f"kind must be None or one of {sorted(prompts)}, found {kind!r}")
+        return prompts[kind]
 
-    def _tokenize(self, items: list[Any], kind: str | None, offset: int) -> Tokens:
+    def _tokenize(self, items: list[Any], prefix: str, offset: int) -> Tokens:
         for i, t in enumerate(items):
             if not isinstance(t, str):
                 raise TypeError(f"texts[{offset + i}] is {type(t).__name__} {t!r:.60}, expected str")
-        prefix = self._prefix(kind)
         if prefix:
             items = [prefix + t for t in items]
         ids, full = self._tokenizer.encode_batch(items, max_length=self.max_length)
@@ -397,10 +446,12 @@ class Embedder:
         return tokens
 
     def _encode_list(
-        self, items: list[Any], kind: str | None, batch_size: int, max_tokens: int | None, progress: Progress, offset: int
+        self, items: list[Any], prefix: str, batch_size: int, max_tokens: int | None, progress: Progress, offset: int,
+        dimensions: int | None = None,
     ) -> F32:
         check_batch_size(batch_size)  # before tokenizing: a bad batch_size fails before the work
-        return self.embed_tokens(self._tokenize(items, kind, offset), batch_size, max_tokens=max_tokens, show_progress=progress)
+        return self.embed_tokens(self._tokenize(items, prefix, offset), batch_size, max_tokens=max_tokens, show_progress=progress,
+                                 dimensions=dimensions)
 
     def _count_truncated(self, n: int, total: int) -> None:
         if not n:

@@ -70,6 +70,11 @@ class Manifest:
     tokenizer_file: str
     variants: dict[str, Variant]
     raw: dict[str, Any]
+    # Named prompts as sentence-transformers stores them (``config_sentence_transformers.json``): a kind
+    # or prompt name -> the text put before the input (e.g. Qwen3's "Instruct: ...\nQuery:"). Optional.
+    prompts: dict[str, str] = field(default_factory=dict)
+    # Output sizes the model was trained to be truncated to (Matryoshka), largest first; () = only ``dim``.
+    dimensions: tuple[int, ...] = ()
 
     def path_of(self, variant: str) -> Path:
         """Absolute path of a variant's file."""
@@ -134,6 +139,13 @@ def parse_manifest(raw: dict[str, Any], root: Path) -> Manifest:
     prefixes = _field(raw, "prefixes", dict, where)
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in prefixes.items()):
         raise ManifestError(f"{where}: prefixes must map strings to strings, found {prefixes!r}")
+    prompts = raw.get("prompts", {})
+    if not isinstance(prompts, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()):
+        raise ManifestError(f"{where}: prompts must map names to strings, found {prompts!r}")
+    dim = _field(raw, "dim", int, where)
+    dims = raw.get("dimensions", [])
+    if not isinstance(dims, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= dim for d in dims):
+        raise ManifestError(f"{where}: dimensions must be a list of ints from 1 to dim={dim}, found {dims!r}")
     variants: dict[str, Variant] = {}
     for vname, vraw in _field(raw, "variants", dict, where).items():
         vwhere = f"{where}: variants.{vname}"
@@ -154,7 +166,7 @@ def parse_manifest(raw: dict[str, Any], root: Path) -> Manifest:
     return Manifest(
         root=root,
         name=_field(raw, "name", str, where),
-        dim=_field(raw, "dim", int, where),
+        dim=dim,
         max_length=_field(raw, "max_length", int, where),
         pooling=pooling,
         normalize=_field(raw, "normalize", bool, where),
@@ -165,6 +177,8 @@ def parse_manifest(raw: dict[str, Any], root: Path) -> Manifest:
         tokenizer_file=_field(raw, "tokenizer", str, where),
         variants=variants,
         raw=raw,
+        prompts=dict(prompts),
+        dimensions=tuple(sorted(set(dims), reverse=True)),
     )
 
 

@@ -1,4 +1,5 @@
-"""Where int8 calibration and gate texts come from: files, data_dir, $ONNXEMBED_DATA, shared/data, the hub cache."""
+"""Where int8 calibration and gate texts come from: files, data_dir, $ONNXEMBED_DATA, shared/data, the hub cache,
+the set shipped in the package."""
 
 from __future__ import annotations
 
@@ -183,6 +184,7 @@ def test_calibration_that_is_all_gate_text_is_an_error(data_dir: Path, tmp_path:
 
 def test_no_gate_data_refuses_unless_skipped(installed: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     no_hub(monkeypatch)
+    monkeypatch.setattr(qdata, "SHIPPED_DIR", tmp_path / "not-installed")  # an install that lost its shipped set
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"Sentence {i} of my own corpus." for i in range(30)), encoding="utf-8")
     with pytest.raises(GateDataMissing, match="none were found") as e:
@@ -245,6 +247,7 @@ def test_skip_gates_writes_the_file_and_says_so(tiny: tuple[Path, dict], tmp_pat
     work, manifest = tiny
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"A sentence about topic {i} for calibration." for i in range(64)), encoding="utf-8")
+    monkeypatch.setattr(qdata, "SHIPPED_DIR", tmp_path / "not-installed")  # no data anywhere, not even the shipped set
     with pytest.raises(GateDataMissing):
         quantize_model(work, "avx512_vnni", out=tmp_path / "x.onnx", manifest=manifest, calibration=corpus)
     assert not (tmp_path / "x.onnx").exists()  # refused before writing
@@ -307,9 +310,23 @@ def test_build_from_a_calibration_file_without_gate_data(model_only_hub: dict[st
     out = tmp_path / "gte-small"
     args = ["build", "gte-small", "--out", str(out), "--registry", str(tiny_registry["registry"]), "--variants", "fp32,qint8_avx512_vnni",
             "--calibration", str(corpus)]
-    refused = run_installed(*args, env=model_only_hub, check=False)
+    # With neither local data nor a hub cache, the shipped set judges the gates and the build says so in one line.
+    built = run_installed(*args, env=model_only_hub)
+    lines = [ln for ln in built.stderr.splitlines() if "gates judged on" in ln]
+    assert len(lines) == 1, built.stderr[-2000:]
+    assert f"calibration on file:{corpus.resolve()} (80 texts)" in lines[0]
+    assert "gates judged on shipped set (STS Benchmark images + SNLI, CC BY-SA 4.0) (2097 sentences, 1250 scored pairs)" in lines[0]
+    acc = json.loads((out / "manifest.json").read_text())["variants"]["qint8_avx512_vnni"]["accuracy"]
+    assert acc["gates_run"] is True and acc["data"]["heldout"]["source"].startswith("shipped set")
+    # An install that lost its shipped set (and has no other data) refuses before the export.
+    lost = ("import sys, onnxembed.quantize.data as d; from pathlib import Path; d._repo_data = lambda: None; "
+            "d.SHIPPED_DIR = Path('/nonexistent'); from onnxembed.cli import main; sys.exit(main(sys.argv[1:]))")
+    full = {k: v for k, v in os.environ.items() if k != "ONNXEMBED_DATA"} | model_only_hub
+    refused = subprocess.run([sys.executable, "-c", lost, *args, "--out", str(tmp_path / "refused")], capture_output=True,
+                             text=True, env=full, timeout=900)
     assert refused.returncode == 2 and "--skip-gates" in refused.stderr and "none were found" in refused.stderr
-    assert "exporting" not in refused.stderr and not out.exists()  # refused before the export, nothing written
+    assert "exporting" not in refused.stderr and not (tmp_path / "refused").exists()  # refused before the export
+    shutil.rmtree(out, ignore_errors=True)
     run_installed(*args, "--skip-gates", env=model_only_hub)
     m = json.loads((out / "manifest.json").read_text())
     e = m["variants"]["qint8_avx512_vnni"]
@@ -340,12 +357,19 @@ def test_spearman_reuses_heldout_embeddings_and_embeds_the_rest() -> None:
     assert got == spearman(np.array([r[0] for r in rows]), cosines(a, b))
 
 
-def test_the_package_ships_no_sts_text() -> None:
+def test_the_package_ships_only_the_cc_by_sa_sts_set_with_its_licence() -> None:
     import tomllib
 
     repo = Path(__file__).resolve().parents[1]
     conf = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
     data_like = (".tsv", ".jsonl", ".gz", ".parquet", ".csv", ".txt")
+    shipped = qdata.SHIPPED_DIR.relative_to(repo).as_posix()
     for folder in conf["package-dir"].values():
-        assert [p.name for p in (repo / folder).rglob("*") if p.name.endswith(data_like)] == [], folder
-    assert all(not pat.endswith(data_like) for pats in conf["package-data"].values() for pat in pats)
+        found = [p.relative_to(repo).as_posix() for p in (repo / folder).rglob("*") if p.name.endswith(data_like)]
+        assert all(f.startswith(shipped + "/") for f in found), (folder, found)
+    allowed = {"sts_data/gates.tsv", "sts_data/calibration.tsv", "sts_data/LICENSE.txt"}
+    for pats in conf["package-data"].values():
+        assert all(not pat.endswith(data_like) or pat in ("sts_data/*.tsv", "sts_data/LICENSE.txt") for pat in pats), pats
+    assert {p.relative_to(qdata.SHIPPED_DIR.parent).as_posix() for p in qdata.SHIPPED_DIR.glob("*") if p.name.endswith(data_like)} == allowed
+    licence = (qdata.SHIPPED_DIR / "LICENSE.txt").read_text(encoding="utf-8")
+    assert "CC BY-SA 4.0" in licence and "PASCAL VOC-2008" in licence and "SNLI" in licence
