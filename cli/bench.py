@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import number, positive_int, progress_bar, read_texts
+from .common import number, positive_int, progress_bar, read_input
 
 __all__ = ["register"]
 
@@ -29,7 +29,7 @@ def _ints(text: str) -> tuple[int, ...]:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from ..bench import bench, plot_result
 
-    texts = [t for t in read_texts(args.input) if t.strip()] if args.input else None
+    texts = [t for t in read_input(args.input) if t.strip()] if args.input else None
     variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
     kwargs: dict[str, Any] = {}
     if args.batch_sizes is not None:

@@ -15,7 +15,7 @@ from onnxembed._logfilter import drop_messages
 from onnxembed.progress import LineDisplay, bar
 
 __all__ = ["CliError", "need_export", "positive_float", "positive_int", "print_manifest_summary", "progress", "progress_bar",
-           "quiet_known_noise", "read_texts"]
+           "quiet_known_noise", "read_input"]
 
 
 class CliError(Exception):
@@ -107,7 +107,7 @@ def print_manifest_summary(folder: Path) -> None:
         print(f"{v.name:<20} {v.file:<36} {_fmt_size(v.size):>9}  {'; '.join(figs)}")
 
 
-def read_texts(path: Path | str, *, stdin: BinaryIO | None = None) -> list[str]:
+def read_input(path: Path | str, *, stdin: BinaryIO | None = None) -> list[str]:
     """Texts for ``--input``: one rule for every subcommand.
 
     - ``-``: standard input, one text per line;

@@ -18,7 +18,7 @@ from onnxembed._files import write_atomic
 from onnxembed.embedder import KINDS
 from onnxembed.progress import progress_reporter
 
-from .common import CliError, positive_int, read_texts
+from .common import CliError, positive_int, read_input
 
 __all__ = ["register"]
 
@@ -30,7 +30,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     if args.input is None and not texts:
         raise CliError("no texts; give TEXT arguments, or --input FILE (.txt one per line, .jsonl, or - for stdin)")
     if args.input is not None:
-        texts.extend(read_texts(args.input))
+        texts.extend(read_input(args.input))
     providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
     emb = Embedder.load(args.dir, variant=args.variant, providers=providers, threads=args.threads, verify=not args.no_verify)
     show = progress_reporter(sys.stderr.isatty(), len(texts))
