@@ -22,13 +22,18 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _wordpiece as wp
-from ._components import AddedToken, Template, alternation, find_added, parse_normalizer, parse_post_processor, parse_pre_tokenizer
+from ._components import AddedToken, Template, alternation, bert_split_punctuation, find_added, parse_post_processor, truncate_pair
+from ._models import parse_model
+from ._normalizers import parse_normalizer
+from ._pipeline import Pipeline
+from ._pretokenizers import parse_pre_tokenizer
 
 logger = logging.getLogger(__name__)
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 _CACHE_SIZE = 200_000
 _BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_PAD_TOKENS = ("[PAD]", "<pad>")
 
 
 class Tokenizer:
@@ -88,8 +93,10 @@ class Tokenizer:
         self._split_raw = (wp.SPLIT_AFTER_CLEAN_RE if normalizer.cleans else wp.SPLIT_RE).split
         self._id_to_token = {i: t for t, i in vocab.items()} | {t.id: t.content for t in self._added.values()}
         self._vocab_size = max(self._id_to_token, default=-1) + 1
-        self._pad_id = pad_token_id if pad_token_id is not None else self._lookup("[PAD]", 0)
+        self._pad_id = pad_token_id if pad_token_id is not None else self._default_pad_id()
         self._cache: dict[str, tuple[int, ...]] = {}
+        self._pipeline: Pipeline | None = None
+        self._kind = "WordPiece"
 
     # ------------------------------------------------------------------ loading
 
@@ -133,12 +140,6 @@ class Tokenizer:
 
     @classmethod
     def _from_config(cls, config: dict[str, Any], source: str) -> Tokenizer:
-        model = config["model"]
-        if model.get("type", "WordPiece") != "WordPiece" or not isinstance(model.get("vocab"), dict):
-            raise ValueError(f"{source}: model {model.get('type')!r} is not supported; only WordPiece (BERT-family) is")
-        vocab = {str(k): int(v) for k, v in model["vocab"].items()}
-        normalizer = parse_normalizer(config.get("normalizer"), source)
-        split_punctuation = parse_pre_tokenizer(config.get("pre_tokenizer"), source)
         added = [
             AddedToken(
                 content=t["content"],
@@ -151,22 +152,40 @@ class Tokenizer:
             )
             for t in config.get("added_tokens") or []
         ]
-        ids = vocab | {t.content: t.id for t in added}
-        template = parse_post_processor(config.get("post_processor"), ids, source)
+        model = parse_model(config["model"], source)
+        normalizer = parse_normalizer(config.get("normalizer"), source)
+        pre_tokenizer = parse_pre_tokenizer(config.get("pre_tokenizer"), source)
+        template = parse_post_processor(config.get("post_processor"), model.vocab | {t.content: t.id for t in added}, source)
         padding = config.get("padding")
         pad_id = int(padding["pad_id"]) if isinstance(padding, dict) and "pad_id" in padding else None
-        logger.debug("tokenizer from %s: %d tokens, normalizer %s", source, len(vocab), normalizer.steps)
-        return cls(
-            vocab,
-            normalizer=normalizer,
-            split_punctuation=split_punctuation,
-            unk_token=model.get("unk_token", "[UNK]"),
-            continuing_subword_prefix=model.get("continuing_subword_prefix") or "##",
-            max_input_chars_per_word=int(model.get("max_input_chars_per_word", 100)),
-            template=template,
-            added_tokens=added,
-            pad_token_id=pad_id,
-        )
+        split_punctuation = bert_split_punctuation(config.get("pre_tokenizer"))
+        logger.debug("tokenizer from %s: %s model, %d tokens", source, type(model).__name__, len(model.vocab))
+        if isinstance(normalizer, wp.Normalizer) and split_punctuation is not None and type(model).__name__ == "WordPiece":
+            options = config["model"]
+            return cls(
+                model.vocab,
+                normalizer=normalizer,
+                split_punctuation=split_punctuation,
+                unk_token=options.get("unk_token", "[UNK]"),
+                continuing_subword_prefix=options.get("continuing_subword_prefix") or "##",
+                max_input_chars_per_word=int(options.get("max_input_chars_per_word", 100)),
+                template=template,
+                added_tokens=added,
+                pad_token_id=pad_id,
+            )
+        tok = cls.__new__(cls)
+        tok._pipeline = Pipeline(normalizer, pre_tokenizer, model, added)
+        tok._vocab = model.vocab
+        tok._normalizer = normalizer
+        tok._template = template
+        tok._added = {t.content: t for t in added if t.content}
+        tok._id_to_token = {i: t for t, i in model.vocab.items()} | {t.id: t.content for t in added}
+        tok._vocab_size = max(tok._id_to_token, default=-1) + 1
+        tok._unk_id = getattr(model, "unk_id", None)
+        tok._pad_id = pad_id if pad_id is not None else tok._default_pad_id()
+        tok._cache = tok._pipeline.cache
+        tok._kind = type(model).__name__
+        return tok
 
     @classmethod
     def _from_vocab_txt(cls, path: Path) -> Tokenizer:
@@ -206,8 +225,8 @@ class Tokenizer:
         return self._pad_id
 
     @property
-    def unk_token_id(self) -> int:
-        """Id of the unknown-word token."""
+    def unk_token_id(self) -> int | None:
+        """Id of the unknown-word token (None for a byte-level BPE without one)."""
         return self._unk_id
 
     @property
@@ -219,6 +238,10 @@ class Tokenizer:
     def sep_token_id(self) -> int | None:
         """First special id the template puts after a sequence (``[SEP]``), or None."""
         return self._template.suffix[0] if self._template.suffix else self._lookup("[SEP]", None)
+
+    def _default_pad_id(self) -> int:
+        found = [i for t in _PAD_TOKENS if (i := self._lookup(t, None)) is not None]
+        return found[0] if found else 0
 
     def _lookup(self, token: str, default: int | None) -> int | None:
         added = self._added.get(token)
@@ -325,7 +348,8 @@ class Tokenizer:
         return self.pad(self.encode_batch(batch, max_length)[0], input_names)
 
     def __repr__(self) -> str:
-        return f"Tokenizer(vocab_size={self._vocab_size}, normalizer={list(self._normalizer.steps)})"
+        steps = list(self._normalizer.steps) if isinstance(self._normalizer, wp.Normalizer) else type(self._normalizer).__name__
+        return f"Tokenizer({self._kind}, vocab_size={self._vocab_size}, normalizer={steps})"
 
     # ------------------------------------------------------------------ internals
 
@@ -344,6 +368,8 @@ class Tokenizer:
         return [*t.prefix, *body, *t.suffix], full
 
     def _encode_body(self, text: str) -> list[int]:
+        if self._pipeline is not None:
+            return self._pipeline.encode(text)
         ids: list[int] = []
         for token, segment in self._split_added(text):
             if token is not None:
