@@ -13,6 +13,7 @@ import re
 import struct
 import sys
 from array import array
+from collections.abc import Callable
 
 from . import _unicode_props as _props
 from ._wordpiece import _char_class, _parse_ranges
@@ -29,11 +30,21 @@ _EXTEND = _cls(_props.GCB_EXTEND)
 _PICT = _cls(_props.EXTENDED_PICTOGRAPHIC)
 _RI = _cls(_props.GCB_REGIONAL_INDICATOR)
 _L, _V, _T, _LV, _LVT = (_cls(getattr(_props, f"GCB_{n}")) for n in ("L", "V", "T", "LV", "LVT"))
+_PREPEND = _cls(_props.GCB_PREPEND)
+_EXTENDERS = _parse_ranges(f"{_props.GCB_EXTEND} 200D {_props.GCB_SPACINGMARK}")
+# Text where every grapheme cluster of under 6 bytes is one character: a CR LF, an extender of at most
+# 2 bytes, a 3-byte extender after a character of at most 2 bytes, or a Prepend character is needed
+# to form a longer one. Otherwise the cluster rule reduces to a per-character mapping.
+_MULTI_CLUSTER_RE = re.compile(
+    rf"\r\n|[{_char_class([(a, min(b, 0x7FF)) for a, b in _EXTENDERS if a <= 0x7FF])}]"
+    rf"|[\x00-\u07ff][{_char_class([(max(a, 0x800), b) for a, b in _EXTENDERS if b > 0x7FF])}]|[{_PREPEND}]"
+)
 # UAX #29 extended grapheme clusters (GB3-GB13 without the Indic conjunct rule GB9c, which only
 # joins clusters of 6 bytes or more, all looked up character by character anyway).
+_SPACE_JOINED_RE = re.compile(rf"[{_PREPEND}] | [{_char_class(_EXTENDERS)}]")
 GRAPHEME_RE = re.compile(
     rf"\r\n|[\r\n{_CONTROL}]"
-    rf"|[{_cls(_props.GCB_PREPEND)}]*"
+    rf"|[{_PREPEND}]*"
     rf"(?:[{_RI}][{_RI}]|[{_PICT}](?:[{_EXTEND}]*\u200d[{_PICT}])*"
     rf"|[{_L}]*(?:[{_V}]+|[{_LV}][{_V}]*|[{_LVT}])[{_T}]*|[{_L}]+|[{_T}]+|[^\r\n{_CONTROL}])"
     rf"[{_EXTEND}\u200d{_cls(_props.GCB_SPACINGMARK)}]*"
@@ -58,7 +69,10 @@ class Precompiled:
         self._units = units
         self._outputs = blob[4 + trie_size :]
         self._clusters: dict[str, str] = {}
-        self._starts: dict[str, bool] = {}
+        self._words: dict[str, str] = {}
+        self._chars = _CharMap(self._lookup)
+        ascii_keys = "".join(chr(c) for c in range(1, 128) if self._lookup(chr(c)) is not None)
+        self._ascii_keys_re = re.compile(f"[{re.escape(ascii_keys)}]") if ascii_keys else None
 
     def _lookup(self, chunk: str) -> str | None:
         """The output of the shortest key that is a prefix of ``chunk``, or None (``transform``)."""
@@ -82,23 +96,6 @@ class Precompiled:
             return None
         return None
 
-    def _starts_key(self, ch: str) -> bool:
-        """Whether some key begins with ``ch`` (only then can a cluster holding it change)."""
-        known = self._starts.get(ch)
-        if known is None:
-            units = self._units
-            unit = units[0]
-            pos = (unit >> 10) << ((unit & 512) >> 6)
-            known = True
-            for byte in ch.encode("utf-8", "surrogatepass"):
-                pos ^= byte
-                if byte == 0 or pos >= len(units) or units[pos] & 0x800000FF != byte:
-                    known = False
-                    break
-                pos ^= (units[pos] >> 10) << ((units[pos] & 512) >> 6)
-            self._starts[ch] = known
-        return known
-
     def _cluster(self, match: re.Match[str]) -> str:
         cluster = match.group()
         out = self._clusters.get(cluster)
@@ -111,7 +108,34 @@ class Precompiled:
         return out
 
     def __call__(self, text: str) -> str:
-        starts = self._starts_key
-        if not any(starts(ch) for ch in set(text)):
+        if text.isascii() and (self._ascii_keys_re is None or self._ascii_keys_re.search(text) is None):
             return text
-        return GRAPHEME_RE.sub(self._cluster, text)
+        if _MULTI_CLUSTER_RE.search(text) is None:
+            return text.translate(self._chars)
+        if _SPACE_JOINED_RE.search(text) is not None:  # a cluster spans a space: no word-wise shortcut
+            return GRAPHEME_RE.sub(self._cluster, text)
+        words = self._words
+        out = []
+        for word in text.split(" "):  # clusters never span a space here: map word by word, cached
+            mapped = words.get(word)
+            if mapped is None:
+                mapped = GRAPHEME_RE.sub(self._cluster, word) if _MULTI_CLUSTER_RE.search(word) else word.translate(self._chars)
+                if len(words) < _CACHE_SIZE:
+                    words[word] = mapped
+            out.append(mapped)
+        return " ".join(out)
+
+
+class _CharMap(dict):  # type: ignore[type-arg]
+    """``str.translate`` table filled on demand: code point -> its own output, or itself if it is no key."""
+
+    def __init__(self, lookup: Callable[[str], str | None]) -> None:
+        super().__init__()
+        self._lookup = lookup
+
+    def __missing__(self, code: int) -> str | int:
+        out = self._lookup(chr(code))
+        value = code if out is None else out
+        if len(self) < _CACHE_SIZE:
+            self[code] = value
+        return value

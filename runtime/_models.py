@@ -48,13 +48,13 @@ class Unigram:
 
     def __init__(self, config: dict[str, Any], source: str) -> None:
         pieces = config["vocab"]
-        self.vocab: dict[str, int] = {}
-        scores = []
-        for i, (piece, score) in enumerate(pieces):
-            self.vocab[piece] = i
-            scores.append(float(score))
+        tokens = [p for p, _ in pieces]
+        scores = [s if type(s) is float else float(s) for _, s in pieces]
+        self.vocab: dict[str, int] = dict(zip(tokens, range(len(tokens))))
         self._scores = scores
-        self._max_len = max(map(len, self.vocab), default=1)
+        # first character -> length of the longest piece starting with it (bounds the Viterbi's lookups)
+        longest = {p[0]: len(p) for p in sorted(tokens, key=len) if p}
+        self._longest = longest
         unk_id = config.get("unk_id")
         self.unk_id = int(unk_id) if unk_id is not None else None
         self._unk_score = min(scores, default=0.0) - _UNK_PENALTY
@@ -64,14 +64,14 @@ class Unigram:
         n = len(piece)
         if n == 0:
             return ()
-        get, scores, max_len, unk_score = self.vocab.get, self._scores, self._max_len, self._unk_score
+        get, scores, longest, unk_score = self.vocab.get, self._scores, self._longest.get, self._unk_score
         best = [0.0] * (n + 1)
         start_of = [-1] * (n + 1)
         unk_node = [False] * (n + 1)
         for i in range(n):
             base = best[i]
             single = False
-            for j in range(i + 1, min(n, i + max_len) + 1):
+            for j in range(i + 1, min(n, i + longest(piece[i], 0)) + 1):
                 tid = get(piece[i:j])
                 if tid is not None:
                     score = base + scores[tid]

@@ -22,8 +22,9 @@ class Pipeline:
 
     def __init__(self, normalizer: Normalize, pre_tokenizer: PreTokenizer, model: Model, added_tokens: Sequence[AddedToken]) -> None:
         self._normalize = normalizer
-        self._split = pre_tokenizer.split
-        self._tokenize = model.tokenize
+        transform = pre_tokenizer.transform
+        self._split = pre_tokenizer.split_raw if transform is not None else pre_tokenizer.split
+        self._tokenize = model.tokenize if transform is None else (lambda piece: model.tokenize(transform(piece)))
         added = {t.content: t for t in added_tokens if t.content}
         self._raw = {c: t for c, t in added.items() if not t.normalized}
         self._raw_re = alternation(self._raw)

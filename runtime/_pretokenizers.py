@@ -10,20 +10,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from . import _unicode_props as _props
 from . import _wordpiece as wp
-from ._onig import GPT2_PATTERN, UnsupportedPatternError, compile_onig
+from ._onig import GPT2_PATTERN, OnigPattern, UnsupportedPatternError, compile_onig
 
 BEHAVIORS = ("Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous")
 
 
-class PreTokenizer(Protocol):
-    def split(self, text: str, at_start: bool) -> list[str]: ...
+class PreTokenizer:
+    """Base: ``split`` gives the model's pieces; ``split_raw`` the same pieces before ``transform``.
+
+    A pre-tokenizer whose last step maps each piece on its own (ByteLevel's bytes-as-characters) exposes
+    that step as ``transform``, so the caller can cache ids by the raw piece and skip the mapping.
+    """
+
+    transform: Callable[[str], str] | None = None
+
+    def split(self, text: str, at_start: bool) -> list[str]:
+        raise NotImplementedError
+
+    def split_raw(self, text: str, at_start: bool) -> list[str]:
+        return self.split(text, at_start)
 
 
-def split_by(text: str, pattern: re.Pattern[str], behavior: str, invert: bool = False) -> list[str]:
+def split_by(text: str, pattern: re.Pattern[str] | OnigPattern, behavior: str, invert: bool = False) -> list[str]:
     """Split ``text`` at the matches of ``pattern`` with a Rust ``SplitDelimiterBehavior``."""
     if not text:
         return []
@@ -80,10 +92,10 @@ def _char_re(ranges: str, run: bool = False) -> re.Pattern[str]:
     return re.compile(f"[{wp._char_class(wp._parse_ranges(ranges))}]{'+' if run else ''}")
 
 
-class Split:
+class Split(PreTokenizer):
     """Split at a literal string or an Oniguruma regex."""
 
-    def __init__(self, pattern: re.Pattern[str], behavior: str, invert: bool) -> None:
+    def __init__(self, pattern: re.Pattern[str] | OnigPattern, behavior: str, invert: bool) -> None:
         if behavior not in BEHAVIORS:
             raise ValueError(f"split behavior {behavior!r} is not one of {BEHAVIORS}")
         self._pattern, self._behavior, self._invert = pattern, behavior, invert
@@ -92,7 +104,7 @@ class Split:
         return split_by(text, self._pattern, self._behavior, self._invert)
 
 
-class BertPre:
+class BertPre(PreTokenizer):
     """BertPreTokenizer (punctuation isolated) or WhitespaceSplit."""
 
     def __init__(self, punctuation: bool) -> None:
@@ -102,7 +114,7 @@ class BertPre:
         return wp.split_words(text, self._punctuation)
 
 
-class Whitespace:
+class Whitespace(PreTokenizer):
     """Runs of word characters, and runs of other non-space characters (Rust ``regex`` crate classes)."""
 
     def __init__(self) -> None:
@@ -113,7 +125,7 @@ class Whitespace:
         return self._findall(text)
 
 
-class Metaspace:
+class Metaspace(PreTokenizer):
     """Spaces become ``replacement``; prepend it (always / first segment / never); split before each one."""
 
     def __init__(self, replacement: str, prepend_scheme: str, split: bool) -> None:
@@ -155,32 +167,44 @@ def byte_chars(text: str) -> str:
     return text.encode("utf-8", "surrogatepass").decode("latin-1").translate(_LATIN1_TO_BYTE_CHARS)
 
 
-class ByteLevel:
+class ByteLevel(PreTokenizer):
     """Optional prefix space, GPT-2's regex split (``use_regex``), then bytes as characters."""
 
     def __init__(self, add_prefix_space: bool, use_regex: bool) -> None:
         self._prefix = add_prefix_space
         self._regex = compile_onig(GPT2_PATTERN) if use_regex else None
 
-    def split(self, text: str, at_start: bool) -> list[str]:
+    transform = staticmethod(byte_chars)
+
+    def split_raw(self, text: str, at_start: bool) -> list[str]:
         if self._prefix and not text.startswith(" "):
             text = " " + text
-        pieces = split_by(text, self._regex, "Isolated") if self._regex is not None else ([text] if text else [])
-        return [byte_chars(p) for p in pieces]
+        return split_by(text, self._regex, "Isolated") if self._regex is not None else ([text] if text else [])
+
+    def split(self, text: str, at_start: bool) -> list[str]:
+        return [byte_chars(p) for p in self.split_raw(text, at_start)]
 
 
-class SequenceOf:
+class SequenceOf(PreTokenizer):
     """Apply pre-tokenizers in order, each to every piece of the previous one."""
 
     def __init__(self, parts: Sequence[PreTokenizer]) -> None:
         self._parts = tuple(parts)
+        self.transform = parts[-1].transform if parts else None
 
     def split(self, text: str, at_start: bool) -> list[str]:
+        return self._run(text, at_start, raw_last=False)
+
+    def split_raw(self, text: str, at_start: bool) -> list[str]:
+        return self._run(text, at_start, raw_last=True)
+
+    def _run(self, text: str, at_start: bool, raw_last: bool) -> list[str]:
         pieces = [text] if text else []
-        for part in self._parts:
+        for k, part in enumerate(self._parts):
+            step = part.split_raw if raw_last and k == len(self._parts) - 1 else part.split
             out: list[str] = []
             for i, piece in enumerate(pieces):
-                out += part.split(piece, at_start and i == 0 and text.startswith(piece))
+                out += step(piece, at_start and i == 0 and text.startswith(piece))
             pieces = out
         return pieces
 

@@ -179,8 +179,8 @@ class Tokenizer:
         tok._normalizer = normalizer
         tok._template = template
         tok._added = {t.content: t for t in added if t.content}
-        tok._id_to_token = {i: t for t, i in model.vocab.items()} | {t.id: t.content for t in added}
-        tok._vocab_size = max(tok._id_to_token, default=-1) + 1
+        tok._id_to_token = None  # built on first use by tokenize()
+        tok._vocab_size = max([*model.vocab.values(), *(t.id for t in added)], default=-1) + 1
         tok._unk_id = getattr(model, "unk_id", None)
         tok._pad_id = pad_id if pad_id is not None else tok._default_pad_id()
         tok._cache = tok._pipeline.cache
@@ -255,6 +255,8 @@ class Tokenizer:
         >>> tok.tokenize("Unaffable!")  # doctest: +SKIP
         ['una', '##ffa', '##ble', '!']
         """
+        if self._id_to_token is None:
+            self._id_to_token = {i: t for t, i in self._vocab.items()} | {t.id: t.content for t in self._added.values()}
         return [self._id_to_token[i] for i in self._encode_body(_check_text(text, None))]
 
     def encode(self, text: str, max_length: int | None = None) -> list[int]:
