@@ -302,14 +302,64 @@ class Tokenizer:
             lengths.append(full)
         return ids, lengths
 
+    def encode_pair(self, first: str, second: str, max_length: int | None = None) -> tuple[list[int], list[int]]:
+        """Ids and token type ids of a text pair in the template's pair form (e.g. ``[CLS] A [SEP] B [SEP]``).
+
+        Args:
+            first: The first text (a query, for a reranker).
+            second: The second text (a passage).
+            max_length: Truncate to this many ids, special tokens included, cutting the longer text
+                first as the Rust library's ``longest_first`` does; None keeps all.
+
+        Returns:
+            ``(ids, type_ids)``.
+
+        Raises:
+            TypeError: If a text is not a str.
+            ValueError: If the tokenizer has no pair template, or ``max_length`` cannot hold the special tokens.
+
+        >>> tok.encode_pair("a query", "a passage")  # doctest: +SKIP
+        ([101, 1037, 23032, 102, 1037, 6019, 102], [0, 0, 0, 0, 1, 1, 1])
+        """
+        ids, types = self.encode_pair_batch([(first, second)], max_length)
+        return ids[0], types[0]
+
+    def encode_pair_batch(
+        self, pairs: Iterable[tuple[str, str]], max_length: int | None = None
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """:meth:`encode_pair` over many pairs: ``(ids, type_ids)``, one row per pair (pad with :meth:`pad`)."""
+        form = self._template.pair
+        if form is None:
+            raise ValueError("this tokenizer's post_processor has no pair template; encode_pair needs one (e.g. TemplateProcessing with 'pair')")
+        if max_length is not None and (not isinstance(max_length, (int, np.integer)) or max_length < form.n_special):
+            raise ValueError(f"max_length must be None or an int >= {form.n_special} (room for the pair's special tokens), got {max_length!r}")
+        ids, types = [], []
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"pairs[{i}] is {type(pair).__name__}, expected a (str, str) pair")
+            a = self._encode_body(_check_text(pair[0], i))
+            b = self._encode_body(_check_text(pair[1], i))
+            if max_length is not None:
+                n1, n2 = truncate_pair(len(a), len(b), int(max_length) - form.n_special)
+                a, b = a[:n1], b[:n2]
+            row, row_types = form.build(a, b)
+            ids.append(row)
+            types.append(row_types)
+        return ids, types
+
     def pad(
-        self, ids_list: Sequence[Sequence[int]], input_names: Sequence[str] = INPUT_NAMES
+        self,
+        ids_list: Sequence[Sequence[int]],
+        input_names: Sequence[str] = INPUT_NAMES,
+        type_ids: Sequence[Sequence[int]] | None = None,
     ) -> dict[str, npt.NDArray[np.int64]]:
         """Pad encoded sequences to the longest one, as int64 model inputs.
 
         Args:
-            ids_list: Encoded sequences (from :meth:`encode_batch`).
+            ids_list: Encoded sequences (from :meth:`encode_batch` or :meth:`encode_pair_batch`).
             input_names: Which of ``input_ids``, ``attention_mask``, ``token_type_ids`` to return.
+            type_ids: Token type ids per sequence (from :meth:`encode_pair_batch`); None derives them
+                from the single-sequence template.
 
         Returns:
             Arrays of shape ``(len(ids_list), longest)`` keyed by input name.
@@ -330,7 +380,10 @@ class Tokenizer:
         if "token_type_ids" in input_names:
             types = np.zeros((len(ids_list), width), dtype=np.int64)
             t = self._template
-            if any(t.prefix_types) or any(t.suffix_types) or t.sequence_type:
+            if type_ids is not None:
+                for i, row_types in enumerate(type_ids):
+                    types[i, : len(row_types)] = row_types
+            elif any(t.prefix_types) or any(t.suffix_types) or t.sequence_type:
                 for i, row in enumerate(ids_list):
                     types[i, : len(row)] = t.type_ids(len(row))
             out["token_type_ids"] = types

@@ -207,8 +207,10 @@ def corpus(n: int = 20_000, seed: int = 17) -> list[str]:
             text = rng.choice(("", " ", "  ")).join(parts)
         elif kind == 4:
             text = rng.choice(words) + _unknown_run(rng) + " " + rng.choice(words)
-        elif kind == 5:  # longer than any model's length
-            text = " ".join(rng.choice(words) for _ in range(rng.randrange(200, 700)))
+        elif kind == 5 and i % 16 == 5:  # longer than any model's length (512)
+            text = " ".join(rng.choice(words) for _ in range(rng.randrange(150, 400)))
+        elif kind == 5:
+            text = " ".join(rng.choice(SCRIPTS) for _ in range(rng.randrange(1, 4)))
         elif kind == 6:
             text = "".join(rng.choice(SPECIAL + [" ", "a", "Z", "1", ".", "'"]) for _ in range(rng.randrange(1, 30)))
         else:
