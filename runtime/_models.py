@@ -6,12 +6,64 @@ loops below run once per distinct pre-token.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import _wordpiece as wp
 
 _UNK_PENALTY = 10.0  # K_UNK_PENALTY of models/unigram/model.rs
+
+
+_U64_MAX = (1 << 64) - 1
+_POW10 = [float(f"1e{i}") for i in range(309)]
+
+
+def serde_f64(text: str) -> float:
+    """The f64 that ``serde_json`` (without ``float_roundtrip``, as the Rust library builds it) reads from ``text``.
+
+    It accumulates the decimal digits in a u64, converts that to f64 and divides by a power of ten: two
+    roundings, so it can be one ulp away from Python's correctly rounded ``float(text)``. Unigram scores
+    must match to the ulp, or ties in the Viterbi search break differently.
+    """
+    body = text[1:] if text[:1] == "-" else text
+    point = body.find(".")
+    if point < 0 or "e" in body or "E" in body or len(body) > 21:
+        return _serde_f64_general(text)
+    significand = int(body[:point] + body[point + 1 :])
+    if significand > _U64_MAX:
+        return _serde_f64_general(text)
+    value = float(significand) / _POW10[len(body) - point - 1]
+    return -value if body is not text else value
+
+
+def _serde_f64_general(text: str) -> float:
+    m = re.fullmatch(r"(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?", text)
+    if m is None:
+        return float(text)
+    significand, exponent, overflow = 0, 0, False
+    for k, digit in enumerate(m.group(2) + (m.group(3) or "")):
+        in_fraction = k >= len(m.group(2))
+        if not overflow and significand * 10 + int(digit) <= _U64_MAX:
+            significand = significand * 10 + int(digit)
+            exponent -= in_fraction
+        else:
+            overflow = True
+            exponent += not in_fraction
+    if m.group(3) is None and m.group(4) is None and not overflow:
+        return float(text)
+    exponent += int(m.group(4) or 0)
+    value = float(significand)
+    while True:
+        if abs(exponent) < len(_POW10):
+            value = value * _POW10[exponent] if exponent >= 0 else value / _POW10[-exponent]
+            break
+        if value == 0.0 or exponent >= 0:
+            value = value * _POW10[308] if exponent >= 0 else value
+            break
+        value /= 1e308
+        exponent += 308
+    return -value if m.group(1) else value
 
 
 class Model(Protocol):
@@ -49,7 +101,7 @@ class Unigram:
     def __init__(self, config: dict[str, Any], source: str) -> None:
         pieces = config["vocab"]
         tokens = [p for p, _ in pieces]
-        scores = [s if type(s) is float else float(s) for _, s in pieces]
+        scores = [serde_f64(s if type(s) is str else repr(float(s))) for _, s in pieces]
         self.vocab: dict[str, int] = dict(zip(tokens, range(len(tokens))))
         self._scores = scores
         # first character -> length of the longest piece starting with it (bounds the Viterbi's lookups)
@@ -118,7 +170,7 @@ class BPE:
     """Byte-pair merges by rank (lowest first, leftmost on ties), with the Rust library's options."""
 
     def __init__(self, config: dict[str, Any], source: str) -> None:
-        if config.get("dropout") not in (None, 0, 0.0):
+        if config.get("dropout") is not None and float(config["dropout"]) != 0.0:
             raise ValueError(f"{source}: BPE dropout={config['dropout']} is random at encode time; only dropout null is supported")
         self.vocab = {str(k): int(v) for k, v in config["vocab"].items()}
         self._unk = config.get("unk_token")

@@ -24,6 +24,7 @@ class Pipeline:
         self._normalize = normalizer
         transform = pre_tokenizer.transform
         self._split = pre_tokenizer.split_raw if transform is not None else pre_tokenizer.split
+        self._needs_start = pre_tokenizer.needs_start
         self._tokenize = model.tokenize if transform is None else (lambda piece: model.tokenize(transform(piece)))
         added = {t.content: t for t in added_tokens if t.content}
         self._raw = {c: t for c, t in added.items() if not t.normalized}
@@ -49,6 +50,10 @@ class Pipeline:
         return ids
 
     def _encode_segment(self, segment: str, at_start: bool, out: list[int]) -> None:
+        if at_start and self._needs_start and segment:
+            # The library asks whether the normalized text still begins at original offset 0: not if
+            # the normalizer deleted the first character (a stripped space, a removed control).
+            at_start = self._normalize(segment[0]) != ""
         normalized = self._normalize(segment)
         if self._norm_re is None:
             self._encode_pieces(normalized, at_start, out)

@@ -27,6 +27,7 @@ class PreTokenizer:
     """
 
     transform: Callable[[str], str] | None = None
+    needs_start = False  # whether ``at_start`` matters (Metaspace's "first" scheme)
 
     def split(self, text: str, at_start: bool) -> list[str]:
         raise NotImplementedError
@@ -130,6 +131,7 @@ class Metaspace(PreTokenizer):
 
     def __init__(self, replacement: str, prepend_scheme: str, split: bool) -> None:
         self._rep, self._scheme, self._split = replacement, prepend_scheme, split
+        self.needs_start = prepend_scheme == "first"
 
     def split(self, text: str, at_start: bool) -> list[str]:
         if not text:
@@ -177,6 +179,8 @@ class ByteLevel(PreTokenizer):
     transform = staticmethod(byte_chars)
 
     def split_raw(self, text: str, at_start: bool) -> list[str]:
+        if not text:  # the library's prepend does nothing on an empty string
+            return []
         if self._prefix and not text.startswith(" "):
             text = " " + text
         return split_by(text, self._regex, "Isolated") if self._regex is not None else ([text] if text else [])
@@ -191,6 +195,7 @@ class SequenceOf(PreTokenizer):
     def __init__(self, parts: Sequence[PreTokenizer]) -> None:
         self._parts = tuple(parts)
         self.transform = parts[-1].transform if parts else None
+        self.needs_start = any(p.needs_start for p in parts)
 
     def split(self, text: str, at_start: bool) -> list[str]:
         return self._run(text, at_start, raw_last=False)

@@ -131,12 +131,26 @@ class Tokenizer:
         if p.suffix == ".txt":
             return cls._from_vocab_txt(p)
         try:
-            config = json.loads(p.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
             raise ValueError(f"{p} is not a valid tokenizer.json ({e}); expected the JSON written by Hugging Face tokenizers") from e
+        return cls.from_str(text, source=str(p))
+
+    @classmethod
+    def from_str(cls, text: str, source: str = "<string>") -> Tokenizer:
+        """Load from the text of a ``tokenizer.json`` (``source`` names it in error messages).
+
+        Floats are kept as written and read as the Rust library reads them (Unigram scores).
+
+        >>> Tokenizer.from_str(Path("tokenizer.json").read_text())  # doctest: +SKIP
+        """
+        try:
+            config = json.loads(text, parse_float=str)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{source} is not a valid tokenizer.json ({e}); expected the JSON written by Hugging Face tokenizers") from e
         if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-            raise ValueError(f"{p} has no 'model' object; expected the JSON written by Hugging Face tokenizers")
-        return cls._from_config(config, source=str(p))
+            raise ValueError(f"{source} has no 'model' object; expected the JSON written by Hugging Face tokenizers")
+        return cls._from_config(config, source=source)
 
     @classmethod
     def _from_config(cls, config: dict[str, Any], source: str) -> Tokenizer:
