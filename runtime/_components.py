@@ -80,6 +80,22 @@ class Template:
 
 
 
+def parse_added_tokens(entries: list[dict[str, Any]] | None) -> list[AddedToken]:
+    """The ``added_tokens`` entries (``normalized`` defaults to not ``special``, as in the library)."""
+    return [
+        AddedToken(
+            content=t["content"],
+            id=int(t["id"]),
+            single_word=bool(t.get("single_word", False)),
+            lstrip=bool(t.get("lstrip", False)),
+            rstrip=bool(t.get("rstrip", False)),
+            normalized=bool(t.get("normalized", not t.get("special", False))),
+            special=bool(t.get("special", False)),
+        )
+        for t in entries or []
+    ]
+
+
 def alternation(contents: Iterable[str]) -> re.Pattern[str] | None:
     """A regex matching any of ``contents``, longest first (the reference's leftmost-longest matching)."""
     ordered = sorted(set(contents), key=lambda s: (-len(s), s))

@@ -67,23 +67,17 @@ def split_by(text: str, pattern: re.Pattern[str] | OnigPattern, behavior: str, i
             else:
                 kept.append([s, e])
             previous = matched
-    elif behavior == "MergedWithPrevious":
+    elif behavior in ("MergedWithPrevious", "MergedWithNext"):
+        forward = behavior == "MergedWithPrevious"  # a delimiter joins the piece before it (or after it)
         previous = False
-        for s, e, matched in spans:
+        for s, e, matched in spans if forward else reversed(spans):
             if matched and not previous and kept:
-                kept[-1][1] = e
+                kept[-1][1 if forward else 0] = e if forward else s
             else:
                 kept.append([s, e])
             previous = matched
-    elif behavior == "MergedWithNext":
-        previous = False
-        for s, e, matched in reversed(spans):
-            if matched and not previous and kept:
-                kept[-1][0] = s
-            else:
-                kept.append([s, e])
-            previous = matched
-        kept.reverse()
+        if not forward:
+            kept.reverse()
     else:
         raise ValueError(f"split behavior {behavior!r} is not one of {BEHAVIORS}")
     return [text[s:e] for s, e in kept if e > s]

@@ -22,7 +22,16 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _wordpiece as wp
-from ._components import AddedToken, Template, alternation, bert_split_punctuation, find_added, parse_post_processor, truncate_pair
+from ._components import (
+    AddedToken,
+    Template,
+    alternation,
+    bert_split_punctuation,
+    find_added,
+    parse_added_tokens,
+    parse_post_processor,
+    truncate_pair,
+)
 from ._models import parse_model
 from ._normalizers import parse_normalizer
 from ._pipeline import Pipeline
@@ -154,18 +163,7 @@ class Tokenizer:
 
     @classmethod
     def _from_config(cls, config: dict[str, Any], source: str) -> Tokenizer:
-        added = [
-            AddedToken(
-                content=t["content"],
-                id=int(t["id"]),
-                single_word=bool(t.get("single_word", False)),
-                lstrip=bool(t.get("lstrip", False)),
-                rstrip=bool(t.get("rstrip", False)),
-                normalized=bool(t.get("normalized", not t.get("special", False))),
-                special=bool(t.get("special", False)),
-            )
-            for t in config.get("added_tokens") or []
-        ]
+        added = parse_added_tokens(config.get("added_tokens"))
         model = parse_model(config["model"], source)
         normalizer = parse_normalizer(config.get("normalizer"), source)
         pre_tokenizer = parse_pre_tokenizer(config.get("pre_tokenizer"), source)

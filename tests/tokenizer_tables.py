@@ -17,16 +17,7 @@ from pathlib import Path
 
 ALL = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
 TARGET = Path(__file__).resolve().parents[1] / "runtime" / "_unicode_props.py"
-
-
-def ranges(codes: set[int]) -> str:
-    spans: list[list[int]] = []
-    for c in sorted(codes):
-        if spans and spans[-1][1] == c - 1:
-            spans[-1][1] = c
-        else:
-            spans.append([c, c])
-    return " ".join(f"{a:X}" if a == b else f"{a:X}-{b:X}" for a, b in spans)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def onig_class(pattern: str, candidates: list[str] = ALL) -> set[int]:
@@ -76,7 +67,9 @@ def regex_class(prop: str) -> set[int]:
 
 
 def block(name: str, codes: set[int], doc: str) -> str:
-    lines = textwrap.wrap(ranges(codes), 96, break_on_hyphens=False) or [""]
+    from test_tokenizer import _format_ranges
+
+    lines = textwrap.wrap(_format_ranges(codes), 120, break_on_hyphens=False) or [""]
     body = "\n".join(f"    {line + ' ' if i < len(lines) - 1 else line!r}" for i, line in enumerate(lines))
     return f"# {doc}\n{name} = (\n{body}\n)\n"
 
