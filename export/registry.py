@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..catalog import ALL_VARIANTS, FP32
 from ..pooling import POOLERS
 from ..quantize.presets import DEFAULT_GATES
 
@@ -15,9 +16,9 @@ __all__ = ["ModelSpec", "RegistryError", "load_registry", "dump_registry", "get_
 
 REGISTRY_FILE = "models.yaml"
 REGISTRY_ENV = "ONNXEMBED_REGISTRY"
-ARCHITECTURES = ("bert", "distilbert")
+ARCHITECTURES = ("bert", "distilbert", "mpnet")
 POOLINGS = tuple(POOLERS)
-SOURCES = ("hub", "package", "local")
+SOURCES = ("hub", "package", "pypi-parts", "local")
 GATE_KEYS = tuple(DEFAULT_GATES)
 
 # field -> (type, required)
@@ -26,6 +27,7 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "id": (str, True),
     "revision": (str, True),
     "package_path": (str, False),
+    "parts": (int, False),
     "alt_sources": (list, False),
     "architecture": (str, True),
     "hidden_size": (int, True),
@@ -40,6 +42,7 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "gates": (dict, False),
     "prompts": (dict, False),
     "dimensions": (list, False),
+    "skip_variants": (dict, False),
 }
 
 
@@ -66,15 +69,17 @@ class ModelSpec:
     prefixes: dict[str, str]
     license: str
     package_path: str | None = None
+    parts: int | None = None  # source pypi-parts: how many split-zip parts (ID-001 .. ID-00N)
     alt_sources: tuple[str, ...] = ()
     gates: dict[str, float] = field(default_factory=dict)
     prompts: dict[str, str] = field(default_factory=dict)  # named prompts (sentence-transformers' "prompts")
     dimensions: tuple[int, ...] = ()  # Matryoshka sizes the model was trained for (besides embedding_dim)
+    skip_variants: dict[str, str] = field(default_factory=dict)  # variant -> why the default build leaves it out
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        """The inputs the exported graph takes: DistilBERT has no token_type_ids."""
-        if self.architecture == "distilbert":
+        """The inputs the exported graph takes: DistilBERT and MPNet have no token_type_ids."""
+        if self.architecture in ("distilbert", "mpnet"):
             return ("input_ids", "attention_mask")
         return ("input_ids", "attention_mask", "token_type_ids")
 
@@ -121,6 +126,12 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
     if not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= raw["embedding_dim"] for d in dims):
         raise RegistryError(f"{where}: entry {name!r} field 'dimensions' must list ints from 1 to embedding_dim "
                             f"{raw['embedding_dim']}, found {dims!r}")
+    skip = raw.get("skip_variants", {})
+    if not all(k in ALL_VARIANTS and k != FP32 and isinstance(v, str) and v for k, v in skip.items()):
+        raise RegistryError(f"{where}: entry {name!r} field 'skip_variants' must map variant names (not fp32) to the reason, "
+                            f"found {skip!r}; variants: {list(ALL_VARIANTS)}")
+    if raw["source"] == "pypi-parts" and ("parts" not in raw or "package_path" not in raw or raw["parts"] < 1):
+        raise RegistryError(f"{where}: entry {name!r} has source 'pypi-parts' but no 'parts' (>= 1) or no 'package_path' (the folder in the zip)")
     if raw["source"] == "package" and "package_path" not in raw:
         raise RegistryError(f"{where}: entry {name!r} has source 'package' but no 'package_path' (import_name/folder)")
     gates = raw.get("gates", {})
@@ -143,10 +154,12 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
         prefixes=dict(prefixes),
         license=raw["license"],
         package_path=raw.get("package_path"),
+        parts=raw.get("parts"),
         alt_sources=tuple(raw.get("alt_sources", ())),
         gates={k: float(v) for k, v in gates.items()},
         prompts=dict(prompts),
         dimensions=tuple(sorted(set(dims), reverse=True)),
+        skip_variants=dict(skip),
     )
 
 
@@ -206,7 +219,7 @@ def dump_registry(specs: dict[str, ModelSpec], path: str | Path) -> Path:
     for name, spec in specs.items():
         d = spec.as_dict()
         d.pop("name")
-        for key in ("package_path", "alt_sources", "gates", "prompts", "dimensions"):
+        for key in ("package_path", "parts", "alt_sources", "gates", "prompts", "dimensions", "skip_variants"):
             if not d[key]:
                 d.pop(key)
         models[name] = d

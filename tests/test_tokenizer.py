@@ -386,12 +386,11 @@ def test_bad_inputs_raise_clear_errors(ours: Tokenizer) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda c: c.update(normalizer={"type": "NFKC"}), r"normalizer 'NFKC' is not supported; supported: BertNormalizer"),
-        (lambda c: c.update(normalizer={"type": "Sequence", "normalizers": [{"type": "NFD"}, {"type": "Replace"}]}), r"normalizer 'Replace'"),
-        (lambda c: c.update(pre_tokenizer={"type": "Whitespace"}), r"pre_tokenizer 'Whitespace' is not supported; supported: BertPreTokenizer"),
-        (lambda c: c.update(pre_tokenizer=None), r"pre_tokenizer None is not supported"),
-        (lambda c: c["model"].update(type="BPE"), r"model 'BPE' is not supported; only WordPiece"),
-        (lambda c: c.update(post_processor={"type": "RobertaProcessing"}), r"post_processor 'RobertaProcessing' is not supported"),
+        (lambda c: c.update(normalizer={"type": "ByteLevel"}), r"normalizer 'ByteLevel' is not supported; supported: BertNormalizer"),
+        (lambda c: c.update(normalizer={"type": "Sequence", "normalizers": [{"type": "NFD"}, {"type": "Nmt"}]}), r"normalizer 'Nmt'"),
+        (lambda c: c.update(pre_tokenizer={"type": "UnicodeScripts"}), r"pre_tokenizer 'UnicodeScripts' is not supported; supported: BertPreTokenizer"),
+        (lambda c: c["model"].update(type="WordLevel"), r"model 'WordLevel' is not supported; supported: WordPiece, Unigram, BPE"),
+        (lambda c: c.update(post_processor={"type": "Unknown"}), r"post_processor 'Unknown' is not supported"),
         (lambda c: c["model"].update(unk_token="<unk>"), r"unk_token '<unk>' is not in the vocabulary"),
     ],
 )
