@@ -8,7 +8,6 @@ the checkpoint's sentence-transformers files, as sentence-transformers itself wo
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -16,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..manifest import sha256_file
 from .registry import ModelSpec, RegistryError, load_registry
 
 __all__ = ["Checkpoint", "resolve_checkpoint", "read_sentence_transformers_config", "weights_sha256"]
@@ -39,11 +39,7 @@ def weights_sha256(folder: Path) -> str:
     for name in WEIGHT_FILES:
         p = folder / name
         if p.is_file():
-            h = hashlib.sha256()
-            with open(p, "rb") as f:
-                while block := f.read(1 << 20):
-                    h.update(block)
-            return h.hexdigest()
+            return sha256_file(p)
     raise FileNotFoundError(f"{folder} has no weights file; expected one of {list(WEIGHT_FILES)}")
 
 
