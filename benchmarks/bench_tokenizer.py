@@ -96,11 +96,11 @@ def load_cost(path: Path) -> tuple[float, float]:
     import subprocess
     import sys
 
-    code = (
-        "import time, resource, onnxembed\n"
-        "def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096 / 1e6\n"
-        f"r0 = rss(); t0 = time.perf_counter(); tok = onnxembed.Tokenizer.from_file({str(path)!r}); t1 = time.perf_counter()\n"
-        "print(t1 - t0, max(rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3) - r0)"
+    code = (  # VmHWM: this process's peak RSS (ru_maxrss would include the parent's, inherited at fork)
+        "import time, onnxembed\n"
+        "def peak(): return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1e3\n"
+        f"r0 = peak(); t0 = time.perf_counter(); tok = onnxembed.Tokenizer.from_file({str(path)!r}); t1 = time.perf_counter()\n"
+        "print(t1 - t0, peak() - r0)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     return float(out[0]), float(out[1])

@@ -16,38 +16,37 @@ from array import array
 from collections.abc import Callable
 
 from . import _unicode_props as _props
+from ._onig import char_set
 from ._wordpiece import _char_class, _parse_ranges
 
 _CACHE_SIZE = 100_000
 
 
-def _cls(text: str) -> str:
-    return _char_class(_parse_ranges(text))
+def _set(*tables: str, negated: bool = False) -> str:
+    """A regex item for the union of range tables (BMP and astral parts apart: see ``_onig.char_set``)."""
+    return char_set([r for t in tables for r in _parse_ranges(t)], negated)
 
 
-_CONTROL = _cls(_props.GCB_CONTROL)
-_EXTEND = _cls(_props.GCB_EXTEND)
-_PICT = _cls(_props.EXTENDED_PICTOGRAPHIC)
-_RI = _cls(_props.GCB_REGIONAL_INDICATOR)
-_L, _V, _T, _LV, _LVT = (_cls(getattr(_props, f"GCB_{n}")) for n in ("L", "V", "T", "LV", "LVT"))
-_PREPEND = _cls(_props.GCB_PREPEND)
+_PREPEND = _set(_props.GCB_PREPEND)
 _EXTENDERS = _parse_ranges(f"{_props.GCB_EXTEND} 200D {_props.GCB_SPACINGMARK}")
 # Text where every grapheme cluster of under 6 bytes is one character: a CR LF, an extender of at most
 # 2 bytes, a 3-byte extender after a character of at most 2 bytes, or a Prepend character is needed
 # to form a longer one. Otherwise the cluster rule reduces to a per-character mapping.
 _MULTI_CLUSTER_RE = re.compile(
     rf"\r\n|[{_char_class([(a, min(b, 0x7FF)) for a, b in _EXTENDERS if a <= 0x7FF])}]"
-    rf"|[\x00-\u07ff][{_char_class([(max(a, 0x800), b) for a, b in _EXTENDERS if b > 0x7FF])}]|[{_PREPEND}]"
+    rf"|[\x00-\u07ff]{char_set([(max(a, 0x800), b) for a, b in _EXTENDERS if b > 0x7FF])}|{_PREPEND}"
 )
+_SPACE_JOINED_RE = re.compile(rf"{_PREPEND} | {char_set(_EXTENDERS)}")
 # UAX #29 extended grapheme clusters (GB3-GB13 without the Indic conjunct rule GB9c, which only
 # joins clusters of 6 bytes or more, all looked up character by character anyway).
-_SPACE_JOINED_RE = re.compile(rf"[{_PREPEND}] | [{_char_class(_EXTENDERS)}]")
+_EXTEND, _PICT, _RI = _set(_props.GCB_EXTEND), _set(_props.EXTENDED_PICTOGRAPHIC), _set(_props.GCB_REGIONAL_INDICATOR)
+_L, _V, _T, _LV, _LVT = (_set(getattr(_props, f"GCB_{n}")) for n in ("L", "V", "T", "LV", "LVT"))
 GRAPHEME_RE = re.compile(
-    rf"\r\n|[\r\n{_CONTROL}]"
-    rf"|[{_PREPEND}]*"
-    rf"(?:[{_RI}][{_RI}]|[{_PICT}](?:[{_EXTEND}]*\u200d[{_PICT}])*"
-    rf"|[{_L}]*(?:[{_V}]+|[{_LV}][{_V}]*|[{_LVT}])[{_T}]*|[{_L}]+|[{_T}]+|[^\r\n{_CONTROL}])"
-    rf"[{_EXTEND}\u200d{_cls(_props.GCB_SPACINGMARK)}]*"
+    rf"\r\n|{_set('A D', _props.GCB_CONTROL)}"
+    rf"|{_PREPEND}*"
+    rf"(?:{_RI}{_RI}|{_PICT}(?:{_EXTEND}*\u200d{_PICT})*"
+    rf"|{_L}*(?:{_V}+|{_LV}{_V}*|{_LVT}){_T}*|{_L}+|{_T}+|{_set('A D', _props.GCB_CONTROL, negated=True)})"
+    rf"{_set(_props.GCB_EXTEND, '200D', _props.GCB_SPACINGMARK)}*"
 )
 
 
@@ -108,8 +107,11 @@ class Precompiled:
         return out
 
     def __call__(self, text: str) -> str:
-        if text.isascii() and (self._ascii_keys_re is None or self._ascii_keys_re.search(text) is None):
-            return text
+        if text.isascii():  # only a CR LF makes a multi-character cluster
+            if self._ascii_keys_re is None or self._ascii_keys_re.search(text) is None:
+                return text
+            if "\r\n" not in text:
+                return text.translate(self._chars)
         if _MULTI_CLUSTER_RE.search(text) is None:
             return text.translate(self._chars)
         if _SPACE_JOINED_RE.search(text) is not None:  # a cluster spans a space: no word-wise shortcut

@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import numpy as np
+
 from . import _wordpiece as wp
 
 _UNK_PENALTY = 10.0  # K_UNK_PENALTY of models/unigram/model.rs
@@ -35,6 +37,16 @@ def serde_f64(text: str) -> float:
         return _serde_f64_general(text)
     value = float(significand) / _POW10[len(body) - point - 1]
     return -value if body is not text else value
+
+
+def serde_f64_all(texts: list[str]) -> list[float]:
+    """:func:`serde_f64` of many decimal strings, vectorized where they all read ``[-]digits.digits``."""
+    if all("." in t and len(t) <= 20 and "e" not in t and "E" not in t for t in texts):
+        significands = np.array([int(t.replace(".", "", 1)) for t in texts], dtype=np.float64)
+        scale = np.array(_POW10[:22] + [0.0], dtype=np.float64)[np.minimum([len(t) - t.index(".") - 1 for t in texts], 22)]
+        if scale.all():
+            return (significands / scale).tolist()  # type: ignore[no-any-return]
+    return [serde_f64(t) for t in texts]
 
 
 def _serde_f64_general(text: str) -> float:
@@ -101,7 +113,7 @@ class Unigram:
     def __init__(self, config: dict[str, Any], source: str) -> None:
         pieces = config["vocab"]
         tokens = [p for p, _ in pieces]
-        scores = [serde_f64(s if type(s) is str else repr(float(s))) for _, s in pieces]
+        scores = serde_f64_all([s if type(s) is str else repr(float(s)) for _, s in pieces])
         self.vocab: dict[str, int] = dict(zip(tokens, range(len(tokens))))
         self._scores = scores
         # first character -> length of the longest piece starting with it (bounds the Viterbi's lookups)

@@ -72,7 +72,7 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in out]
 
 
-def _emit(ranges: list[tuple[int, int]], negated: bool, ascii_only: bool) -> str:
+def char_set(ranges: list[tuple[int, int]], negated: bool = False, ascii_only: bool = False) -> str:
     """A Python ``re`` item for a set of code points; astral ranges go in their own class.
 
     Python's ``re`` compiles a class wholly inside the BMP to a bitmap, but one reaching past U+FFFF to a
@@ -131,7 +131,7 @@ def _translate(pattern: str, ascii_only: bool) -> re.Pattern[str]:
         if ch == "\\":
             ranges, negated, after = escape_class(i)
             if ranges is not None:
-                out.append(_emit(ranges, negated, ascii_only))
+                out.append(char_set(ranges, negated, ascii_only))
                 i = after
             elif pattern[i + 1 : i + 2] in ("b", "B", "A", "z", "Z"):
                 if pattern[i + 1] in "bB":
@@ -179,7 +179,7 @@ def _translate(pattern: str, ascii_only: bool) -> re.Pattern[str]:
                     items.append((low, high))
                 else:
                     items.append((low, low))
-            out.append(_emit(items, negated, ascii_only))
+            out.append(char_set(items, negated, ascii_only))
             continue
         if ch == "(":
             if pattern.startswith("(?i:", i):

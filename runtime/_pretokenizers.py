@@ -236,6 +236,7 @@ PRE_TOKENIZERS: dict[str, Callable[[dict[str, Any], str], PreTokenizer]] = {
     "Metaspace": _metaspace,
     "ByteLevel": lambda c, s: ByteLevel(bool(c.get("add_prefix_space", True)), bool(c.get("use_regex", True))),
     "Split": _split,
+    "CharDelimiterSplit": lambda c, s: Split(re.compile(re.escape(c["delimiter"])), "Removed", False),
     "Punctuation": lambda c, s: Split(_char_re(wp._tables.PUNCTUATION), c.get("behavior", "Isolated"), False),
     "Digits": lambda c, s: Split(_char_re(_props.RUST_NUMERIC, run=not c.get("individual_digits", False)), "Isolated", False),
     "Sequence": lambda c, s: SequenceOf([parse_pre_tokenizer(p, s) for p in c.get("pretokenizers") or []]),

@@ -139,11 +139,10 @@ class Tokenizer:
             raise FileNotFoundError(f"tokenizer file {p} does not exist; expected a tokenizer.json, a vocab.txt or a folder")
         if p.suffix == ".txt":
             return cls._from_vocab_txt(p)
-        try:
-            text = p.read_text(encoding="utf-8")
+        try:  # no local name for the text: from_str drops it once parsed (a large file's peak memory)
+            return cls.from_str(p.read_text(encoding="utf-8"), source=str(p))
         except UnicodeDecodeError as e:
             raise ValueError(f"{p} is not a valid tokenizer.json ({e}); expected the JSON written by Hugging Face tokenizers") from e
-        return cls.from_str(text, source=str(p))
 
     @classmethod
     def from_str(cls, text: str, source: str = "<string>") -> Tokenizer:
@@ -155,6 +154,7 @@ class Tokenizer:
         """
         try:
             config = json.loads(text, parse_float=str)
+            del text
         except json.JSONDecodeError as e:
             raise ValueError(f"{source} is not a valid tokenizer.json ({e}); expected the JSON written by Hugging Face tokenizers") from e
         if not isinstance(config, dict) or not isinstance(config.get("model"), dict):

@@ -9,6 +9,7 @@ ids with truncation and padding off, and the padded, truncated batch arrays.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -79,26 +80,51 @@ def _compare_padded(tok: Tokenizer, ref_padded: Any, texts: Sequence[str], max_l
 # ------------------------------------------------------------------------------------ real files
 
 
+@functools.lru_cache(maxsize=None)
+def _ours(name: str) -> Tokenizer:
+    return Tokenizer.from_file(_real_path(name))
+
+
+def _windows_joined(encoding: Any, prefix: int, suffix: int) -> list[int]:
+    """The untruncated ids of a truncated, padded single-sequence encoding: its window and the
+    overflowing windows (stride 0) joined, each without padding and special tokens."""
+    body: list[int] = []
+    for window in (encoding, *encoding.overflowing):
+        n = sum(window.attention_mask)
+        body += window.ids[prefix : n - suffix]
+    n = sum(encoding.attention_mask)
+    return [*encoding.ids[:prefix], *body, *encoding.ids[n - suffix : n]]
+
+
 @pytest.mark.parametrize("name", REAL)
 def test_real_file_matches_reference_on_the_corpus(name: str, corpus: list[str]) -> None:
-    path = _real_path(name)
-    tok = Tokenizer.from_file(path)
-    ours = tok.encode_batch(corpus)[0]
-    theirs = [e.ids for e in _reference(path).encode_batch_fast(corpus)]
-    assert not _mismatches(corpus, ours, theirs), _mismatches(corpus, ours, theirs)
-    max_length = REAL[name]
+    """One library pass, truncated and padded, gives both forms: the padded arrays as they are, and the
+    untruncated ids from the overflowing windows (checked against a pass without truncation below)."""
+    path, tok, max_length = _real_path(name), _ours(name), REAL[name]
+    prefix, suffix = len(tok._template.prefix), len(tok._template.suffix)
     ref = _reference(path, max_length, tok.pad_token_id)
-    assert not _compare_padded(tok, ref, corpus, max_length), _compare_padded(tok, ref, corpus, max_length)
-    assert sum(len(row) > max_length for row in ours) > 100  # the corpus does exercise truncation
+    ours_full, theirs_full, bad_padded = tok.encode_batch(corpus)[0], [], []
+    for start in range(0, len(corpus), 1000):
+        chunk = corpus[start : start + 1000]
+        encodings = ref.encode_batch_fast(chunk)
+        theirs_full += [_windows_joined(e, prefix, suffix) for e in encodings]
+        ours = tok(chunk, max_length=max_length)
+        for key, attr in (("input_ids", "ids"), ("attention_mask", "attention_mask"), ("token_type_ids", "type_ids")):
+            if not np.array_equal(ours[key], np.array([getattr(e, attr) for e in encodings], dtype=np.int64)):
+                bad_padded.append(f"texts {start}..{start + len(chunk)}: {key} differs")
+    assert not _mismatches(corpus, ours_full, theirs_full), _mismatches(corpus, ours_full, theirs_full)
+    assert not bad_padded, bad_padded[:5]
+    assert sum(len(row) > max_length for row in ours_full) > 100  # the corpus does exercise truncation
+    direct = [e.ids for e in _reference(path).encode_batch_fast(corpus[:2000])]
+    assert theirs_full[:2000] == direct  # the windows joined are the library's untruncated ids
 
 
 @pytest.mark.parametrize("name", REAL)
 def test_real_file_pairs_match_reference(name: str, corpus: list[str]) -> None:
     """Pairs in the template's pair form with ``longest_first`` truncation (texts kept short: the
     library builds every combination of overflowing windows for a pair)."""
-    path = _real_path(name)
-    tok = Tokenizer.from_file(path)
-    short = [t[:300] for t in corpus[:2000]]
+    path, tok = _real_path(name), _ours(name)
+    short = [t[:300] for t in corpus[:1000]]
     pairs = list(zip(short[::2], short[1::2]))
     for max_length in (None, 24, 128):
         ids, types = tok.encode_pair_batch(pairs, max_length)
@@ -112,12 +138,12 @@ def test_real_file_pairs_match_reference(name: str, corpus: list[str]) -> None:
 
 
 def test_real_file_properties() -> None:
-    e5 = Tokenizer.from_file(_real_path("xlmr_unigram"))
+    e5 = _ours("xlmr_unigram")
     assert (e5.vocab_size, e5.pad_token_id, e5.unk_token_id, e5.cls_token_id, e5.sep_token_id) == (250002, 1, 3, 0, 2)
-    mpnet = Tokenizer.from_file(_real_path("mpnet_wordpiece"))
+    mpnet = _ours("mpnet_wordpiece")
     assert (mpnet.pad_token_id, mpnet.unk_token_id, mpnet.cls_token_id, mpnet.sep_token_id) == (1, 104, 0, 2)
     assert mpnet.encode("hello " * 500, max_length=384)[-1] == 2 and len(mpnet.encode("hello " * 500, max_length=384)) == 384
-    qwen = Tokenizer.from_file(_real_path("qwen_bpe"))
+    qwen = _ours("qwen_bpe")
     assert qwen.encode("Hello world")[-1] == 151643 and qwen.unk_token_id is None
     assert "Unigram" in repr(e5) and "BPE" in repr(qwen)
 
@@ -305,7 +331,7 @@ def test_pair_api_errors(tmp_path: Path) -> None:
     tok = Tokenizer.from_file(path)
     with pytest.raises(ValueError, match="no pair template"):
         tok.encode_pair("a", "a")
-    mpnet = Tokenizer.from_file(_real_path("mpnet_wordpiece"))
+    mpnet = _ours("mpnet_wordpiece")
     with pytest.raises(ValueError, match=r"max_length must be None or an int >= 4"):
         mpnet.encode_pair("a", "b", max_length=3)
     with pytest.raises(TypeError, match=r"pairs\[0\] is str"):
