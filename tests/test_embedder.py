@@ -205,8 +205,8 @@ def test_non_string_item_is_a_type_error_naming_its_index(tiny: Embedder) -> Non
         tiny.encode([b"bytes"])
 
 
-def test_kind_adds_the_manifest_prefix(all_artifacts: Path) -> None:
-    folder = all_artifacts / "e5-small-unsupervised"
+def test_kind_adds_the_manifest_prefix(tiny_e5_artifacts: Path) -> None:
+    folder = tiny_e5_artifacts
     m = load_manifest(folder)
     assert m.prefixes == {"query": "query: ", "passage": "passage: "}
     emb = Embedder.load(folder, variant="fp32")
