@@ -106,10 +106,26 @@ def tiny_registry(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Pat
 # ------------------------------------------------------------------------ built folders, one each
 
 
-def build_one(tmp_path_factory: pytest.TempPathFactory, tiny_registry: dict, name: str, variants: str | None = None) -> Path:
+@pytest.fixture(scope="session")
+def tiny_build_data(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> list[str]:
+    """``--calibration`` / ``--gate-data`` for the tiny models: 200 STS-B dev rows and 300 STS-B test pairs.
+
+    A random checkpoint's gates (``RANDOM_WEIGHT_GATES``) only check that int8 stays the same model, so
+    the tiny builds judge them on a sample instead of the 21,166 held-out sentences (a third of the
+    CPU time); the real model's build (``default_artifacts``) and ``test_data`` use the full data chain.
+    """
+    root = tmp_path_factory.mktemp("tiny-build-data")
+    for name, src, rows in (("calibration.tsv", "stsb-dev.tsv", 200), ("gates.tsv", "stsb-test.tsv", 300)):
+        lines = (data_dir / "sts" / src).read_text(encoding="utf-8").splitlines(keepends=True)
+        (root / name).write_text("".join(lines[: rows + 1]), encoding="utf-8")  # the header and the first rows
+    return ["--calibration", str(root / "calibration.tsv"), "--gate-data", str(root / "gates.tsv")]
+
+
+def build_one(tmp_path_factory: pytest.TempPathFactory, tiny_registry: dict, name: str, variants: str | None = None,
+              data: list[str] | None = None) -> Path:
     """``onnxembed build NAME`` from the tiny registry into a folder of its own (every variant unless given)."""
     out = tmp_path_factory.mktemp(f"build-{name}") / name
-    args = ["build", name, "--out", str(out), "--registry", str(tiny_registry["registry"])]
+    args = ["build", name, "--out", str(out), "--registry", str(tiny_registry["registry"]), *(data or ())]
     run_cli(*args, *(("--variants", variants) if variants else ()), env=tiny_registry["env"], timeout=1800)
     return out
 
@@ -123,15 +139,15 @@ def default_artifacts(tmp_path_factory: pytest.TempPathFactory, real_checkpoint:
 
 
 @pytest.fixture(scope="session")
-def tiny_bert_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_registry: dict) -> Path:
+def tiny_bert_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_registry: dict, tiny_build_data: list[str]) -> Path:
     """gte-small at tiny size with every variant, built through the offline hub path."""
-    return build_one(tmp_path_factory, tiny_registry, "gte-small")
+    return build_one(tmp_path_factory, tiny_registry, "gte-small", data=tiny_build_data)
 
 
 @pytest.fixture(scope="session")
-def tiny_distilbert_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_registry: dict) -> Path:
+def tiny_distilbert_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_registry: dict, tiny_build_data: list[str]) -> Path:
     """multi-qa-distilbert-cos-v1 at tiny size (no token_type_ids input) with every variant."""
-    return build_one(tmp_path_factory, tiny_registry, "multi-qa-distilbert-cos-v1")
+    return build_one(tmp_path_factory, tiny_registry, "multi-qa-distilbert-cos-v1", data=tiny_build_data)
 
 
 @pytest.fixture(scope="session")

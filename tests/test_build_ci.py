@@ -30,10 +30,11 @@ def hub_registry(tiny_registry: dict, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="module")
-def built_all(hub_registry: Path, tiny_registry: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``onnxembed build --all`` over that registry."""
+def built_all(hub_registry: Path, tiny_registry: dict, tiny_build_data: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``onnxembed build --all`` over that registry (int8 judged on the tiny models' sample, see conftest)."""
     root = tmp_path_factory.mktemp("build-all")
-    run_cli("build", "--all", "--variants", SOME, "--out", str(root), "--registry", str(hub_registry), env=tiny_registry["env"], timeout=1800)
+    run_cli("build", "--all", "--variants", SOME, "--out", str(root), "--registry", str(hub_registry), *tiny_build_data, env=tiny_registry["env"],
+            timeout=1800)
     return root
 
 
@@ -49,9 +50,9 @@ def test_build_all_writes_every_model_and_a_report(built_all: Path) -> None:
         assert m.raw["fingerprint"]["variants"].keys() == m.variants.keys()
 
 
-def test_rebuild_with_unchanged_inputs_is_skipped(built_all: Path, hub_registry: Path, tiny_registry: dict) -> None:
+def test_rebuild_with_unchanged_inputs_is_skipped(built_all: Path, hub_registry: Path, tiny_registry: dict, tiny_build_data: list[str]) -> None:
     before = {p: p.stat().st_mtime_ns for p in built_all.rglob("*.onnx")}
-    proc = run_cli("build", "--all", "--variants", SOME, "--out", str(built_all), "--registry", str(hub_registry), env=tiny_registry["env"])
+    proc = run_cli("build", "--all", "--variants", SOME, "--out", str(built_all), "--registry", str(hub_registry), *tiny_build_data, env=tiny_registry["env"])
     report = json.loads((built_all / "build-report.json").read_text())
     assert {r["status"] for r in report["models"]} == {"skipped"}
     assert all(r["reason"] == "inputs unchanged" for r in report["models"])
@@ -136,10 +137,10 @@ def test_one_failure_does_not_stop_the_others(tiny_registry: dict, tmp_path: Pat
     assert proc.returncode == 1 and not (tmp_path / "ff" / "gte-small").exists()
 
 
-def test_same_inputs_give_byte_identical_onnx_files(tiny_registry: dict, tiny_bert_artifacts: Path, tmp_path: Path) -> None:
-    """Rebuild gte-small (every variant) into another folder: every .onnx file must hash the same."""
+def test_same_inputs_give_byte_identical_onnx_files(tiny_registry: dict, tiny_bert_artifacts: Path, tiny_build_data: list[str], tmp_path: Path) -> None:
+    """Rebuild gte-small (every variant, the same data) into another folder: every .onnx file must hash the same."""
     out = tmp_path / "again"
-    run_cli("build", "gte-small", "--out", str(out), "--registry", str(tiny_registry["registry"]), env=tiny_registry["env"])
+    run_cli("build", "gte-small", "--out", str(out), "--registry", str(tiny_registry["registry"]), *tiny_build_data, env=tiny_registry["env"])
     first, second = load_manifest(tiny_bert_artifacts), load_manifest(out)
     assert first.variants.keys() == second.variants.keys() and len(first.variants) >= 1
     differ = [n for n in first.variants if first.variants[n].sha256 != second.variants[n].sha256]
