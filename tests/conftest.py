@@ -134,7 +134,7 @@ def build_one(tmp_path_factory: pytest.TempPathFactory, tiny_registry: dict, nam
 def default_artifacts(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path, data_dir: Path) -> Path:
     """The embedded real model (all-MiniLM-L6-v2) with every variant, int8 gated on the held-out data."""
     out = tmp_path_factory.mktemp("build-real") / "all-minilm-l6-v2"
-    run_cli("build", "all-minilm-l6-v2", "--out", str(out), env={"HF_HUB_OFFLINE": "1", "ONNXEMBED_DATA": str(data_dir)}, timeout=1800)
+    run_cli("build", "all-minilm-l6-v2", "--out", str(out), env={"HF_HUB_OFFLINE": "1", "ONNXEMBED_DATA": str(data_dir)}, timeout=3600)
     return out
 
 

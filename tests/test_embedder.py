@@ -21,6 +21,8 @@ from onnxembed.embedder import Embedder
 from onnxembed.manifest import load_manifest
 from onnxembed.pooling import cosine_similarity
 
+from reference import onnxruntime_embeddings  # tests/ is on sys.path (pytest rootdir mode)
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRICKY = [
     "",
@@ -135,36 +137,10 @@ def test_token_budget_caps_every_batch(tiny: Embedder, monkeypatch: pytest.Monke
     assert [w for _, w in shapes] == sorted((w for _, w in shapes), reverse=True)  # longest first
 
 
-def _reference_embeddings(folder: Path, texts: list[str]) -> np.ndarray:
-    """The folder's fp32 embeddings computed without onnxembed: the Rust tokenizer, a plain onnxruntime
-    session and mean pooling written here in numpy."""
-    import onnxruntime as ort
-    from tokenizers import Tokenizer as RustTokenizer
-
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["pooling"] == "mean"
-    tok = RustTokenizer.from_file(str(folder / "tokenizer.json"))
-    tok.enable_truncation(manifest["max_length"])
-    tok.no_padding()
-    session = ort.InferenceSession(str(folder / manifest["variants"]["fp32"]["file"]), providers=["CPUExecutionProvider"])
-    graph_inputs = {i.name for i in session.get_inputs()}
-    out = []
-    for enc in tok.encode_batch(texts):  # one text at a time: no padding to get wrong
-        feed = {"input_ids": np.array([enc.ids], dtype=np.int64), "attention_mask": np.array([enc.attention_mask], dtype=np.int64),
-                "token_type_ids": np.array([enc.type_ids], dtype=np.int64)}
-        hidden = session.run(None, {k: v for k, v in feed.items() if k in graph_inputs})[0][0].astype(np.float64)
-        mask = np.array(enc.attention_mask, dtype=np.float64)[:, None]
-        out.append((hidden * mask).sum(0) / mask.sum())
-    vecs = np.array(out)
-    if manifest["normalize"]:
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    return vecs
-
-
 def test_embed_tokens_matches_an_independent_computation(tiny: Embedder, tiny_bert_artifacts: Path) -> None:
     """embed_tokens (batched, padded, budgeted) against the Rust tokenizer + a raw session + numpy pooling."""
     texts = [("word " * n).strip() for n in (1, 40, 3, 17, 0, 90)] + TRICKY
-    ref = _reference_embeddings(tiny_bert_artifacts, texts)
+    ref = onnxruntime_embeddings(tiny_bert_artifacts, "onnx/model.onnx", texts, normalize=False)
     toks = tiny.tokenize(texts)
     for kw in ({"batch_size": 4, "max_tokens": 64}, {"batch_size": 32, "max_tokens": None}, {"batch_size": 1}):
         got = tiny.embed_tokens(toks, normalize=False, **kw)

@@ -102,8 +102,9 @@ class Server:
     def text(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
+    def stop(self, sig: int | None = signal.SIGTERM, timeout: float = 60) -> int:
+        """Send ``sig`` (None: none, the process is already stopping) and wait for the exit status."""
+        if sig is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout)
@@ -234,6 +235,27 @@ def test_tei_embed_and_info(server: Server, real: Embedder, texts: list[str]) ->
     models = httpx.get(server.url + "/v1/models", headers=AUTH, timeout=10).json()
     assert [m["id"] for m in models["data"]] == [MINILM, "tiny", "e5"]
     assert [m.id for m in _client(server).models.list().data] == [MINILM, "tiny", "e5"]
+
+
+def test_tei_routes_answer_a_real_tei_client(strict: Server, tiny_bert_artifacts: Path) -> None:
+    """huggingface_hub's InferenceClient (a TEI client from PyPI, in the dev extra) against /embed and /info:
+    given a URL it calls it directly (no hub), POSTs feature extraction to it and GETs ``<url>/info``."""
+    from huggingface_hub import InferenceClient
+
+    tiny = Embedder.load(tiny_bert_artifacts)
+    texts = ["a first text", "a second text, longer than the first one"]
+    embed = InferenceClient(model=strict.url + "/embed", timeout=60)
+    raw = embed.feature_extraction(texts, normalize=False)
+    assert raw.shape == (2, tiny.dim) and raw.dtype == np.float32
+    reference = np.vstack([tiny.embed_batch([ids], normalize=False) for ids in tiny.tokenize(texts).ids])
+    assert np.abs(raw - reference).max() <= 1e-5 * np.abs(reference).max()
+    unit = embed.feature_extraction(texts, normalize=True)
+    assert np.abs(unit - reference / np.linalg.norm(reference, axis=1, keepdims=True)).max() <= 1e-5
+    one = embed.feature_extraction(texts[0], normalize=True)
+    assert one.shape == (1, tiny.dim) and np.abs(one[0] - unit[0]).max() <= 1e-5
+    info = InferenceClient(model=strict.url, provider="hf-inference", timeout=60).get_endpoint_info()  # GET /info
+    assert info["model_id"] == tiny.manifest.name and info["max_input_length"] == tiny.max_length
+    assert info["max_client_batch_size"] == 3 and info["dim"] == tiny.dim
 
 
 def test_64_concurrent_clients_get_their_own_vectors(server: Server, real: Embedder, texts: list[str]) -> None:
@@ -517,7 +539,7 @@ def test_sigterm_with_requests_in_flight_loses_none(tiny_bert_artifacts: Path, t
     finally:
         for sock in socks:
             sock.close()
-        code = s.stop()
+        code = s.stop(None if answers else signal.SIGTERM)  # after the answers it exits on its own: no second signal
     assert in_flight == 8 and alive, (in_flight, alive)  # nothing finished, nothing was dropped, the process waits
     assert ready.json()["status"] == "draining"
     _error(late, 503, "shutting down")
