@@ -117,8 +117,10 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def texts() -> list[str]:
-    return _sts_sentences(300)
+def texts(data_dir: Path) -> list[str]:
+    out = _sts_sentences(300)
+    assert len(out) == 300, f"only {len(out)} STS sentences under {DATA}"
+    return out
 
 
 @pytest.fixture(scope="module")
