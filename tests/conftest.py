@@ -163,6 +163,28 @@ def tiny_gte_base_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_regis
 
 
 @pytest.fixture(scope="session")
+def hub_registry(tiny_registry: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The registry's five hub entries at tiny size, without the real model (its build is ``default_artifacts``)."""
+    from onnxembed.export.registry import dump_registry, load_registry
+
+    reg = {k: v for k, v in load_registry(tiny_registry["registry"]).items() if k in TINY_HUB_MODELS}
+    assert sorted(reg) == sorted(TINY_HUB_MODELS)
+    return dump_registry(reg, tmp_path_factory.mktemp("hub-registry") / "models.yaml")
+
+
+BUILD_ALL_VARIANTS = "fp32,O2,qint8_avx512_vnni"  # an export, a fusion and an int8 file with its gates: each build stage
+
+
+@pytest.fixture(scope="session")
+def hub_built_all(hub_registry: Path, tiny_registry: dict, tiny_build_data: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``onnxembed build --all`` over ``hub_registry``: the five tiny hub models through the offline HF cache."""
+    root = tmp_path_factory.mktemp("build-all")
+    run_cli("build", "--all", "--variants", BUILD_ALL_VARIANTS, "--out", str(root), "--registry", str(hub_registry), *tiny_build_data,
+            env=tiny_registry["env"], timeout=1800)
+    return root
+
+
+@pytest.fixture(scope="session")
 def all_artifacts(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """Compatibility: one folder holding every model the fixtures above build, as ``build --all`` lays it out.
 
@@ -175,4 +197,5 @@ def all_artifacts(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixt
                           ("multi-qa-distilbert-cos-v1", "tiny_distilbert_artifacts"), ("e5-small-unsupervised", "tiny_e5_artifacts"),
                           ("gte-base", "tiny_gte_base_artifacts")):
         (root / name).symlink_to(request.getfixturevalue(fixture), target_is_directory=True)
+    (root / "e5-base-unsupervised").symlink_to(request.getfixturevalue("hub_built_all") / "e5-base-unsupervised", target_is_directory=True)
     return root

@@ -12,30 +12,16 @@ from pathlib import Path
 import pytest
 
 import torch  # noqa: F401 - the export extra; a missing one fails, never skips
-from conftest import TINY_HUB_MODELS, run_cli  # noqa: E402
+from conftest import BUILD_ALL_VARIANTS, TINY_HUB_MODELS, run_cli  # noqa: E402
 from onnxembed import load_manifest  # noqa: E402
 from onnxembed.verify import verify_artifacts  # noqa: E402
 
-SOME = "fp32,O2,qint8_avx512_vnni"  # an export, a fusion and an int8 file with its gates: each build stage
+SOME = BUILD_ALL_VARIANTS
 
 
 @pytest.fixture(scope="module")
-def hub_registry(tiny_registry: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The registry's five hub entries at tiny size (the real model's build is ``default_artifacts``)."""
-    from onnxembed.export.registry import dump_registry, load_registry
-
-    reg = {k: v for k, v in load_registry(tiny_registry["registry"]).items() if k in TINY_HUB_MODELS}
-    assert sorted(reg) == sorted(TINY_HUB_MODELS)
-    return dump_registry(reg, tmp_path_factory.mktemp("hub-registry") / "models.yaml")
-
-
-@pytest.fixture(scope="module")
-def built_all(hub_registry: Path, tiny_registry: dict, tiny_build_data: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``onnxembed build --all`` over that registry (int8 judged on the tiny models' sample, see conftest)."""
-    root = tmp_path_factory.mktemp("build-all")
-    run_cli("build", "--all", "--variants", SOME, "--out", str(root), "--registry", str(hub_registry), *tiny_build_data, env=tiny_registry["env"],
-            timeout=1800)
-    return root
+def built_all(hub_built_all: Path) -> Path:
+    return hub_built_all
 
 
 def test_build_all_writes_every_model_and_a_report(built_all: Path) -> None:
