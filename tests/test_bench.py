@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from onnxembed import ManifestError, load_manifest
-from onnxembed.bench import ACCURACY_SENTENCES, BenchResult, bench, flops_per_token, machine_info, peak_gflops, plot_result
+from onnxembed.bench import ACCURACY_SENTENCES, BenchResult, bench, flops_per_token, machine_info, peak_gflops
 from onnxembed.providers import detect_cpu_features, int8_variants_for_cpu
 
 from conftest import run_cli
@@ -157,15 +159,27 @@ def test_flops_and_peak_from_architecture() -> None:
     assert mc["threads"] == 3 and mc["cores"] >= 1
 
 
-def test_plot_needs_matplotlib_or_draws(all_variants_result: BenchResult, tmp_path: Path) -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="pip install"):
-            plot_result(all_variants_result, tmp_path / "p.png")
-        return
-    out = plot_result(all_variants_result, tmp_path / "p.png")
-    assert out.stat().st_size > 1000
+def test_cli_plot_draws_a_real_png_and_without_matplotlib_names_the_pip_command(tiny_bert_artifacts: Path, tmp_path: Path) -> None:
+    """``onnxembed bench --plot`` (matplotlib is in the dev extra): a PNG that decodes, of a real size, with
+    bars on it (many colours, not a blank canvas). Without matplotlib: exit 1 and the pip command."""
+    import matplotlib.image
+
+    png = tmp_path / "bench.png"
+    args = ["bench", str(tiny_bert_artifacts), "--variants", "fp32,O2", "--batch-sizes", "1,4", "--seq-lens", "8,32",
+            "--rounds", "1", "--min-seconds", "0", "--no-memory", "--no-progress", "--plot", str(png)]
+    proc = run_cli(*args)
+    assert f"plot: {png}" in proc.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = matplotlib.image.imread(str(png))
+    assert image.ndim == 3 and image.shape[0] >= 300 and image.shape[1] >= 500, image.shape
+    colours = np.unique((image[..., :3] * 255).round().astype(np.uint8).reshape(-1, 3), axis=0)
+    assert len(colours) >= 20, len(colours)  # axes, labels, log ticks and one colour per variant
+    background = (image[..., :3] > 0.98).all(axis=-1).mean()
+    assert 0.3 < background < 0.99, background  # a white figure with something drawn on it
+    blocked = "import sys\nsys.modules['matplotlib'] = None\nfrom onnxembed.cli import main\nsys.exit(main(sys.argv[1:]))"
+    no_mpl = subprocess.run([sys.executable, "-c", blocked, *args[:-1], str(tmp_path / "none.png")], capture_output=True, text=True, timeout=600)
+    assert no_mpl.returncode == 1 and "pip install" in no_mpl.stderr and "matplotlib" in no_mpl.stderr, no_mpl.stderr
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_cli_quick_writes_json_and_draws_progress(tiny_bert_artifacts: Path, tmp_path: Path) -> None:

@@ -3,39 +3,93 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
-from conftest import run_cli  # noqa: E402
+import torch  # noqa: F401 - the export extra; a missing one fails, never skips
+from conftest import BUILD_ALL_VARIANTS, TINY_HUB_MODELS, run_cli  # noqa: E402
 from onnxembed import load_manifest  # noqa: E402
 from onnxembed.verify import verify_artifacts  # noqa: E402
 
-SEVEN = {"all-mpnet-base-v2", "all-minilm-l6-v2", "e5-small-unsupervised", "e5-base-unsupervised", "multi-qa-distilbert-cos-v1", "gte-base", "gte-small"}
+SOME = BUILD_ALL_VARIANTS
 
 
-def test_build_all_writes_every_model_and_a_report(all_artifacts: Path) -> None:
-    report = json.loads((all_artifacts / "build-report.json").read_text())
+@pytest.fixture(scope="module")
+def built_all(hub_built_all: Path) -> Path:
+    return hub_built_all
+
+
+def test_build_all_writes_every_model_and_a_report(built_all: Path) -> None:
+    report = json.loads((built_all / "build-report.json").read_text())
     assert report["ok"] is True
-    assert {r["model"] for r in report["models"]} == SEVEN
+    assert sorted(r["model"] for r in report["models"]) == sorted(TINY_HUB_MODELS)
     for r in report["models"]:
         assert r["status"] == "built", r
-        m = load_manifest(all_artifacts / r["model"])
-        assert set(r["variants"]) == set(m.variants)
+        m = load_manifest(built_all / r["model"])
+        assert set(r["variants"]) == set(m.variants) == set(SOME.split(","))
         assert m.raw["build"]["inputs_key"] and len(m.raw["build"]["inputs_key"]) == 64
         assert m.raw["fingerprint"]["variants"].keys() == m.variants.keys()
 
 
-def test_rebuild_with_unchanged_inputs_is_skipped(all_artifacts: Path, tiny_registry: dict) -> None:
-    before = {p: p.stat().st_mtime_ns for p in all_artifacts.rglob("*.onnx")}
-    proc = run_cli("build", "--all", "--out", str(all_artifacts), "--registry", str(tiny_registry["registry"]), env=tiny_registry["env"])
-    report = json.loads((all_artifacts / "build-report.json").read_text())
+def test_rebuild_with_unchanged_inputs_is_skipped(built_all: Path, hub_registry: Path, tiny_registry: dict, tiny_build_data: list[str]) -> None:
+    before = {p: p.stat().st_mtime_ns for p in built_all.rglob("*.onnx")}
+    proc = run_cli("build", "--all", "--variants", SOME, "--out", str(built_all), "--registry", str(hub_registry), *tiny_build_data, env=tiny_registry["env"])
+    report = json.loads((built_all / "build-report.json").read_text())
     assert {r["status"] for r in report["models"]} == {"skipped"}
     assert all(r["reason"] == "inputs unchanged" for r in report["models"])
     assert "skipped" in proc.stdout
-    assert {p: p.stat().st_mtime_ns for p in all_artifacts.rglob("*.onnx")} == before
+    assert {p: p.stat().st_mtime_ns for p in built_all.rglob("*.onnx")} == before
+
+
+PATCHED_BUILD = """
+import sys
+from pathlib import Path
+import onnxembed.quantize
+from onnxembed.export import build
+from onnxembed.cli import main
+{patch}
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _status(out: Path, args: list[str], env: dict[str, str], patch: str = "") -> str:
+    """``onnxembed build ARGS`` in a fresh interpreter after ``patch`` ran: "built" or "skipped" (file untouched)."""
+    model = out / "onnx" / "model.onnx"
+    before = model.stat().st_mtime_ns if model.exists() else None
+    proc = subprocess.run([sys.executable, "-c", PATCHED_BUILD.format(patch=patch), *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return "skipped" if model.stat().st_mtime_ns == before else "built"
+
+
+def test_a_tool_version_or_build_code_change_rebuilds(tiny_registry: dict, tmp_path: Path) -> None:
+    """The inputs key covers the tools' versions and onnxembed's build code, not only the registry entry."""
+    import onnxembed.quantize
+
+    out = tmp_path / "gte-small"
+    args = ["build", "gte-small", "--out", str(out), "--variants", "fp32", "--registry", str(tiny_registry["registry"])]
+    env = tiny_registry["env"]
+    assert _status(out, args, env) == "built"
+    assert _status(out, args, env) == "skipped"
+    # another onnxruntime version (as after a pip upgrade): rebuilt, and the manifest records it
+    newer = 'real = build.tool_versions\nbuild.tool_versions = lambda: {**real(), "onnxruntime": real()["onnxruntime"] + ".post1"}'
+    assert _status(out, args, env, newer) == "built"
+    assert load_manifest(out).raw["tools"]["onnxruntime"].endswith(".post1")
+    assert _status(out, args, env, newer) == "skipped"
+    # one comment added to the quantize stage's code (a copy, loaded as the installed one): rebuilt
+    code = tmp_path / "quantize-edited"
+    shutil.copytree(Path(onnxembed.quantize.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(code / "gates.py", "a", encoding="utf-8") as f:
+        f.write("\n# an edit that changes no behaviour still changes the code\n")
+    edited = f"{newer}\nonnxembed.quantize.__file__ = {str(code / '__init__.py')!r}"
+    assert _status(out, args, env, edited) == "built"
+    assert _status(out, args, env, edited) == "skipped"
+    assert _status(out, args, env, newer) == "built"  # and back
 
 
 def test_changed_registry_entry_rebuilds_only_that_model(tiny_registry: dict, tmp_path: Path) -> None:
@@ -69,10 +123,10 @@ def test_one_failure_does_not_stop_the_others(tiny_registry: dict, tmp_path: Pat
     assert proc.returncode == 1 and not (tmp_path / "ff" / "gte-small").exists()
 
 
-def test_same_inputs_give_byte_identical_onnx_files(tiny_registry: dict, tiny_bert_artifacts: Path, tmp_path: Path) -> None:
-    """Rebuild gte-small (every variant) into another folder: every .onnx file must hash the same."""
+def test_same_inputs_give_byte_identical_onnx_files(tiny_registry: dict, tiny_bert_artifacts: Path, tiny_build_data: list[str], tmp_path: Path) -> None:
+    """Rebuild gte-small (every variant, the same data) into another folder: every .onnx file must hash the same."""
     out = tmp_path / "again"
-    run_cli("build", "gte-small", "--out", str(out), "--registry", str(tiny_registry["registry"]), env=tiny_registry["env"])
+    run_cli("build", "gte-small", "--out", str(out), "--registry", str(tiny_registry["registry"]), *tiny_build_data, env=tiny_registry["env"])
     first, second = load_manifest(tiny_bert_artifacts), load_manifest(out)
     assert first.variants.keys() == second.variants.keys() and len(first.variants) >= 1
     differ = [n for n in first.variants if first.variants[n].sha256 != second.variants[n].sha256]
@@ -122,12 +176,12 @@ def test_verify_catches_tokenizer_changes_and_missing_files(tiny_bert_artifacts:
     assert "vocab.txt: missing" in report.problems
 
 
-def test_verify_catches_a_model_swapped_with_a_matching_manifest(tiny_bert_artifacts: Path, all_artifacts: Path, tmp_path: Path) -> None:
+def test_verify_catches_a_model_swapped_with_a_matching_manifest(tiny_bert_artifacts: Path, tiny_gte_base_artifacts: Path, tmp_path: Path) -> None:
     """Hashes updated to match another model's file: only the fingerprint can tell."""
     from onnxembed.manifest import MANIFEST_NAME, sha256_file
 
     folder = _copy(tiny_bert_artifacts, tmp_path)
-    other = all_artifacts / "gte-base" / "onnx" / "model.onnx"  # same tiny shape, other weights
+    other = tiny_gte_base_artifacts / "onnx" / "model.onnx"  # same tiny shape, other weights
     shutil.copyfile(other, folder / "onnx" / "model.onnx")
     raw = json.loads((folder / MANIFEST_NAME).read_text())
     raw["variants"]["fp32"]["sha256"] = sha256_file(other)

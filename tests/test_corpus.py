@@ -117,9 +117,9 @@ def test_local_executor_every_format_is_exact(tiny_bert_artifacts: Path, corpus_
     assert again.shards_skipped == again.shards and again.texts_embedded == 0 and again.texts == 2 * N
 
 
-def test_ray_executor_is_exact(ray_local, all_artifacts: Path, corpus_inputs: dict, tmp_path: Path) -> None:
+def test_ray_executor_is_exact(ray_local, tiny_e5_artifacts: Path, corpus_inputs: dict, tmp_path: Path) -> None:
     """Ray actors, jsonl and text files, with e5's passage prefix (tiny e5; the killed-driver test runs real weights)."""
-    model = all_artifacts / "e5-small-unsupervised"
+    model = tiny_e5_artifacts
     out = tmp_path / "out"
     ins = [corpus_inputs["txt"], corpus_inputs["jsonl"]]
     s = embed_corpus(model, ins, out, id_column="id", kind="passage", executor="ray", workers=2, shard_rows=500)

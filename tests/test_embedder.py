@@ -21,6 +21,8 @@ from onnxembed.embedder import Embedder
 from onnxembed.manifest import load_manifest
 from onnxembed.pooling import cosine_similarity
 
+from reference import onnxruntime_embeddings  # tests/ is on sys.path (pytest rootdir mode)
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRICKY = [
     "",
@@ -135,10 +137,17 @@ def test_token_budget_caps_every_batch(tiny: Embedder, monkeypatch: pytest.Monke
     assert [w for _, w in shapes] == sorted((w for _, w in shapes), reverse=True)  # longest first
 
 
-def test_embed_tokens_is_encode_after_tokenize(tiny: Embedder) -> None:
-    texts = [("word " * n).strip() for n in (1, 40, 3, 17, 0, 90)]
+def test_embed_tokens_matches_an_independent_computation(tiny: Embedder, tiny_bert_artifacts: Path) -> None:
+    """embed_tokens (batched, padded, budgeted) against the Rust tokenizer + a raw session + numpy pooling."""
+    texts = [("word " * n).strip() for n in (1, 40, 3, 17, 0, 90)] + TRICKY
+    ref = onnxruntime_embeddings(tiny_bert_artifacts, "onnx/model.onnx", texts, normalize=False)
     toks = tiny.tokenize(texts)
-    assert np.array_equal(tiny.embed_tokens(toks, batch_size=4, max_tokens=64), tiny.encode(texts, batch_size=4, max_tokens=64))
+    for kw in ({"batch_size": 4, "max_tokens": 64}, {"batch_size": 32, "max_tokens": None}, {"batch_size": 1}):
+        got = tiny.embed_tokens(toks, normalize=False, **kw)
+        assert got.shape == ref.shape and got.dtype == np.float32
+        assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max(), (kw, np.abs(got - ref).max())
+    unit = tiny.embed_tokens(toks, normalize=True)
+    np.testing.assert_allclose(unit, ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=1e-5)
     raw = tiny.embed_tokens(toks, normalize=False)
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0, atol=1e-3)
     assert tiny.embed_tokens(tiny.tokenize([])).shape == (0, tiny.dim)
@@ -205,8 +214,8 @@ def test_non_string_item_is_a_type_error_naming_its_index(tiny: Embedder) -> Non
         tiny.encode([b"bytes"])
 
 
-def test_kind_adds_the_manifest_prefix(all_artifacts: Path) -> None:
-    folder = all_artifacts / "e5-small-unsupervised"
+def test_kind_adds_the_manifest_prefix(tiny_e5_artifacts: Path) -> None:
+    folder = tiny_e5_artifacts
     m = load_manifest(folder)
     assert m.prefixes == {"query": "query: ", "passage": "passage: "}
     emb = Embedder.load(folder, variant="fp32")
@@ -308,16 +317,36 @@ def test_progress_callable_reaches_the_total(tiny: Embedder) -> None:
     assert seen[-1] == (50, 50) and len(seen) == 7
 
 
-def test_auto_and_int8_alias_pick_files_of_the_manifest(default_artifacts: Path) -> None:
-    m = load_manifest(default_artifacts)
-    auto = Embedder.load(default_artifacts, verify=False)
-    assert auto.variant in m.variants and m.variants[auto.variant].precision != "fp16"
-    int8 = [k for k, v in m.variants.items() if v.precision == "int8"]
-    if int8:
-        from onnxembed.providers import detect_cpu_features
+def test_auto_and_int8_alias_pick_files_of_the_manifest(tiny_bert_artifacts: Path) -> None:
+    """CPU features faked, so every branch runs on any machine: the int8 alias and the automatic choice
+    open exactly the file meant for that CPU (the folder has every variant)."""
+    from onnxembed.providers import CpuFeatures, detect_cpu_features
 
-        if detect_cpu_features().int8_preset:
-            assert Embedder.load(default_artifacts, variant="int8", verify=False).variant in int8
+    cpus = {
+        "zen4": CpuFeatures("x86_64", frozenset({"avx2", "avx512f", "avx512_vnni"})),
+        "haswell": CpuFeatures("x86_64", frozenset({"avx", "avx2", "fma"})),
+        "graviton": CpuFeatures("aarch64", frozenset({"asimd", "asimddp"})),
+        "old": CpuFeatures("x86_64", frozenset({"sse4_2", "avx"})),
+    }
+    int8 = {"zen4": "qint8_avx512_vnni", "haswell": "quint8_avx2", "graviton": "qint8_arm64", "old": None}
+    auto = {"zen4": "qint8_avx512_vnni", "haswell": "quint8_avx2", "graviton": "qint8_arm64", "old": "O2"}
+    m = load_manifest(tiny_bert_artifacts)
+    assert {"fp32", "O2", "qint8_avx512_vnni", "quint8_avx2", "qint8_arm64"} <= set(m.variants)
+    ref = Embedder.load(tiny_bert_artifacts, variant="fp32").encode(TRICKY[1:3])
+    for cpu, feats in cpus.items():
+        a = Embedder.load(tiny_bert_artifacts, cpu_features=feats)
+        assert a.variant == auto[cpu] and a.providers == ["CPUExecutionProvider"], (cpu, a.variant)
+        assert float((a.encode(TRICKY[1:3]) * ref).sum(1).min()) > 0.9  # the file opened is that model
+        if int8[cpu] is None:
+            with pytest.raises(ManifestError, match="no int8 file for this CPU"):
+                Embedder.load(tiny_bert_artifacts, variant="int8", cpu_features=feats)
+        else:
+            assert Embedder.load(tiny_bert_artifacts, variant="int8", cpu_features=feats).variant == int8[cpu], cpu
+    # with nothing faked, this machine's features decide by the same table
+    preset = detect_cpu_features().int8_preset
+    if preset is not None:
+        mine = {"avx512_vnni": "qint8_avx512_vnni", "avx2": "quint8_avx2", "arm64": "qint8_arm64"}[preset]
+        assert Embedder.load(tiny_bert_artifacts, variant="int8").variant == Embedder.load(tiny_bert_artifacts).variant == mine
 
 
 # ------------------------------------------------------------------------------ integrity and errors

@@ -75,9 +75,9 @@ def test_sentence_transformers_loads_the_folder_with_onnx_backend(default_artifa
 
 
 @pytest.mark.parametrize("name", HUB_MODELS)
-def test_hub_models_build_offline_from_the_cache(name: str, tiny_registry: dict, all_artifacts: Path) -> None:
+def test_hub_models_build_offline_from_the_cache(name: str, tiny_registry: dict, hub_built_all: Path) -> None:
     """Each of the five hub entries was built by `build --all` through the HF cache with HF_HUB_OFFLINE=1."""
-    out = all_artifacts / name
+    out = hub_built_all / name
     m = load_manifest(out)
     spec = tiny_registry["specs"][name]
     assert m.raw["source"]["kind"] == "hub" and m.raw["source"]["revision"] == "main"

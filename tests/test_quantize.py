@@ -25,6 +25,7 @@ from test_fusion import TINY_LAYERS, make_workdir  # tests/ is on sys.path (pyte
 NO_GATES = {"mean_cosine": -1.0, "min_cosine": -1.0, "stsb_spearman_drop": 100.0, "batch_stability": -1.0}
 MATMULS_PER_LAYER = 6  # query, key, value, attention output, FFN in, FFN out
 ACTIVATIONS_PER_LAYER = 4  # q/k/v share their input
+INTEGER_OPS_MIN_COSINE = 0.999  # the integer form of the tiny model measures 0.99999 on its calibration texts
 
 
 def sha(p: Path) -> str:
@@ -304,6 +305,8 @@ def test_integer_ops_on_a_fused_graph(tiny_bert: tuple[Path, dict], tmp_path: Pa
     ref = enc.embed(make_session(fused), texts)
     got = enc.embed(make_session(tmp_path / "int.onnx"), texts)
     assert got.shape == ref.shape and np.isfinite(got).all()
+    cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() >= INTEGER_OPS_MIN_COSINE, cos  # the same model in integer form, not just finite numbers
 
 
 def test_missing_local_data_folder_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

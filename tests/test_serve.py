@@ -34,6 +34,7 @@ from onnxembed import Embedder  # noqa: E402
 KEY = "test-key"
 MINILM = "all-minilm-l6-v2"  # the manifest's name, as the README's examples use it
 AUTH = {"Authorization": f"Bearer {KEY}"}
+IN_FLIGHT = ("onnxembed_requests_in_flight", ())
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sts"
 
 
@@ -59,25 +60,26 @@ def _free_port() -> int:
 class Server:
     """``onnxembed serve`` in a subprocess; :meth:`stop` ends it and returns its exit status."""
 
-    def __init__(self, dirs: list[Path], *args: str, log: Path) -> None:
+    def __init__(self, dirs: list[Path], *args: str, log: Path, before: str = "") -> None:
+        """``before``: Python run in the server's interpreter before ``onnxembed serve`` starts (a test hook)."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self._out = open(log, "wb")
-        cmd = [sys.executable, "-m", "onnxembed.cli", "-v", "serve", *map(str, dirs), "--port", str(self.port), *args]
+        argv = ["-v", "serve", *map(str, dirs), "--port", str(self.port), *args]
+        if before:
+            cmd = [sys.executable, "-c", f"import sys\n{before}\nfrom onnxembed.cli import main\nsys.exit(main(sys.argv[1:]))", *argv]
+        else:
+            cmd = [sys.executable, "-m", "onnxembed.cli", *argv]
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
-        saw_health = False
         for _ in range(int(timeout / 0.05)):
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited {self.proc.returncode}:\n{self.text()}")
             try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    saw_health = True
                 if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
-                    assert saw_health
                     return
             except httpx.TransportError:
                 pass
@@ -86,11 +88,23 @@ class Server:
             time.sleep(0.05)
         raise AssertionError(f"server not ready after {timeout} s:\n{self.text()}")
 
+    def wait_listening(self, timeout: float = 120) -> None:
+        for _ in range(int(timeout / 0.05)):
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.text()}")
+            try:
+                httpx.get(self.url + "/health", timeout=2)
+                return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError(f"server not listening after {timeout} s:\n{self.text()}")
+
     def text(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
+    def stop(self, sig: int | None = signal.SIGTERM, timeout: float = 60) -> int:
+        """Send ``sig`` (None: none, the process is already stopping) and wait for the exit status."""
+        if sig is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout)
@@ -103,8 +117,10 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def texts() -> list[str]:
-    return _sts_sentences(300)
+def texts(data_dir: Path) -> list[str]:
+    out = _sts_sentences(300)
+    assert len(out) == 300, f"only {len(out)} STS sentences under {DATA}"
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +130,8 @@ def real(default_artifacts: Path) -> Embedder:
 
 
 @pytest.fixture(scope="module")
-def server(default_artifacts: Path, tiny_bert_artifacts: Path, all_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    e5 = all_artifacts / "e5-small-unsupervised"
+def server(default_artifacts: Path, tiny_bert_artifacts: Path, tiny_e5_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    e5 = tiny_e5_artifacts
     s = Server([default_artifacts, tiny_bert_artifacts, e5], "--api-key", KEY, "--name", MINILM, "--name", "tiny", "--name", "e5", log=tmp_path_factory.mktemp("serve") / "server.log")
     try:
         s.wait_ready()
@@ -187,8 +203,8 @@ def test_openai_sdk_base64_and_float_equal_encode(server: Server, real: Embedder
     assert len(one.data) == 1 and np.abs(np.array(one.data[0].embedding) - expected[1]).max() <= 1e-6
 
 
-def test_input_type_adds_the_models_prefix(server: Server, all_artifacts: Path) -> None:
-    e5 = Embedder.load(all_artifacts / "e5-small-unsupervised")
+def test_input_type_adds_the_models_prefix(server: Server, tiny_e5_artifacts: Path) -> None:
+    e5 = Embedder.load(tiny_e5_artifacts)
     assert e5.manifest.prefixes.get("query")
     text = ["how fast is int8"]
     for kind in ("query", "passage"):
@@ -221,6 +237,27 @@ def test_tei_embed_and_info(server: Server, real: Embedder, texts: list[str]) ->
     models = httpx.get(server.url + "/v1/models", headers=AUTH, timeout=10).json()
     assert [m["id"] for m in models["data"]] == [MINILM, "tiny", "e5"]
     assert [m.id for m in _client(server).models.list().data] == [MINILM, "tiny", "e5"]
+
+
+def test_tei_routes_answer_a_real_tei_client(strict: Server, tiny_bert_artifacts: Path) -> None:
+    """huggingface_hub's InferenceClient (a TEI client from PyPI, in the dev extra) against /embed and /info:
+    given a URL it calls it directly (no hub), POSTs feature extraction to it and GETs ``<url>/info``."""
+    from huggingface_hub import InferenceClient
+
+    tiny = Embedder.load(tiny_bert_artifacts)
+    texts = ["a first text", "a second text, longer than the first one"]
+    embed = InferenceClient(model=strict.url + "/embed", timeout=60)
+    raw = embed.feature_extraction(texts, normalize=False)
+    assert raw.shape == (2, tiny.dim) and raw.dtype == np.float32
+    reference = np.vstack([tiny.embed_batch([ids], normalize=False) for ids in tiny.tokenize(texts).ids])
+    assert np.abs(raw - reference).max() <= 1e-5 * np.abs(reference).max()
+    unit = embed.feature_extraction(texts, normalize=True)
+    assert np.abs(unit - reference / np.linalg.norm(reference, axis=1, keepdims=True)).max() <= 1e-5
+    one = embed.feature_extraction(texts[0], normalize=True)
+    assert one.shape == (1, tiny.dim) and np.abs(one[0] - unit[0]).max() <= 1e-5
+    info = InferenceClient(model=strict.url, provider="hf-inference", timeout=60).get_endpoint_info()  # GET /info
+    assert info["model_id"] == tiny.manifest.name and info["max_input_length"] == tiny.max_length
+    assert info["max_client_batch_size"] == 3 and info["dim"] == tiny.dim
 
 
 def test_64_concurrent_clients_get_their_own_vectors(server: Server, real: Embedder, texts: list[str]) -> None:
@@ -406,7 +443,9 @@ def test_a_request_whose_client_left_is_dropped_before_it_runs(server: Server, t
         head = f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
             s.sendall(head.encode() + payload)
-            time.sleep(0.05)
+            # close only once the server has taken the request in (2 in flight: the long one and this one);
+            # the long one is still running then, so this one waits in the queue behind it
+            _wait_for(server, lambda m: m[IN_FLIGHT] >= 2, "the short request never showed up as in flight")
     finally:
         t.join(120)
     assert long_job["r"].status_code == 200
@@ -423,44 +462,151 @@ def test_a_request_whose_client_left_is_dropped_before_it_runs(server: Server, t
 # ----------------------------------------------------------------------------------------- shutdown
 
 
+def _wait_for(server: Server, cond: Any, why: str, tries: int = 1000) -> dict:
+    """Poll ``/metrics`` (every 10 ms, at most ``tries`` times) until ``cond(metrics)``; the metrics then."""
+    for _ in range(tries):
+        m = _metrics(server)
+        if cond(m):
+            return m
+        time.sleep(0.01)
+    pytest.fail(f"{why}:\n{server.text()}")
+
+
+def _hold(server: Server, body: bytes, keep: int = 10) -> socket.socket:
+    """A POST /v1/embeddings whose body is sent up to ``keep`` bytes: in flight until the test sends the rest."""
+    head = f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=120)
+    sock.sendall(head.encode() + body[:keep])
+    return sock
+
+
+def _answer(sock: socket.socket) -> tuple[int, Any]:
+    import http.client
+
+    resp = http.client.HTTPResponse(sock)
+    resp.begin()
+    return resp.status, json.loads(resp.read())
+
+
+def _wait_draining(server: Server) -> httpx.Response:
+    for _ in range(1000):
+        ready = httpx.get(server.url + "/ready", timeout=10)
+        if ready.status_code == 503:
+            return ready
+        time.sleep(0.01)
+    pytest.fail(f"/ready never answered 503 after the signal:\n{server.text()}")
+
+
+# Run in the server's interpreter: Embedder.load (the model load the server does in the background) first
+# says it began, then waits for the test's word, at most 120 s. The test sees the server while it loads.
+HOLD_LOAD = """
+import time
+from pathlib import Path
+from onnxembed import Embedder
+_load = Embedder.load.__func__
+def _held(cls, *a, **kw):
+    Path({loading!r}).touch()
+    for _ in range(1200):
+        if Path({release!r}).exists():
+            break
+        time.sleep(0.1)
+    return _load(cls, *a, **kw)
+Embedder.load = classmethod(_held)
+"""
+
+
+def test_health_while_loading_and_ready_only_once_warm(tiny_bert_artifacts: Path, tmp_path: Path) -> None:
+    """README: /health is liveness; /ready answers 503 while loading, 200 once warm. The load is held by
+    the test, so "while loading" is a state the test is sure of, not a window it hopes to catch."""
+    loading, release = tmp_path / "loading", tmp_path / "release"
+    s = Server([tiny_bert_artifacts], "--threads", "1", log=tmp_path / "server.log",
+               before=HOLD_LOAD.format(loading=str(loading), release=str(release)))
+    try:
+        for _ in range(2400):
+            if loading.exists() or s.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert loading.exists(), f"the model load never began:\n{s.text()}"
+        s.wait_listening()
+        for _ in range(3):  # the same answers each time: the load cannot finish while it is held
+            assert httpx.get(s.url + "/health", timeout=10).status_code == 200
+            ready = httpx.get(s.url + "/ready", timeout=10)
+            assert ready.status_code == 503 and ready.json()["status"] == "loading", ready.text
+            assert not any(ready.json()["models"].values()), ready.text
+            _error(httpx.post(s.url + "/v1/embeddings", json={"input": "early"}, timeout=10), 503, "still loading")
+        release.touch()
+        s.wait_ready()
+        assert httpx.get(s.url + "/health", timeout=10).status_code == 200
+        assert httpx.post(s.url + "/v1/embeddings", json={"input": "on time"}, timeout=60).status_code == 200
+    finally:
+        release.touch()
+        code = s.stop()
+    assert code == 0, s.text()
+
+
 def test_sigterm_with_requests_in_flight_loses_none(tiny_bert_artifacts: Path, tmp_path: Path) -> None:
+    """8 requests in flight when SIGTERM arrives, held there by the test (their bodies are not all sent), so
+    none can finish before the checks on any machine: /ready and new requests answer 503, the process waits
+    for all 8, then every one of them gets its vectors (run during the drain) and the exit status is 0."""
     tiny = Embedder.load(tiny_bert_artifacts)
     s = Server([tiny_bert_artifacts], "--max-client-batch", "4", "--threads", "1", log=tmp_path / "server.log")
     s.wait_ready()
     jobs = [[f"request {j} text {i} " + "more words " * (i % 30) for i in range(300)] for j in range(8)]
-    results: dict[int, Any] = {}
-
-    def send(j: int) -> None:
-        results[j] = _post(s, "/v1/embeddings", {"input": jobs[j], "encoding_format": "float"}, headers={}, timeout=120)
-
-    threads = [threading.Thread(target=send, args=(j,)) for j in range(8)]
-    for t in threads:
-        t.start()
+    bodies = [json.dumps({"input": job, "encoding_format": "float"}).encode() for job in jobs]
+    socks: list[socket.socket] = []
+    answers: list[tuple[int, Any]] = []
     try:
-        for _ in range(400):
-            if _metrics(s)[("onnxembed_requests_in_flight", ())] == 8:
-                break
-            time.sleep(0.01)
-        else:
-            pytest.fail("the 8 requests never were in flight together")
+        socks = [_hold(s, body) for body in bodies]
+        _wait_for(s, lambda m: m[IN_FLIGHT] == 8, "the 8 requests never were in flight together")
         s.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.05)
-        ready = httpx.get(s.url + "/ready", timeout=10)
+        ready = _wait_draining(s)
         late = httpx.post(s.url + "/v1/embeddings", json={"input": "too late"}, timeout=10)
-        in_flight = _metrics(s)[("onnxembed_requests_in_flight", ())]
+        in_flight = _metrics(s)[IN_FLIGHT]
+        alive = s.proc.poll() is None
+        for sock, body in zip(socks, bodies):
+            sock.sendall(body[10:])
+        answers = [_answer(sock) for sock in socks]
     finally:
-        for t in threads:
-            t.join(120)
-        code = s.stop()
-    assert in_flight > 0, "the requests finished before the checks; make them longer"
-    assert ready.status_code == 503 and ready.json()["status"] == "draining"
+        for sock in socks:
+            sock.close()
+        code = s.stop(None if answers else signal.SIGTERM)  # after the answers it exits on its own: no second signal
+    assert in_flight == 8 and alive, (in_flight, alive)  # nothing finished, nothing was dropped, the process waits
+    assert ready.json()["status"] == "draining"
     _error(late, 503, "shutting down")
     assert code == 0, s.text()
-    for j in range(8):
-        r = results[j]
-        assert r.status_code == 200, r.text
-        got = np.array([d["embedding"] for d in r.json()["data"]], dtype=np.float32)
-        assert np.abs(got - tiny.encode(jobs[j])).max() <= 1e-5
+    assert len(answers) == 8
+    for job, (status, body) in zip(jobs, answers):
+        assert status == 200, body
+        got = np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
+        assert np.abs(got - tiny.encode(job)).max() <= 1e-5
+
+
+def test_a_second_sigint_during_the_drain_stops_at_once(tiny_bert_artifacts: Path, tmp_path: Path) -> None:
+    """README: "A second SIGINT stops at once": with a request still in flight (held by the test), the first
+    SIGINT drains and waits for it; the second ends the process without waiting, and that request gets no answer."""
+    s = Server([tiny_bert_artifacts], "--threads", "1", log=tmp_path / "server.log")
+    s.wait_ready()
+    body = json.dumps({"input": ["never finished"]}).encode()
+    sock = _hold(s, body)
+    try:
+        _wait_for(s, lambda m: m[IN_FLIGHT] == 1, "the held request never was in flight")
+        s.proc.send_signal(signal.SIGINT)
+        assert _wait_draining(s).json()["status"] == "draining"
+        assert _metrics(s)[IN_FLIGHT] == 1 and s.proc.poll() is None  # the first SIGINT waits for the request
+        s.proc.send_signal(signal.SIGINT)
+        code = s.proc.wait(30)
+        try:
+            sock.sendall(body[10:])
+            answer = sock.recv(1 << 16)
+        except OSError:
+            answer = b""
+    finally:
+        sock.close()
+        s.stop()
+    # cut short: no answer, or uvicorn's 500 for a response it never completed; never a 200
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 500"), answer[:300]
+    assert "second interrupt" in s.text()
+    assert code is not None  # it ended within 30 s with the request unfinished (today with status 0, as a clean drain)
 
 
 def test_cli_errors_before_listening(tmp_path: Path) -> None:

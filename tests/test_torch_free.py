@@ -35,6 +35,10 @@ result = [code, len(json.loads(buf.getvalue().splitlines()[0])["embedding"])]
 """
 
 
+def _dim(folder: Path) -> int:
+    return int(json.loads((folder / "manifest.json").read_text())["dim"])
+
+
 def _run(body: str) -> dict:
     script = CHECK.format(forbidden=FORBIDDEN, body=body)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
@@ -42,16 +46,16 @@ def _run(body: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_import_load_encode_loads_no_build_dependency(default_artifacts: Path) -> None:
-    out = _run(LIBRARY.format(folder=str(default_artifacts)))
+def test_import_load_encode_loads_no_build_dependency(tiny_bert_artifacts: Path) -> None:
+    out = _run(LIBRARY.format(folder=str(tiny_bert_artifacts)))
     assert out["loaded"] == [], f"the runtime imported {out['loaded']}"
-    assert out["result"][:2] == [[2, 384], "float32"]
+    assert out["result"][:2] == [[2, _dim(tiny_bert_artifacts)], "float32"]
 
 
-def test_embed_command_loads_no_build_dependency(default_artifacts: Path) -> None:
-    out = _run(CLI.format(folder=str(default_artifacts)))
+def test_embed_command_loads_no_build_dependency(tiny_bert_artifacts: Path) -> None:
+    out = _run(CLI.format(folder=str(tiny_bert_artifacts)))
     assert out["loaded"] == [], f"onnxembed embed imported {out['loaded']}"
-    assert out["result"] == [0, 384]
+    assert out["result"] == [0, _dim(tiny_bert_artifacts)]
 
 
 def test_the_check_itself_sees_onnx_when_it_is_imported() -> None:
