@@ -123,8 +123,15 @@ def _context(fp32_path: Path, model_dir: Path, manifest: dict[str, Any], data: Q
     return ctx
 
 
-def _dev_score(ctx: _Context, model: Any) -> dict[str, float]:
-    cos = cosines(ctx.enc.embed(make_session(model), ctx.selection), ctx.selection_ref)
+def _foreign_arithmetic(preset: str) -> bool:
+    """True when this CPU is not the preset's target, so its int8 kernels would not compute what the target does."""
+    from ..providers import detect_cpu_features
+
+    return detect_cpu_features().int8_preset != preset
+
+
+def _dev_score(ctx: _Context, model: Any, exact: bool = False) -> dict[str, float]:
+    cos = cosines(ctx.enc.embed(make_session(model, exact_int8=exact), ctx.selection), ctx.selection_ref)
     return {"mean_cosine": round(float(cos.mean()), 6), "min_cosine": round(float(cos.min()), 6)}
 
 
@@ -136,14 +143,15 @@ def _rank(score: dict[str, float]) -> tuple[float, float]:
     return (score["min_cosine"], score["mean_cosine"])
 
 
-def _search(ctx: _Context, scheme: QuantScheme, gates: dict[str, float], alphas: Sequence[float], max_fp32_nodes: int) -> tuple[Any, dict[str, Any]]:
+def _search(ctx: _Context, scheme: QuantScheme, gates: dict[str, float], alphas: Sequence[float], max_fp32_nodes: int,
+            exact: bool = False) -> tuple[Any, dict[str, Any]]:
     """Pick alpha (best dev min, then mean cosine), then keep the most sensitive MatMuls fp32 until the dev figures clear the gates."""
     tried = []
     best = None
     for a in alphas:
         sch = replace(scheme, smooth_alpha=float(a))
         qmodel, _ = quantize_graph(ctx.model, ctx.stats, sch)
-        score = _dev_score(ctx, qmodel)
+        score = _dev_score(ctx, qmodel, exact)
         tried.append({"smooth_alpha": float(a), "fp32_nodes": 0, **score})
         if best is None or _rank(score) > _rank(best[2]):
             best = (sch, qmodel, score)
@@ -157,7 +165,7 @@ def _search(ctx: _Context, scheme: QuantScheme, gates: dict[str, float], alphas:
     while not _dev_ok(score, gates) and len(excluded) < max_fp32_nodes:
         excluded.append(ranked[len(excluded)])
         qmodel, _ = quantize_graph(ctx.model, ctx.stats, sch, exclude=set(excluded))
-        score = _dev_score(ctx, qmodel)
+        score = _dev_score(ctx, qmodel, exact)
         tried.append({"smooth_alpha": sch.smooth_alpha, "fp32_nodes": len(excluded), **score})
         logger.info("kept %d MatMuls fp32 (%s): dev %s", len(excluded), excluded[-1], score)
         if _rank(score) > _rank(best_score):
@@ -234,17 +242,19 @@ def quantize_model(
         raise FileNotFoundError(f"{fp32_path} not found; int8 variants are made from the fp32 export (onnxembed build)")
     data = resolve_data(calibration=calibration, gate_data=gate_data, data_dir=data_dir, skip_gates=skip_gates)
     ctx = _context(fp32_path, model_dir, manifest, data)
-    key = (p.scheme, tuple(sorted(g.items())), tuple(smooth_alphas), max_fp32_nodes)
+    exact = _foreign_arithmetic(p.name)  # judge the target CPU's arithmetic, not this CPU's kernels
+    key = (p.scheme, tuple(sorted(g.items())), tuple(smooth_alphas), max_fp32_nodes, exact)
     if key in ctx.done:
         qmodel, search, cached_acc = ctx.done[key]
         logger.info("%s: same arithmetic as an earlier preset; reusing its search and figures", p.variant)
     else:
-        qmodel, search = _search(ctx, p.scheme, g, smooth_alphas, max_fp32_nodes)
+        qmodel, search = _search(ctx, p.scheme, g, smooth_alphas, max_fp32_nodes, exact)
         cached_acc = {}
 
     dst = Path(out) if out else model_dir / p.file
     _save_atomic(qmodel, dst)
-    acc, failures = _judge(ctx, key, dst, qmodel, search, cached_acc, g, skip_gates=skip_gates, evaluate=evaluate, variant=p.variant)
+    acc, failures = _judge(ctx, key, dst, qmodel, search, cached_acc, g, skip_gates=skip_gates, evaluate=evaluate, variant=p.variant,
+                           exact=exact)
     recipe = _recipe(replace(p.scheme, smooth_alpha=search["smooth_alpha"]), search, ctx.calib_info, g)
     logger.info("%s: %s %s", p.variant, acc, "ok" if not failures else failures)
     result = QuantizeResult(path=dst, preset=p.name, variant=p.variant, recipe=recipe, accuracy=acc, failures=failures)
@@ -260,7 +270,7 @@ def _save_atomic(qmodel: Any, dst: Path) -> None:
 
 
 def _judge(ctx: _Context, key: Any, dst: Path, qmodel: Any, search: dict[str, Any], cached_acc: dict[str, Any],
-           gates: dict[str, float], *, skip_gates: bool, evaluate: bool, variant: str) -> tuple[dict[str, Any], list[str]]:
+           gates: dict[str, float], *, skip_gates: bool, evaluate: bool, variant: str, exact: bool = False) -> tuple[dict[str, Any], list[str]]:
     """The accuracy figures of the written file and the gates it fails (reused for presets of the same arithmetic)."""
     if skip_gates:
         logger.warning("%s: written WITHOUT accuracy gates (skip_gates)", variant)
@@ -272,7 +282,8 @@ def _judge(ctx: _Context, key: Any, dst: Path, qmodel: Any, search: dict[str, An
         return acc, check_gates(acc, gates)
     if ctx.reference is None:
         ctx.reference = reference_for(ctx.fp32_session, ctx.enc, ctx.data)
-    acc = measure(make_session(dst), ctx.enc, ctx.reference)
+    acc = measure(make_session(dst, exact_int8=exact), ctx.enc, ctx.reference)
+    acc["arithmetic"] = ("exact int8 (unfused QDQ): this CPU is not the file's target" if exact else "this CPU's int8 kernels")
     failures = check_gates(acc, gates)
     acc["gates_passed"] = not failures
     ctx.done[key] = (qmodel, search, acc)

@@ -61,12 +61,19 @@ class ReferenceEncoder:
         return out if out is not None else np.zeros((0, 0), np.float32)
 
 
-def make_session(model: Any, threads: int = 0) -> Any:
-    """A CPU session on a path or an in-memory ``onnx.ModelProto``."""
+def make_session(model: Any, threads: int = 0, *, exact_int8: bool = False) -> Any:
+    """A CPU session on a path or an in-memory ``onnx.ModelProto``.
+
+    ``exact_int8`` runs a QDQ int8 graph unfused (DequantizeLinear, then float MatMul): the exact integer
+    products with int32 accumulation that the file's target CPU computes (VNNI, arm64 dot products),
+    where this CPU's own int8 kernels would differ (AVX2 without VNNI saturates u8 x s8 sums in 16 bits).
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.log_severity_level = 3
+    if exact_int8:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     src = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
     return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
