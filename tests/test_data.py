@@ -260,10 +260,11 @@ def test_skip_gates_writes_the_file_and_says_so(tiny: tuple[Path, dict], tmp_pat
 # --- end to end: `onnxembed build` with no local data (as an installed package) ---------------------
 
 
-def run_installed(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    """``onnxembed ARGS`` in a fresh interpreter that, like an installed package, has no shared/data beside it."""
-    code = ("import sys, onnxembed.quantize.data as d; d._repo_data = lambda: None; from onnxembed.cli import main; "
-            "sys.exit(main(sys.argv[1:]))")
+def run_installed(*args: str, env: dict[str, str], check: bool = True, setup: str = "") -> subprocess.CompletedProcess[str]:
+    """``onnxembed ARGS`` in a fresh interpreter that, like an installed package, has no shared/data beside it
+    (``setup``: more statements on the data module ``d`` first)."""
+    code = (f"import sys, onnxembed.quantize.data as d; from pathlib import Path; d._repo_data = lambda: None; {setup + '; ' if setup else ''}"
+            "from onnxembed.cli import main; sys.exit(main(sys.argv[1:]))")
     full = {k: v for k, v in os.environ.items() if k != "ONNXEMBED_DATA"} | env
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=full, timeout=900)
     if check and proc.returncode != 0:
@@ -319,11 +320,8 @@ def test_build_from_a_calibration_file_without_gate_data(model_only_hub: dict[st
     acc = json.loads((out / "manifest.json").read_text())["variants"]["qint8_avx512_vnni"]["accuracy"]
     assert acc["gates_run"] is True and acc["data"]["heldout"]["source"].startswith("shipped set")
     # An install that lost its shipped set (and has no other data) refuses before the export.
-    lost = ("import sys, onnxembed.quantize.data as d; from pathlib import Path; d._repo_data = lambda: None; "
-            "d.SHIPPED_DIR = Path('/nonexistent'); from onnxembed.cli import main; sys.exit(main(sys.argv[1:]))")
-    full = {k: v for k, v in os.environ.items() if k != "ONNXEMBED_DATA"} | model_only_hub
-    refused = subprocess.run([sys.executable, "-c", lost, *args, "--out", str(tmp_path / "refused")], capture_output=True,
-                             text=True, env=full, timeout=900)
+    refused = run_installed(*args, "--out", str(tmp_path / "refused"), env=model_only_hub, check=False,
+                            setup="d.SHIPPED_DIR = Path('/nonexistent')")
     assert refused.returncode == 2 and "--skip-gates" in refused.stderr and "none were found" in refused.stderr
     assert "exporting" not in refused.stderr and not (tmp_path / "refused").exists()  # refused before the export
     shutil.rmtree(out, ignore_errors=True)
