@@ -50,9 +50,6 @@ def _st_encode(folder: Path, file: str, texts: list[str]) -> np.ndarray:
     return model.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True).astype(np.float64)
 
 
-@pytest.mark.xfail(detect_cpu_features().int8_preset == "avx2", strict=True,
-                   reason="known defect found by this test on an AVX2-only EPYC (2026-12-03): quint8_avx2 run natively on its "
-                          "target CPU gives min cosine 0.9776 < 0.98 on 'You got it right.' (mean 0.9976); strict, so a fix shows")
 def test_int8_holds_the_default_gates_in_sentence_transformers(default_artifacts: Path, data_dir: Path) -> None:
     """Every int8 file this CPU would run (the runtime's rule: the AVX512-VNNI file only where VNNI exists,
     since elsewhere onnxruntime runs it on another, less exact path) against fp32, both through
