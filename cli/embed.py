@@ -15,7 +15,6 @@ from typing import Any, Iterator
 import numpy as np
 
 from onnxembed._files import write_atomic
-from onnxembed.embedder import KINDS
 from onnxembed.progress import progress_reporter
 
 from .common import CliError, positive_int, read_input
@@ -34,13 +33,13 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
     emb = Embedder.load(args.dir, variant=args.variant, providers=providers, threads=args.threads, verify=not args.no_verify)
     show = progress_reporter(sys.stderr.isatty(), len(texts))
-    blocks = emb.encode_iter(texts, kind=args.kind, batch_size=args.batch_size)
+    blocks = emb.encode_iter(texts, kind=args.kind, batch_size=args.batch_size, dimensions=args.dimensions)
     out: Path | None = args.output
     if out is None:
         for text, vec in zip(texts, _rows(blocks, show)):
             print(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in vec]}, ensure_ascii=False))
     else:
-        _write(out, texts, _rows(blocks, show), emb.dim)
+        _write(out, texts, _rows(blocks, show), args.dimensions or emb.dim)
     show(-1)
     print(
         f"embedded {len(texts)} texts: dim {emb.dim}, variant {emb.variant} on {','.join(emb.providers)}, "
@@ -85,7 +84,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("dir", type=Path, help="artifact folder built by `onnxembed build`")
     p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed (besides --input); before or after the options")
     p.add_argument("--input", default=None, metavar="FILE", help='a .txt file (one text per line), .jsonl (a "text" field or a string per line), or - for stdin')
-    p.add_argument("--kind", choices=KINDS, default=None, help="add the model's query/passage prefix")
+    p.add_argument("--kind", default=None, help="query, passage, or a prompt name of the model's manifest: put that text before each input")
+    p.add_argument("--dimensions", type=positive_int, default=None, help="keep the first N values (Matryoshka models: a size the manifest lists)")
     p.add_argument("--output", type=Path, default=None, help="a .npy (float32 matrix) or .jsonl file; default: JSON lines on stdout")
     p.add_argument("--variant", default="auto", help="auto (default), fp32, O2, int8, or any variant of the manifest")
     p.add_argument("--providers", default=None, help="comma-separated onnxruntime providers, e.g. CUDAExecutionProvider,CPUExecutionProvider")

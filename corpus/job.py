@@ -18,7 +18,6 @@ from os import PathLike
 from typing import Any, Callable, Sequence
 
 from onnxembed import Embedder
-from onnxembed.embedder import KINDS
 
 from .errors import CorpusMismatchError
 from .inputs import Columns, InputFile, Shard, plan_inputs
@@ -91,6 +90,7 @@ def embed_corpus(
     text_column: str = "text",
     id_column: str | None = None,
     kind: str | None = None,
+    dimensions: int | None = None,
     input_format: str = "auto",
     executor: str = "local",
     workers: int | None = None,
@@ -116,7 +116,10 @@ def embed_corpus(
         text_column: the text column (parquet) or field (jsonl).
         id_column: the id column or field (string or integer); None: ids are ``FILE:LINE`` (line
             files, from 1) or ``FILE:ROW`` (parquet, from 0).
-        kind: ``"query"`` or ``"passage"`` adds the model's prefix; None embeds the text as given.
+        kind: ``"query"``, ``"passage"`` or a prompt name of the manifest puts that text before each input;
+            None embeds the text as given.
+        dimensions: keep the first ``dimensions`` values of each vector (then normalize again when the
+            model normalizes); only the Matryoshka sizes the manifest lists. None: the model's size.
         input_format: ``"auto"`` (by suffix; other files are text), ``"parquet"``, ``"jsonl"``, ``"text"``.
         executor: ``"local"`` (worker processes) or ``"ray"`` (Ray actors; the ``ray`` extra).
         workers: local: processes (default: one per core); ray: actors (default: cluster CPUs /
@@ -152,7 +155,7 @@ def embed_corpus(
     1000
     """
     started = time.monotonic()
-    _check_options(executor, storage, kind, shard_rows, workers, threads, cpus_per_actor)
+    _check_options(executor, storage, shard_rows, workers, threads, cpus_per_actor)
     paths = [str(p) for p in ([inputs] if isinstance(inputs, (str, PathLike)) else inputs)]
     out_loc = locate(out)
     out_loc.check_writable()
@@ -160,10 +163,10 @@ def embed_corpus(
         from .ray_executor import import_ray
 
         import_ray()  # before any work: a missing extra is the first thing the user hears
-    model = _model_entry(model_dir, variant)
+    model = _model_entry(model_dir, variant, kind, dimensions)
     columns = Columns(text_column, id_column)
     files, shards = plan_inputs(paths, columns, shard_rows, input_format, strict=strict)
-    job = _job_manifest(model, kind, files, columns, storage, shard_rows, shards, strict)
+    job = _job_manifest(model, kind, dimensions, files, columns, storage, shard_rows, shards, strict)
     empty, duplicates = sum(f.empty_texts for f in files), sum(f.duplicate_ids for f in files)
     if empty or duplicates:
         logger.warning("%s: %d empty texts and %d repeated ids, embedded as given (strict=True / --strict refuses them)", out_loc, empty, duplicates)
@@ -172,7 +175,7 @@ def embed_corpus(
     done = _finished(out_loc, shards)
     todo = [s for s in shards if s.index not in done]
     logger.info("%s: %d shards, %d finished, %d to embed", out_loc, len(shards), len(done), len(todo))
-    spec = WorkSpec(os.path.abspath(model_dir), model["variant"], model["sha256"], out_loc.uri, columns, kind, storage, batch_size, max_tokens)
+    spec = WorkSpec(os.path.abspath(model_dir), model["variant"], model["sha256"], out_loc.uri, columns, kind, storage, batch_size, max_tokens, dimensions)
     tracker = _Tracker(len(shards), len(done), sum(s.texts for s in todo), progress)
     used = 0
     if todo:
@@ -188,7 +191,7 @@ def embed_corpus(
     if missing:  # pragma: no cover (an executor returned without raising)
         raise RuntimeError(f"{out_loc}: {len(missing)} shards were not written ({missing[:3]}...); rerun to finish them")
     summary = CorpusSummary(
-        out=str(out_loc), model=model["name"], variant=model["variant"], dim=model["dim"], storage=storage,
+        out=str(out_loc), model=model["name"], variant=model["variant"], dim=dimensions or model["dim"], storage=storage,
         executor=executor, workers=used, shards=len(shards), shards_skipped=len(done),
         texts=sum(st["texts"] for st in all_stats.values()), texts_embedded=sum(st["texts"] for st in tracker.stats.values()),
         tokens=sum(st["tokens"] for st in all_stats.values()), truncated=sum(st["truncated"] for st in all_stats.values()),
@@ -200,13 +203,11 @@ def embed_corpus(
     return summary
 
 
-def _check_options(executor: str, storage: str, kind: str | None, shard_rows: int, workers: int | None, threads: int | None, cpus: float) -> None:
+def _check_options(executor: str, storage: str, shard_rows: int, workers: int | None, threads: int | None, cpus: float) -> None:
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, found {executor!r}")
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {STORAGES}, found {storage!r}")
-    if kind is not None and kind not in KINDS:
-        raise ValueError(f"kind must be None or one of {KINDS}, found {kind!r}")
     for name, value in (("shard_rows", shard_rows), ("workers", workers), ("threads", threads)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be a whole number >= 1, found {value!r}")
@@ -214,20 +215,24 @@ def _check_options(executor: str, storage: str, kind: str | None, shard_rows: in
         raise ValueError(f"cpus_per_actor must be > 0, found {cpus!r}")
 
 
-def _model_entry(model_dir: str | PathLike[str], variant: str) -> dict[str, Any]:
-    """Resolve the variant once, here, so every worker runs the same file (and the manifest says which)."""
+def _model_entry(model_dir: str | PathLike[str], variant: str, kind: str | None, dimensions: int | None) -> dict[str, Any]:
+    """Resolve the variant once, here, so every worker runs the same file (and the manifest says which);
+    ``kind`` and ``dimensions`` are checked against the model before any work (ValueError naming the choices)."""
     emb = Embedder.load(model_dir, variant=variant, threads=1)
+    if kind is not None and kind not in emb.prompts:
+        raise ValueError(f"kind must be None or one of {sorted(emb.prompts)} (the prompts of {emb.manifest.name}), found {kind!r}")
+    emb.check_dimensions(dimensions)
     m = emb.manifest
     entry = {
         "name": m.name, "variant": emb.variant, "sha256": m.variants[emb.variant].sha256, "dim": emb.dim,
-        "normalize": m.normalize, "max_length": emb.max_length, "prefixes": dict(m.prefixes),
+        "normalize": m.normalize, "max_length": emb.max_length, "prefixes": emb.prompts,
     }
     del emb
     return entry
 
 
 def _job_manifest(
-    model: dict[str, Any], kind: str | None, files: list[InputFile], columns: Columns, storage: str, shard_rows: int, shards: list[Shard],
+    model: dict[str, Any], kind: str | None, dimensions: int | None, files: list[InputFile], columns: Columns, storage: str, shard_rows: int, shards: list[Shard],
     strict: bool,
 ) -> dict[str, Any]:
     return {
@@ -236,7 +241,7 @@ def _job_manifest(
         "kind": kind,
         "prefix": model["prefixes"].get(kind, "") if kind else "",
         "inputs": [asdict(f) for f in files],
-        "options": {"text_column": columns.text, "id_column": columns.id, "storage": storage, "shard_rows": shard_rows},
+        "options": {"text_column": columns.text, "id_column": columns.id, "storage": storage, "shard_rows": shard_rows, "dimensions": dimensions},
         "checks": {"empty_texts": sum(f.empty_texts for f in files), "duplicate_ids": sum(f.duplicate_ids for f in files), "strict": strict},
         "output": {"columns": ["id", "embedding"] + (["scale"] if storage == "int8" else []), "shards": len(shards)},
         "shards": [{"file": s.name, **{k: v for k, v in s.as_dict().items() if k not in ("index", "uri", "file_size")}} for s in shards],

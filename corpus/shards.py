@@ -41,6 +41,7 @@ class WorkSpec:
     storage: str
     batch_size: int
     max_tokens: int | None | str
+    dimensions: int | None = None
 
 
 def load_embedder(spec: WorkSpec, threads: int | None) -> Embedder:
@@ -61,7 +62,7 @@ def embed_shard(emb: Embedder, spec: WorkSpec, shard: Shard) -> dict[str, Any]:
     t0 = time.perf_counter()
     ids, texts = read_shard(shard, spec.columns)
     tokens = emb.tokenize(texts, kind=spec.kind)
-    vecs = emb.embed_tokens(tokens, spec.batch_size, max_tokens=spec.max_tokens)
+    vecs = emb.embed_tokens(tokens, spec.batch_size, max_tokens=spec.max_tokens, dimensions=spec.dimensions)
     stats = {"index": shard.index, "texts": len(texts), "tokens": tokens.n_tokens, "truncated": tokens.n_truncated}
     table = to_table(ids, vecs, spec.storage).replace_schema_metadata({META_KEY: json.dumps(stats).encode()})
     _write_atomic(locate(spec.out).child(shard.name), table)

@@ -19,7 +19,7 @@ import onnxruntime as ort
 from .batching import Tokens, check_batch_size, check_max_tokens, chunked, plan_batches
 from .errors import ManifestError, ProviderUnavailableError
 from .manifest import Manifest, load_manifest
-from .pooling import cosine_similarity, l2_normalize, pool
+from .pooling import cosine_similarity, pool, truncate_dimensions
 from .progress import Progress, progress_reporter
 from .providers import (
     CPU,
@@ -352,11 +352,7 @@ class Embedder:
         hidden = self._session.run([self._manifest.output_name], feed)[0]
         norm = self._manifest.normalize if normalize is None else bool(normalize)
         pooled = pool(hidden, arrays["attention_mask"], self._manifest.pooling, norm and not dimensions)
-        if dimensions:  # Matryoshka: truncate the pooled vector, then normalize the kept part
-            pooled = np.ascontiguousarray(pooled[:, :dimensions])
-            if norm:
-                pooled = l2_normalize(pooled)
-        return pooled
+        return truncate_dimensions(pooled, dimensions, norm) if dimensions else pooled
 
     def embed_tokens(
         self,

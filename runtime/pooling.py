@@ -24,6 +24,7 @@ __all__ = [
     "mean_pool",
     "mean_sqrt_len_pool",
     "pool",
+    "truncate_dimensions",
 ]
 
 F32 = npt.NDArray[np.float32]
@@ -110,6 +111,18 @@ def l2_normalize(x: npt.ArrayLike, eps: float = 1e-12) -> F32:
     a = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(a, axis=-1, keepdims=True)
     return a / np.maximum(norms, np.float32(eps))
+
+
+def truncate_dimensions(x: npt.ArrayLike, dimensions: int, normalize: bool) -> F32:
+    """Matryoshka: keep the first ``dimensions`` values of each row, then L2-normalize the kept part when
+    ``normalize``. Normalizing first does not change the result (the direction of the kept part is the
+    same), so this applies to pooled and to already normalized vectors alike.
+
+    >>> truncate_dimensions(np.array([[3.0, 4.0, 12.0]], np.float32), 2, True).tolist()
+    [[0.6000000238418579, 0.800000011920929]]
+    """
+    kept = np.ascontiguousarray(np.asarray(x, dtype=np.float32)[:, :dimensions])
+    return l2_normalize(kept) if normalize else kept
 
 
 def cosine_similarity(a: npt.ArrayLike, b: npt.ArrayLike) -> F32:

@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from onnxembed import Embedder, Manifest, load_manifest
+from onnxembed.pooling import truncate_dimensions
 
 from .batcher import Batcher, BatcherClosed, Embedded, TextTooLong
 from .metrics import CONTENT_TYPE_LATEST, Metrics
@@ -194,6 +195,8 @@ class ServerState:
         split into chunks (two in the queue at a time, so other clients' requests interleave)."""
         if not m.ready or m.batcher is None:
             raise ApiError(503, f"model {m.name!r} is still loading; retry when GET /ready answers 200", "model_loading")
+        if req.kind is not None and req.kind not in (prompts := m.embedder.prompts):
+            raise ApiError(400, f"'input_type' is {req.kind!r} but {m.name} has the prompts {sorted(prompts)}; send one of them or omit it", "invalid_input_type")
         batcher = m.batcher
         size = self.max_client_batch
         starts = list(range(0, len(req.texts), size))
@@ -355,10 +358,16 @@ def _starlette(st: ServerState) -> Starlette:
         async def run(request: Request) -> Response:
             req = parse_openai(await st.body(request))
             m = st.model(req.model)
-            if req.dimensions is not None and req.dimensions != m.manifest.dim:
-                raise ApiError(400, f"'dimensions' is {req.dimensions} but {m.name} gives {m.manifest.dim}-d vectors and is not trained for shorter ones; omit it or send {m.manifest.dim}", "invalid_dimensions")
+            dims = m.manifest.dimensions or (m.manifest.dim,)
+            if req.dimensions is not None and req.dimensions != m.manifest.dim and req.dimensions not in dims:
+                why = (f"is trained for {sorted({m.manifest.dim, *dims}, reverse=True)}" if m.manifest.dimensions
+                       else f"gives {m.manifest.dim}-d vectors and is not trained for shorter ones")
+                raise ApiError(400, f"'dimensions' is {req.dimensions} but {m.name} {why}; omit it or send one of those", "invalid_dimensions")
             out = await st.embed(request, m, req)
-            return Response(openai_response(out.vectors, m.name, out.n_tokens, out.n_truncated, req.encoding), media_type=JSON)
+            vectors = out.vectors
+            if req.dimensions is not None and req.dimensions != m.manifest.dim:
+                vectors = truncate_dimensions(vectors, req.dimensions, m.manifest.normalize)
+            return Response(openai_response(vectors, m.name, out.n_tokens, out.n_truncated, req.encoding), media_type=JSON)
 
         return await st.guarded(request, "embeddings", run, work=True)
 

@@ -18,10 +18,11 @@ from onnxembed.embedder import KINDS
 
 __all__ = ["ApiError", "EmbedRequest", "error_type", "openai_response", "parse_json", "parse_openai", "parse_tei", "tei_response"]
 
-# The request field for the model's query/passage prefixes (e5 needs them); "document" is
-# accepted for "passage" (the word other embedding APIs use).
+# The request field for the model's prompts: query/passage prefixes (e5 needs them) and the manifest's
+# named prompts (checked against the model by the server); "document" is accepted for "passage" (the
+# word other embedding APIs use).
 KIND_FIELD = "input_type"
-_KINDS = {**{k: k for k in KINDS}, "document": "passage"}
+_ALIASES = {"document": "passage"}
 
 # OpenAI's error types: every 4xx is the client's (invalid_request_error) except 429; 5xx the server's.
 _TYPES = {429: "rate_limit_error"}
@@ -119,9 +120,9 @@ def _kind(body: dict[str, Any]) -> str | None:
     value = body.get(KIND_FIELD)
     if value is None:
         return None
-    if value not in _KINDS:
-        raise _bad(f"'{KIND_FIELD}' must be one of {sorted(_KINDS)} (adds the model's prefix), found {value!r}")
-    return _KINDS[value]
+    if not isinstance(value, str) or not value:
+        raise _bad(f"'{KIND_FIELD}' must be a prompt name such as {sorted(KINDS)} (adds the model's prefix), found {orjson.dumps(value).decode()[:40]}")
+    return _ALIASES.get(value, value)
 
 
 def _object(body: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ evaluation data fails the test. Only hardware a machine may lack (a GPU, a CPU f
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 TINY_HUB_MODELS = ("e5-small-unsupervised", "e5-base-unsupervised", "multi-qa-distilbert-cos-v1", "gte-base", "gte-small")
+QWEN_STYLE = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"  # a Qwen3-Embedding style prompt
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -135,6 +137,22 @@ def default_artifacts(tmp_path_factory: pytest.TempPathFactory, real_checkpoint:
     """The embedded real model (all-MiniLM-L6-v2) with every variant, int8 gated on the held-out data."""
     out = tmp_path_factory.mktemp("build-real") / "all-minilm-l6-v2"
     run_cli("build", "all-minilm-l6-v2", "--out", str(out), env={"HF_HUB_OFFLINE": "1", "ONNXEMBED_DATA": str(data_dir)}, timeout=3600)
+    return out
+
+
+@pytest.fixture(scope="session")
+def matryoshka(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path) -> Path:
+    """A tiny random gte-small (32-d) whose registry entry declares prompts and Matryoshka sizes, built fp32 offline."""
+    from onnxembed.export.registry import load_registry
+    from onnxembed.export.synthetic import offline_hub
+
+    root = tmp_path_factory.mktemp("matryoshka")
+    spec = dataclasses.replace(load_registry()["gte-small"], prompts={"query": "query: ", "web": QWEN_STYLE},
+                               dimensions=(16, 8), normalize=True)
+    hub = offline_hub({"gte-small": spec}, root, vocab_from=real_checkpoint, tiny=True)
+    assert hub.specs["gte-small"].embedding_dim == 32
+    out = root / "artifact"
+    run_cli("build", "gte-small", "--out", str(out), "--registry", str(hub.registry), "--variants", "fp32", env=hub.env)
     return out
 
 

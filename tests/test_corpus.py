@@ -295,3 +295,26 @@ def test_missing_ray_extra_is_the_pip_command(monkeypatch: pytest.MonkeyPatch, t
 
     assert err == [f"onnxembed corpus: error: the Ray executor needs the ray extra (missing: ray); install it with: {install_hint('ray')}"]
     assert not (tmp_path / "o").exists()
+
+
+def test_kind_names_a_prompt_and_dimensions_truncate(matryoshka: Path, corpus_inputs: dict, tmp_path: Path) -> None:
+    """``--kind`` takes the manifest's named prompts, ``--dimensions`` a Matryoshka size; the vectors are
+    ``encode(kind=, dimensions=)``, the job records both, and a rerun with another size is refused."""
+    out = tmp_path / "out"
+    proc = run_cli("corpus", str(matryoshka), str(corpus_inputs["txt"]), "--out", str(out), "--kind", "web", "--dimensions", "8",
+                   "--workers", "1", "--json")
+    assert json.loads(proc.stdout)["dim"] == 8
+    emb = Embedder.load(matryoshka, variant=json.loads((out / "_manifest.json").read_text())["model"]["variant"])
+    ids, vecs, _ = read_out(out)
+    texts = corpus_inputs["texts"]
+    want = emb.encode([texts[i] for i in ids], kind="web", dimensions=8)
+    assert vecs.shape == want.shape == (N, 8) and float(np.abs(vecs - want).max()) <= 1e-6
+    job = json.loads((out / "_manifest.json").read_text())
+    assert job["kind"] == "web" and job["prefix"] == emb.prompts["web"] and job["options"]["dimensions"] == 8
+    with pytest.raises(CorpusMismatchError, match="option dimensions: the folder has 8, this run 16"):
+        embed_corpus(matryoshka, corpus_inputs["txt"], out, kind="web", dimensions=16, workers=1)
+    with pytest.raises(ValueError, match=r"kind must be None or one of \['passage', 'query', 'web'\]"):
+        embed_corpus(matryoshka, corpus_inputs["txt"], tmp_path / "o2", kind="search")
+    with pytest.raises(ValueError, match=r"dimensions=12 is not supported"):
+        embed_corpus(matryoshka, corpus_inputs["txt"], tmp_path / "o3", dimensions=12)
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()

@@ -3,32 +3,13 @@ full-size output (truncate, then L2-normalize) and against sentence-transformers
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import run_cli
-
-QWEN_STYLE = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
-
-
-@pytest.fixture(scope="module")
-def matryoshka(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path) -> Path:
-    """A tiny random gte-small (32-d) whose registry entry declares prompts and Matryoshka sizes, built fp32 offline."""
-    from onnxembed.export.registry import load_registry
-    from onnxembed.export.synthetic import offline_hub
-
-    root = tmp_path_factory.mktemp("matryoshka")
-    spec = dataclasses.replace(load_registry()["gte-small"], prompts={"query": "query: ", "web": QWEN_STYLE},
-                               dimensions=(16, 8), normalize=True)
-    hub = offline_hub({"gte-small": spec}, root, vocab_from=real_checkpoint, tiny=True)
-    assert hub.specs["gte-small"].embedding_dim == 32
-    out = root / "artifact"
-    run_cli("build", "gte-small", "--out", str(out), "--registry", str(hub.registry), "--variants", "fp32", env=hub.env)
-    return out
+from conftest import QWEN_STYLE
 
 
 def test_manifest_records_prompts_and_dimensions(matryoshka: Path) -> None:

@@ -130,9 +130,9 @@ def real(default_artifacts: Path) -> Embedder:
 
 
 @pytest.fixture(scope="module")
-def server(default_artifacts: Path, tiny_bert_artifacts: Path, tiny_e5_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    e5 = tiny_e5_artifacts
-    s = Server([default_artifacts, tiny_bert_artifacts, e5], "--api-key", KEY, "--name", MINILM, "--name", "tiny", "--name", "e5", log=tmp_path_factory.mktemp("serve") / "server.log")
+def server(default_artifacts: Path, tiny_bert_artifacts: Path, tiny_e5_artifacts: Path, matryoshka: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    dirs, names = [default_artifacts, tiny_bert_artifacts, tiny_e5_artifacts, matryoshka], (MINILM, "tiny", "e5", "mat")
+    s = Server(dirs, "--api-key", KEY, *(a for n in names for a in ("--name", n)), log=tmp_path_factory.mktemp("serve") / "server.log")
     try:
         s.wait_ready()
         yield s
@@ -217,6 +217,26 @@ def test_input_type_adds_the_models_prefix(server: Server, tiny_e5_artifacts: Pa
     assert np.abs(plain - e5.encode(text, kind="query")[0]).max() > 1e-3
 
 
+def test_matryoshka_dimensions_and_named_prompts(server: Server, matryoshka: Path) -> None:
+    """OpenAI's ``dimensions`` for a model trained for shorter vectors, and ``input_type`` naming one of
+    the manifest's prompts; both exactly what the in-process Embedder gives, through the openai SDK too."""
+    mat = Embedder.load(matryoshka)
+    text = ["how do I make int8 faster", "a second text"]
+    for body, want in (
+        ({"dimensions": 16}, mat.encode(text, dimensions=16)),
+        ({"dimensions": 8, "input_type": "web"}, mat.encode(text, kind="web", dimensions=8)),
+        ({"input_type": "web"}, mat.encode(text, kind="web")),
+    ):
+        r = _post(server, "/v1/embeddings", {"model": "mat", "input": text, "encoding_format": "float", **body})
+        assert r.status_code == 200, r.text
+        got = np.array([d["embedding"] for d in r.json()["data"]], dtype=np.float32)
+        assert got.shape == want.shape and float(np.abs(got - want).max()) <= 1e-6, body
+    sdk = _client(server).embeddings.create(model="mat", input=text, dimensions=16)  # base64 on the wire
+    assert float(np.abs(np.array([d.embedding for d in sdk.data]) - mat.encode(text, dimensions=16)).max()) <= 1e-6
+    _error(_post(server, "/v1/embeddings", {"model": "mat", "input": "x", "dimensions": 12}), 400, "'dimensions' is 12", "[32, 16, 8]")
+    _error(_post(server, "/v1/embeddings", {"model": "mat", "input": "x", "input_type": "search"}), 400, "'search'", "['passage', 'query', 'web']")
+
+
 def test_tei_embed_and_info(server: Server, real: Embedder, texts: list[str]) -> None:
     batch = texts[40:50]
     r = _post(server, "/embed", {"inputs": batch, "model": MINILM})
@@ -235,8 +255,8 @@ def test_tei_embed_and_info(server: Server, real: Embedder, texts: list[str]) ->
     assert info["model_id"] == MINILM and info["max_input_length"] == real.max_length == real.manifest.max_length
     assert info["dim"] == real.dim and info["model_dtype"] == real.variant and info["max_batch_tokens"] == real.max_tokens
     models = httpx.get(server.url + "/v1/models", headers=AUTH, timeout=10).json()
-    assert [m["id"] for m in models["data"]] == [MINILM, "tiny", "e5"]
-    assert [m.id for m in _client(server).models.list().data] == [MINILM, "tiny", "e5"]
+    assert [m["id"] for m in models["data"]] == [MINILM, "tiny", "e5", "mat"]
+    assert [m.id for m in _client(server).models.list().data] == [MINILM, "tiny", "e5", "mat"]
 
 
 def test_tei_routes_answer_a_real_tei_client(strict: Server, tiny_bert_artifacts: Path) -> None:
