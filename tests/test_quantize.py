@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import hashlib
-import shutil
+import json
 from pathlib import Path
 
 import numpy as np
@@ -219,21 +219,10 @@ def test_spearman_matches_scipy() -> None:
 
 
 @pytest.fixture(scope="module")
-def real_built(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path) -> tuple[Path, dict]:
-    from onnxembed.export.onnx_export import export_onnx
-    from onnxembed.export.synthetic import TOKENIZER_FILES
-    from onnxembed.export.variants import add_variants
-
-    work = tmp_path_factory.mktemp("real") / "all-minilm-l6-v2"
-    (work / "onnx").mkdir(parents=True)
-    for f in TOKENIZER_FILES + ("config.json",):
-        shutil.copyfile(real_checkpoint / f, work / f)
-    names = ("input_ids", "attention_mask", "token_type_ids")
-    export_onnx(real_checkpoint, work / "onnx" / "model.onnx", expected_inputs=names)
-    manifest = {"name": "all-minilm-l6-v2", "architecture": "bert", "hidden_size": 384, "num_heads": 12, "num_layers": 6,
-                "pooling": "mean", "normalize": True, "input_names": list(names), "max_length": 256, "variants": {}}
-    add_variants(work, manifest, ["O2", "qint8_avx512_vnni"])  # raises ValidationError if a gate fails
-    return work, manifest
+def real_built(default_artifacts: Path) -> tuple[Path, dict]:
+    """The session's real build (every variant; int8 searched and gated on the held-out data): its folder and
+    manifest. One real build serves every test that needs real weights."""
+    return default_artifacts, json.loads((default_artifacts / "manifest.json").read_text(encoding="utf-8"))
 
 
 def test_real_model_int8_gates(real_built: tuple[Path, dict]) -> None:
