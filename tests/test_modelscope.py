@@ -198,3 +198,18 @@ def test_a_registry_entry_that_disagrees_with_configuration_is_refused(ms_cache:
     assert proc.returncode != 0
     assert "models.yaml entry 'gte-base' disagrees" in proc.stderr and "pooling: registry 'mean', checkpoint 'cls'" in proc.stderr
     assert "modelscope's pipeline" in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_registry_entry_with_source_modelscope(ms_cache: dict, tmp_path: Path) -> None:
+    """``source: modelscope`` in models.yaml: the entry resolves through modelscope's cache at its revision."""
+    from onnxembed.export.registry import dump_registry, load_registry
+
+    spec = dataclasses.replace(load_registry(ms_cache["registry"])["gte-base"], source="modelscope", id=PLAIN_MS, revision="master",
+                               pooling="cls", normalize=True, alt_sources=())
+    reg = dump_registry({"tiny-ms": spec}, tmp_path / "models.yaml")
+    code = ("from onnxembed.export import load_registry, resolve_checkpoint\n"
+            f"ck = resolve_checkpoint('tiny-ms', registry=load_registry({str(reg)!r}))\n"
+            "print(ck.spec.name, ck.spec.source, ck.spec.pooling, ck.spec.max_length, ck.source['kind'], ck.path)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **ms_cache["env"]}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["tiny-ms", "modelscope", "cls", "512", "modelscope", str(ms_cache["snapshots"][PLAIN_MS])]
