@@ -65,9 +65,13 @@ def modelscope_folder(model_id: str, revision: str = DEFAULT_REVISION) -> Path:
     """The checkpoint folder of ModelScope's ``model_id`` at ``revision``, from modelscope's cache or its hub.
 
     Raises:
+        ValueError: ``model_id`` is not ``ORG/NAME``.
         ImportError: modelscope is not installed (the message is the pip command).
         FileNotFoundError: the hub cannot be reached and the cache does not hold that revision.
     """
+    owner, _, name = model_id.partition("/")
+    if not owner or not name or "/" in name:
+        raise ValueError(f"ModelScope id {model_id!r} should be ORG/NAME, e.g. modelscope:iic/nlp_gte_sentence-embedding_english-base")
     try:
         from modelscope import snapshot_download
         from modelscope_hub import get_default_config

@@ -165,9 +165,12 @@ def test_configurations_we_cannot_reproduce_are_refused(tmp_path: Path, cfg: dic
     assert message in str(e.value)
 
 
-def test_missing_modelscope_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_malformed_id_and_a_missing_modelscope_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
     from onnxembed.export.modelscope_source import modelscope_folder
 
+    for bad in ("", "gte-base", "iic/", "iic/a/b"):  # checked before anything is imported
+        with pytest.raises(ValueError, match=f"ModelScope id '{bad}' should be ORG/NAME"):
+            modelscope_folder(bad)
     monkeypatch.setitem(sys.modules, "modelscope", None)  # as if not installed
     with pytest.raises(ImportError, match=r"needs the modelscope package .*install it with: pip install .*\[modelscope\]"):
         modelscope_folder("iic/any")
