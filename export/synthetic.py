@@ -16,7 +16,7 @@ from pathlib import Path
 from .registry import ModelSpec
 
 __all__ = ["RANDOM_WEIGHT_GATES", "OfflineHub", "make_random_checkpoint", "offline_hub", "tiny_spec", "put_in_hf_cache",
-           "put_in_parts_cache", "TOKENIZER_FILES"]
+           "put_in_parts_cache", "TOKENIZER_FILES", "make_modelscope_checkpoint", "put_in_modelscope_cache"]
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 FAKE_COMMIT = "0" * 39 + "1"  # the cache's snapshot name; not a hub revision
@@ -107,6 +107,47 @@ def put_in_parts_cache(checkpoint: str | Path, spec: ModelSpec, cache_dir: str |
     shutil.copytree(checkpoint, dst)
     (root / ".complete").write_text(spec.revision, encoding="utf-8")
     return dst
+
+
+def make_modelscope_checkpoint(spec: ModelSpec, folder: str | Path, *, vocab_from: str | Path, configuration: dict, seed: int = 0) -> Path:
+    """A random BERT checkpoint for ``spec`` in ModelScope's sentence-embedding layout.
+
+    As ModelScope's BertForSentenceEmbedding saves it: ``config.json``, ``pytorch_model.bin`` with the
+    ``bert.`` prefix on every weight, ``vocab.txt`` with ``tokenizer_config.json`` and
+    ``special_tokens_map.json`` (no ``tokenizer.json``, no sentence-transformers files), and
+    ``configuration.json`` = ``configuration`` (task, model type, ``emb_pooler_type``, preprocessor).
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    make_random_checkpoint(spec, folder, vocab_from=vocab_from, seed=seed)
+    weights = load_file(str(folder / "model.safetensors"))
+    torch.save({f"bert.{k}": v for k, v in weights.items()}, folder / "pytorch_model.bin")
+    keep = {"config.json", "pytorch_model.bin", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"}
+    for p in list(folder.iterdir()):
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.name not in keep:
+            p.unlink()
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    cfg["architectures"] = ["BertForSentenceEmbedding"]
+    (folder / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    (folder / "configuration.json").write_text(json.dumps(configuration, indent=2), encoding="utf-8")
+    return folder
+
+
+def put_in_modelscope_cache(checkpoint: str | Path, model_id: str, cache_dir: str | Path, revision: str = "master") -> Path:
+    """Place a checkpoint folder where modelscope's ``snapshot_download`` finds ``model_id`` at ``revision``.
+
+    ``cache_dir`` is what ``MODELSCOPE_CACHE`` points to; the layout is modelscope-hub's
+    ``models/ORG--NAME/snapshots/REVISION/``. Returns the snapshot folder.
+    """
+    snap = Path(cache_dir) / "models" / model_id.replace("/", "--") / "snapshots" / revision
+    if snap.exists():
+        shutil.rmtree(snap)
+    shutil.copytree(checkpoint, snap)
+    return snap
 
 
 # Int8 accuracy gates for random-weight checkpoints: their embeddings carry no meaning, so the gates
