@@ -62,7 +62,7 @@ def _loads_apart(raw: bytes, array_start: int) -> dict[str, Any] | None:
         if boundary is None:
             break
         try:
-            items = json.loads("[" + raw[start : boundary.start() + 1].decode("utf-8") + "]", parse_float=str)
+            items = json.loads(b"".join((b"[", raw[start : boundary.start() + 1], b"]")).decode("utf-8"), parse_float=str)
         except (UnicodeDecodeError, json.JSONDecodeError):
             return None  # the cut fell inside a string: read the file whole
         if not take(items):

@@ -145,7 +145,7 @@ class Tokenizer:
             config = _tokenizer_json.loads(p.read_bytes())
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"{p} is not a valid tokenizer.json ({e}); expected the JSON written by Hugging Face tokenizers") from e
-        return cls._from_parsed(config, str(p))
+        return cls._from_config(config, str(p))
 
     @classmethod
     def from_str(cls, text: str, source: str = "<string>") -> Tokenizer:
@@ -160,16 +160,12 @@ class Tokenizer:
             del text
         except json.JSONDecodeError as e:
             raise ValueError(f"{source} is not a valid tokenizer.json ({e}); expected the JSON written by Hugging Face tokenizers") from e
-        return cls._from_parsed(config, source)
+        return cls._from_config(config, source)
 
     @classmethod
-    def _from_parsed(cls, config: Any, source: str) -> Tokenizer:
+    def _from_config(cls, config: Any, source: str) -> Tokenizer:
         if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
             raise ValueError(f"{source} has no 'model' object; expected the JSON written by Hugging Face tokenizers")
-        return cls._from_config(config, source=source)
-
-    @classmethod
-    def _from_config(cls, config: dict[str, Any], source: str) -> Tokenizer:
         added = parse_added_tokens(config.get("added_tokens"))
         model = parse_model(config["model"], source)
         normalizer = parse_normalizer(config.get("normalizer"), source)
