@@ -8,6 +8,9 @@ Usage: ``python benchmarks/bench_tokenizer.py [--repeat 3] [--json out.json]``
 (fresh tokenizers on both sides) and warm (second pass), as ratios Rust time / our time from interleaved
 rounds (median), then the load time and extra RSS of the 250k-piece XLM-R file in a fresh process.
 
+``--load [--rounds 7] [--baseline-commit REV]`` loads the XLM-R file in fresh processes: ours, the Rust
+library's ``Tokenizer.from_file`` and optionally an older commit's runtime, interleaved.
+
 Prints texts/s and tokens/s for: ours with the chunk cache disabled (worst case), with an empty cache
 (first pass over the corpus), with a warm cache, with padding to arrays (``tok(texts)``), and the Rust
 ``encode_batch`` with and without its thread pool, and ``encode_batch_fast`` (no offsets). Ratios are taken within one run on the same machine, which is printed first.
@@ -91,19 +94,65 @@ def family_files() -> dict[str, Path]:
     }
 
 
-def load_cost(path: Path) -> tuple[float, float]:
-    """Seconds to load ``path`` and extra resident MB, measured in a fresh process."""
+_LOADERS = {
+    "ours": "import onnxembed\nload = onnxembed.Tokenizer.from_file",
+    "rust": "import tokenizers\nload = lambda p: tokenizers.Tokenizer.from_file(str(p))",
+}
+
+
+def load_cost(path: Path, loader: str = "ours", baseline: Path | None = None) -> tuple[float, float, float]:
+    """Seconds to load ``path``, extra peak and retained resident MB, measured in a fresh process.
+
+    ``loader`` is ``ours`` or ``rust``; ``baseline`` is a folder holding another ``onnxembed`` package
+    (an older commit's ``runtime/``) to import instead of the installed one.
+    """
     import subprocess
     import sys
 
     code = (  # VmHWM: this process's peak RSS (ru_maxrss would include the parent's, inherited at fork)
-        "import time, onnxembed\n"
-        "def peak(): return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1e3\n"
-        f"r0 = peak(); t0 = time.perf_counter(); tok = onnxembed.Tokenizer.from_file({str(path)!r}); t1 = time.perf_counter()\n"
-        "print(t1 - t0, peak() - r0)"
+        (f"import sys; sys.path.insert(0, {str(baseline)!r})\n" if baseline is not None else "")
+        + "import sys, time\n"
+        + _LOADERS[loader]
+        + "\ndef status(key): return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith(key)) / 1e3\n"
+        f"r0 = status('VmRSS'); t0 = time.perf_counter(); tok = load({str(path)!r}); t1 = time.perf_counter()\n"
+        "print(t1 - t0, status('VmHWM') - r0, status('VmRSS') - r0, getattr(sys.modules.get('onnxembed'), '__file__', ''))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    return float(out[0]), float(out[1])
+    if baseline is not None and not out[3].startswith(str(baseline)):
+        raise SystemExit(f"the baseline run imported {out[3]}, not the package under {baseline}")
+    return float(out[0]), float(out[1]), float(out[2])
+
+
+def load_rounds(rounds: int, baseline_commit: str | None) -> None:
+    """Fresh-process load of the XLM-R file: ours, Rust (and a baseline commit's), interleaved rounds."""
+    import statistics
+    import subprocess
+    import tempfile
+
+    path = family_files()["Unigram (multilingual-e5-small)"]
+    runs: dict[str, tuple[str, Path | None]] = {"ours": ("ours", None), "rust tokenizers": ("rust", None)}
+    with tempfile.TemporaryDirectory() as tmp:
+        if baseline_commit:
+            repo = Path(__file__).resolve().parents[1]
+            archive = subprocess.run(["git", "-C", str(repo), "archive", baseline_commit, "runtime"], capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+            (Path(tmp) / "runtime").rename(Path(tmp) / "onnxembed")
+            runs[f"ours at {baseline_commit}"] = ("ours", Path(tmp))
+        figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in runs}
+        names = list(runs)
+        for r in range(rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate who goes first
+                figures[name].append(load_cost(path, *runs[name]))
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
+    print(f"load {path} in a fresh process, {rounds} interleaved rounds (median; extra RSS over the process before the load)")
+    rust = [f[0] for f in figures["rust tokenizers"]]
+    for name, rows in figures.items():
+        ratio = statistics.median(r / f[0] for r, f in zip(rust, rows))
+        print(
+            f"{name:28s} {statistics.median(f[0] for f in rows):6.2f} s  (min {min(f[0] for f in rows):.2f})  "
+            f"peak +{statistics.median(f[1] for f in rows):4.0f} MB  retained +{statistics.median(f[2] for f in rows):4.0f} MB  "
+            f"rust time / this {ratio:5.2f}x"
+        )
 
 
 def families(rounds: int, max_length: int) -> None:
@@ -157,7 +206,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--families", action="store_true", help="every model family, cold and warm, STS and documents")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--load", action="store_true", help="only the XLM-R file's load time and RSS, against Rust (interleaved rounds)")
+    parser.add_argument("--baseline-commit", default=None, help="with --load: also load with this commit's runtime/")
     args = parser.parse_args()
+    if args.load:
+        load_rounds(args.rounds, args.baseline_commit)
+        return
     if args.families:
         families(args.rounds, 512)
         return

@@ -8,7 +8,7 @@ component and the supported alternatives otherwise. Normalizers, pre-tokenizers 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 

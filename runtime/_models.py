@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -19,6 +20,7 @@ _UNK_PENALTY = 10.0  # K_UNK_PENALTY of models/unigram/model.rs
 
 _U64_MAX = (1 << 64) - 1
 _POW10 = [float(f"1e{i}") for i in range(309)]
+_POW10_ARRAY = np.array(_POW10[:23])
 
 
 def serde_f64(text: str) -> float:
@@ -40,13 +42,35 @@ def serde_f64(text: str) -> float:
 
 
 def serde_f64_all(texts: list[str]) -> list[float]:
-    """:func:`serde_f64` of many decimal strings, vectorized where they all read ``[-]digits.digits``."""
-    if all("." in t and len(t) <= 20 and "e" not in t and "E" not in t for t in texts):
-        significands = np.array([int(t.replace(".", "", 1)) for t in texts], dtype=np.float64)
-        scale = np.array(_POW10[:22] + [0.0], dtype=np.float64)[np.minimum([len(t) - t.index(".") - 1 for t in texts], 22)]
-        if scale.all():
-            return (significands / scale).tolist()  # type: ignore[no-any-return]
-    return [serde_f64(t) for t in texts]
+    """:func:`serde_f64` of many decimal strings, vectorized for those reading ``[-]digits.digits``.
+
+    The strings become one fixed-width byte matrix (one row per character position), the significand
+    is accumulated in uint64 column by column (exact for up to 19 digits), then converted and divided
+    as ``serde_json`` does; any other string goes through :func:`serde_f64`.
+    """
+    n = len(texts)
+    try:
+        raw = np.array(texts, dtype=np.bytes_)
+    except UnicodeEncodeError:  # not a plain decimal: the general reader decides
+        return [serde_f64(t) for t in texts]
+    if n == 0 or raw.dtype.itemsize > 21:
+        return [serde_f64(t) for t in texts]
+    cols = raw.view(np.uint8).reshape(n, raw.dtype.itemsize).T.copy()
+    digit = (cols >= 48) & (cols <= 57)
+    dot = cols == 46
+    ndigits, ndots, negative = digit.sum(0), dot.sum(0), cols[0] == 45
+    length = (cols != 0).sum(0)
+    plain = (ndigits + ndots + negative == length) & (ndots == 1) & (ndigits <= 19)
+    significand = np.zeros(n, np.uint64)
+    for c in range(len(cols)):
+        significand = np.where(digit[c], significand * np.uint64(10) + (cols[c] - np.uint8(48)), significand)
+    fraction_digits = np.clip(length - dot.argmax(0) - 1, 0, len(_POW10_ARRAY) - 1)
+    values = significand.astype(np.float64) / _POW10_ARRAY[fraction_digits]
+    np.negative(values, out=values, where=negative)
+    out: list[float] = values.tolist()
+    for i in np.flatnonzero(~plain).tolist():
+        out[i] = serde_f64(texts[i])
+    return out
 
 
 def _serde_f64_general(text: str) -> float:
@@ -90,6 +114,14 @@ def _byte_ids(text: str, vocab: dict[str, int], form: str) -> list[int] | None:
     return None if None in ids else ids  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class UnigramVocab:
+    """A Unigram ``vocab`` already read (by ``_tokenizer_json``): its pieces and their scores."""
+
+    pieces: list[str]
+    scores: list[float]
+
+
 class WordPiece:
     """Greedy longest-match-first word pieces (see :func:`onnxembed._wordpiece.wordpiece`)."""
 
@@ -112,12 +144,19 @@ class Unigram:
 
     def __init__(self, config: dict[str, Any], source: str) -> None:
         pieces = config["vocab"]
-        tokens = [p for p, _ in pieces]
-        scores = serde_f64_all([s if type(s) is str else repr(float(s)) for _, s in pieces])
+        if isinstance(pieces, UnigramVocab):
+            tokens, scores = pieces.pieces, pieces.scores
+        else:
+            tokens = [p for p, _ in pieces]
+            scores = serde_f64_all([s if type(s) is str else repr(float(s)) for _, s in pieces])
         self.vocab: dict[str, int] = dict(zip(tokens, range(len(tokens))))
         self._scores = scores
         # first character -> length of the longest piece starting with it (bounds the Viterbi's lookups)
-        longest = {p[0]: len(p) for p in sorted(tokens, key=len) if p}
+        longest: dict[str, int] = {}
+        get = longest.get
+        for p in tokens:
+            if p and len(p) > get(p[0], 0):
+                longest[p[0]] = len(p)
         self._longest = longest
         unk_id = config.get("unk_id")
         self.unk_id = int(unk_id) if unk_id is not None else None
@@ -270,7 +309,7 @@ def parse_model(config: dict[str, Any], source: str) -> Model:
     """The model of a ``model`` entry (a missing type is inferred from its fields, as the Rust library does)."""
     kind = config.get("type")
     if kind is None:
-        kind = "BPE" if "merges" in config else "Unigram" if isinstance(config.get("vocab"), list) else "WordPiece"
+        kind = "BPE" if "merges" in config else "Unigram" if isinstance(config.get("vocab"), (list, UnigramVocab)) else "WordPiece"
     if kind not in MODELS:
         raise ValueError(f"{source}: model {kind!r} is not supported; supported: {', '.join(MODELS)}")
     return MODELS[kind](config, source)

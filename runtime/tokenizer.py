@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import ChainMap
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import _tokenizer_json
 from . import _wordpiece as wp
 from ._components import (
     AddedToken,
@@ -139,10 +141,11 @@ class Tokenizer:
             raise FileNotFoundError(f"tokenizer file {p} does not exist; expected a tokenizer.json, a vocab.txt or a folder")
         if p.suffix == ".txt":
             return cls._from_vocab_txt(p)
-        try:  # no local name for the text: from_str drops it once parsed (a large file's peak memory)
-            return cls.from_str(p.read_text(encoding="utf-8"), source=str(p))
-        except UnicodeDecodeError as e:
+        try:  # a large Unigram vocabulary is read from the bytes in chunks (see _tokenizer_json)
+            config = _tokenizer_json.loads(p.read_bytes())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"{p} is not a valid tokenizer.json ({e}); expected the JSON written by Hugging Face tokenizers") from e
+        return cls._from_config(config, str(p))
 
     @classmethod
     def from_str(cls, text: str, source: str = "<string>") -> Tokenizer:
@@ -157,17 +160,17 @@ class Tokenizer:
             del text
         except json.JSONDecodeError as e:
             raise ValueError(f"{source} is not a valid tokenizer.json ({e}); expected the JSON written by Hugging Face tokenizers") from e
-        if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-            raise ValueError(f"{source} has no 'model' object; expected the JSON written by Hugging Face tokenizers")
-        return cls._from_config(config, source=source)
+        return cls._from_config(config, source)
 
     @classmethod
-    def _from_config(cls, config: dict[str, Any], source: str) -> Tokenizer:
+    def _from_config(cls, config: Any, source: str) -> Tokenizer:
+        if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+            raise ValueError(f"{source} has no 'model' object; expected the JSON written by Hugging Face tokenizers")
         added = parse_added_tokens(config.get("added_tokens"))
         model = parse_model(config["model"], source)
         normalizer = parse_normalizer(config.get("normalizer"), source)
         pre_tokenizer = parse_pre_tokenizer(config.get("pre_tokenizer"), source)
-        template = parse_post_processor(config.get("post_processor"), model.vocab | {t.content: t.id for t in added}, source)
+        template = parse_post_processor(config.get("post_processor"), ChainMap({t.content: t.id for t in added}, model.vocab), source)
         padding = config.get("padding")
         pad_id = int(padding["pad_id"]) if isinstance(padding, dict) and "pad_id" in padding else None
         split_punctuation = bert_split_punctuation(config.get("pre_tokenizer"))
