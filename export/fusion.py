@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FUSION_LEVELS", "FusionLevel", "fuse_model", "fused_op_counts", "FUSED_OP_TYPES"]
+__all__ = ["FUSABLE", "FUSION_LEVELS", "FusionLevel", "fuse_model", "fused_op_counts", "FUSED_OP_TYPES"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,11 @@ FUSED_OP_TYPES = (
     "DequantizeLinear",
     "MatMul",
 )
+
+
+# Architectures the BERT fusions are run on (XLM-RoBERTa and RoBERTa are BERT-shaped; their position ids,
+# counted from padding_idx + 1, are matched by onnxruntime's RoBERTa embedding pattern).
+FUSABLE = ("bert", "distilbert", "mpnet", "xlm-roberta", "roberta")
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ def fuse_model(
         level: ``O1``, ``O2``, ``O3`` or ``O4`` (see :data:`FUSION_LEVELS`).
         num_heads: attention heads, from the checkpoint's config.
         hidden_size: hidden size, from the checkpoint's config.
-        architecture: ``bert`` or ``distilbert``; both use onnxruntime's ``bert`` optimizer.
+        architecture: one of :data:`FUSABLE`; all use onnxruntime's ``bert`` optimizer.
         embed_layer_norm: allow the EmbedLayerNormalization fusion (off for a graph to be quantized).
 
     Returns:
@@ -133,8 +138,8 @@ def fuse_model(
 
     if level not in FUSION_LEVELS:
         raise ValueError(f"unknown fusion level {level!r}; known: {list(FUSION_LEVELS)}")
-    if architecture not in ("bert", "distilbert", "mpnet"):
-        raise ValueError(f"unknown architecture {architecture!r}; known: ['bert', 'distilbert', 'mpnet']")
+    if architecture not in FUSABLE:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {list(FUSABLE)}")
     if num_heads <= 0 or hidden_size <= 0 or hidden_size % num_heads:
         raise ValueError(f"num_heads={num_heads}, hidden_size={hidden_size}: hidden_size must be a positive multiple of num_heads")
     lv = FUSION_LEVELS[level]

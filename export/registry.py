@@ -12,11 +12,21 @@ from ..catalog import ALL_VARIANTS, FP32
 from ..pooling import POOLERS
 from ..quantize.presets import DEFAULT_GATES
 
-__all__ = ["ModelSpec", "RegistryError", "load_registry", "dump_registry", "get_spec", "REGISTRY_FILE"]
+__all__ = ["ModelSpec", "RegistryError", "load_registry", "dump_registry", "get_spec", "REGISTRY_FILE", "ARCHITECTURES", "TOKENIZERS"]
 
 REGISTRY_FILE = "models.yaml"
 REGISTRY_ENV = "ONNXEMBED_REGISTRY"
-ARCHITECTURES = ("bert", "distilbert", "mpnet")
+ARCHITECTURES = ("bert", "distilbert", "mpnet", "xlm-roberta", "roberta")
+# The tokenizer families (``tokenizer``): the tokenizer.json model type each one has. The build checks the
+# checkpoint's tokenizer against the entry, and the synthetic checkpoints take their files from it.
+TOKENIZERS: dict[str, str] = {
+    "bert-uncased": "WordPiece",  # the 30,522-token uncased BERT vocabulary
+    "mpnet": "WordPiece",  # MPNet's 30,527-token WordPiece with <s> A </s>
+    "xlm-r": "Unigram",  # XLM-R's 250,002-piece SentencePiece Unigram (Precompiled normalizer, Metaspace)
+}
+_DEFAULT_TOKENIZER = {"mpnet": "mpnet", "xlm-roberta": "xlm-r", "roberta": "xlm-r"}
+# Architectures whose exported graph takes no token_type_ids (optimum's OnnxConfig for them has none).
+_NO_TYPE_IDS = ("distilbert", "mpnet", "xlm-roberta", "roberta")
 POOLINGS = tuple(POOLERS)
 SOURCES = ("hub", "package", "pypi-parts", "local")
 GATE_KEYS = tuple(DEFAULT_GATES)
@@ -43,6 +53,7 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "prompts": (dict, False),
     "dimensions": (list, False),
     "skip_variants": (dict, False),
+    "tokenizer": (str, False),
 }
 
 
@@ -75,11 +86,17 @@ class ModelSpec:
     prompts: dict[str, str] = field(default_factory=dict)  # named prompts (sentence-transformers' "prompts")
     dimensions: tuple[int, ...] = ()  # Matryoshka sizes the model was trained for (besides embedding_dim)
     skip_variants: dict[str, str] = field(default_factory=dict)  # variant -> why the default build leaves it out
+    tokenizer: str = ""  # a TOKENIZERS family; "" means the architecture's usual one (see tokenizer_family)
+
+    @property
+    def tokenizer_family(self) -> str:
+        """The entry's ``tokenizer``, or its architecture's usual one (BERT's uncased WordPiece for bert/distilbert)."""
+        return self.tokenizer or _DEFAULT_TOKENIZER.get(self.architecture, "bert-uncased")
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        """The inputs the exported graph takes: DistilBERT and MPNet have no token_type_ids."""
-        if self.architecture in ("distilbert", "mpnet"):
+        """The inputs the exported graph takes: DistilBERT, MPNet and (XLM-)RoBERTa have no token_type_ids."""
+        if self.architecture in _NO_TYPE_IDS:
             return ("input_ids", "attention_mask")
         return ("input_ids", "attention_mask", "token_type_ids")
 
@@ -108,8 +125,8 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
                 f"{where}: entry {name!r} field {key!r} should be {getattr(typ, '__name__', typ)}, "
                 f"found {type(val).__name__} {val!r}"
             )
-    for key, allowed in (("source", SOURCES), ("architecture", ARCHITECTURES), ("pooling", POOLINGS)):
-        if raw[key] not in allowed:
+    for key, allowed in (("source", SOURCES), ("architecture", ARCHITECTURES), ("pooling", POOLINGS), ("tokenizer", tuple(TOKENIZERS))):
+        if key in raw and raw[key] not in allowed:
             raise RegistryError(f"{where}: entry {name!r} field {key!r} is {raw[key]!r}; known: {list(allowed)}")
     for key in ("hidden_size", "num_layers", "num_heads", "embedding_dim", "max_length"):
         if raw[key] <= 0:
@@ -160,6 +177,7 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
         prompts=dict(prompts),
         dimensions=tuple(sorted(set(dims), reverse=True)),
         skip_variants=dict(skip),
+        tokenizer=raw.get("tokenizer", ""),
     )
 
 
@@ -219,7 +237,7 @@ def dump_registry(specs: dict[str, ModelSpec], path: str | Path) -> Path:
     for name, spec in specs.items():
         d = spec.as_dict()
         d.pop("name")
-        for key in ("package_path", "parts", "alt_sources", "gates", "prompts", "dimensions", "skip_variants"):
+        for key in ("package_path", "parts", "alt_sources", "gates", "prompts", "dimensions", "skip_variants", "tokenizer"):
             if not d[key]:
                 d.pop(key)
         models[name] = d
