@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..manifest import sha256_file
-from .registry import ARCHITECTURES, TOKENIZERS, ModelSpec, RegistryError, load_registry
+from .registry import ARCHITECTURES, DECODERS, TOKENIZERS, ModelSpec, RegistryError, load_registry
 
 __all__ = ["Checkpoint", "resolve_checkpoint", "read_sentence_transformers_config", "weights_sha256"]
 
@@ -95,7 +95,7 @@ def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: 
     if not cfg:
         raise FileNotFoundError(f"{folder} has no config.json: not a transformers checkpoint")
     arch = cfg.get("model_type")
-    if arch in ("bert", "mpnet", "xlm-roberta", "roberta"):
+    if arch in ("bert", "mpnet", "xlm-roberta", "roberta", "qwen3"):
         hidden, layers, heads = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]
     elif arch == "distilbert":
         hidden, layers, heads = cfg["dim"], cfg["n_layers"], cfg["n_heads"]
@@ -126,6 +126,8 @@ def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: 
         license="unknown",
         prompts=st.get("prompts", {}),
         tokenizer=tokenizer_family_of(folder) or "",
+        num_kv_heads=cfg.get("num_key_value_heads") if arch in DECODERS else None,
+        head_dim=cfg.get("head_dim") if arch in DECODERS else None,
     )
 
 
@@ -142,7 +144,7 @@ def _cross_check(spec: ModelSpec, folder: Path) -> None:
     """Fail when the registry entry disagrees with the checkpoint's own config or sentence-transformers files."""
     found = _spec_from_folder(spec.name, folder, spec.source, spec.id, spec.revision)
     st = read_sentence_transformers_config(folder)
-    keys = ["architecture", "hidden_size", "num_layers", "num_heads"] + [
+    keys = ["architecture", "hidden_size", "num_layers", "num_heads"] + (["num_kv_heads", "head_dim"] if spec.architecture in DECODERS else []) + [
         k for k in ("pooling", "normalize", "max_length", "embedding_dim") if k in st
     ]
     diffs = [f"{k}: registry {getattr(spec, k)!r}, checkpoint {getattr(found, k)!r}" for k in keys if getattr(spec, k) != getattr(found, k)]

@@ -12,19 +12,21 @@ from ..catalog import ALL_VARIANTS, FP32
 from ..pooling import POOLERS
 from ..quantize.presets import DEFAULT_GATES
 
-__all__ = ["ModelSpec", "RegistryError", "load_registry", "dump_registry", "get_spec", "REGISTRY_FILE", "ARCHITECTURES", "TOKENIZERS"]
+__all__ = ["ModelSpec", "RegistryError", "load_registry", "dump_registry", "get_spec", "REGISTRY_FILE", "ARCHITECTURES", "DECODERS", "TOKENIZERS"]
 
 REGISTRY_FILE = "models.yaml"
 REGISTRY_ENV = "ONNXEMBED_REGISTRY"
-ARCHITECTURES = ("bert", "distilbert", "mpnet", "xlm-roberta", "roberta")
+ARCHITECTURES = ("bert", "distilbert", "mpnet", "xlm-roberta", "roberta", "qwen3")
+DECODERS = ("qwen3",)  # causal attention, last-token pooling, position_ids as a graph input
 # The tokenizer families (``tokenizer``): the tokenizer.json model type each one has. The build checks the
 # checkpoint's tokenizer against the entry, and the synthetic checkpoints take their files from it.
 TOKENIZERS: dict[str, str] = {
     "bert-uncased": "WordPiece",  # the 30,522-token uncased BERT vocabulary
     "mpnet": "WordPiece",  # MPNet's 30,527-token WordPiece with <s> A </s>
     "xlm-r": "Unigram",  # XLM-R's 250,002-piece SentencePiece Unigram (Precompiled normalizer, Metaspace)
+    "qwen": "BPE",  # Qwen's 151,643-rank byte-level BPE with the Split regex; <|endoftext|> appended
 }
-_DEFAULT_TOKENIZER = {"mpnet": "mpnet", "xlm-roberta": "xlm-r", "roberta": "xlm-r"}
+_DEFAULT_TOKENIZER = {"mpnet": "mpnet", "xlm-roberta": "xlm-r", "roberta": "xlm-r", "qwen3": "qwen"}
 # Architectures whose exported graph takes no token_type_ids (optimum's OnnxConfig for them has none).
 _NO_TYPE_IDS = ("distilbert", "mpnet", "xlm-roberta", "roberta")
 POOLINGS = tuple(POOLERS)
@@ -54,6 +56,8 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "dimensions": (list, False),
     "skip_variants": (dict, False),
     "tokenizer": (str, False),
+    "num_kv_heads": (int, False),
+    "head_dim": (int, False),
 }
 
 
@@ -87,6 +91,8 @@ class ModelSpec:
     dimensions: tuple[int, ...] = ()  # Matryoshka sizes the model was trained for (besides embedding_dim)
     skip_variants: dict[str, str] = field(default_factory=dict)  # variant -> why the default build leaves it out
     tokenizer: str = ""  # a TOKENIZERS family; "" means the architecture's usual one (see tokenizer_family)
+    num_kv_heads: int | None = None  # decoders with grouped-query attention: key/value heads
+    head_dim: int | None = None  # decoders whose head size is not hidden_size / num_heads (Qwen3: 128 at 1024 / 16)
 
     @property
     def tokenizer_family(self) -> str:
@@ -96,6 +102,8 @@ class ModelSpec:
     @property
     def input_names(self) -> tuple[str, ...]:
         """The inputs the exported graph takes: DistilBERT, MPNet and (XLM-)RoBERTa have no token_type_ids."""
+        if self.architecture in DECODERS:
+            return ("input_ids", "attention_mask", "position_ids")
         if self.architecture in _NO_TYPE_IDS:
             return ("input_ids", "attention_mask")
         return ("input_ids", "attention_mask", "token_type_ids")
@@ -133,6 +141,8 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
             raise RegistryError(f"{where}: entry {name!r} field {key!r} must be positive, found {raw[key]}")
     if raw["hidden_size"] % raw["num_heads"]:
         raise RegistryError(f"{where}: entry {name!r}: hidden_size {raw['hidden_size']} is not a multiple of num_heads {raw['num_heads']}")
+    if raw.get("num_kv_heads") is not None and (raw["num_kv_heads"] <= 0 or raw["num_heads"] % raw["num_kv_heads"]):
+        raise RegistryError(f"{where}: entry {name!r}: num_kv_heads {raw['num_kv_heads']} must be a positive divisor of num_heads {raw['num_heads']}")
     prefixes = raw["prefixes"]
     if set(prefixes) != {"query", "passage"} or not all(isinstance(v, str) for v in prefixes.values()):
         raise RegistryError(f"{where}: entry {name!r} field 'prefixes' must be {{query: str, passage: str}}, found {prefixes!r}")
@@ -178,6 +188,8 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
         dimensions=tuple(sorted(set(dims), reverse=True)),
         skip_variants=dict(skip),
         tokenizer=raw.get("tokenizer", ""),
+        num_kv_heads=raw.get("num_kv_heads"),
+        head_dim=raw.get("head_dim"),
     )
 
 
@@ -237,7 +249,7 @@ def dump_registry(specs: dict[str, ModelSpec], path: str | Path) -> Path:
     for name, spec in specs.items():
         d = spec.as_dict()
         d.pop("name")
-        for key in ("package_path", "parts", "alt_sources", "gates", "prompts", "dimensions", "skip_variants", "tokenizer"):
+        for key in ("package_path", "parts", "alt_sources", "gates", "prompts", "dimensions", "skip_variants", "tokenizer", "num_kv_heads", "head_dim"):
             if not d[key]:
                 d.pop(key)
         models[name] = d

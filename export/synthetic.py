@@ -24,19 +24,25 @@ FAKE_COMMIT = "0" * 39 + "1"  # the cache's snapshot name; not a hub revision
 
 
 def tiny_spec(spec: ModelSpec, *, hidden_size: int = 32, num_layers: int = 2, num_heads: int = 4) -> ModelSpec:
-    """The same entry at a tiny size (for unit tests)."""
-    return dataclasses.replace(spec, hidden_size=hidden_size, embedding_dim=hidden_size, num_layers=num_layers, num_heads=num_heads)
+    """The same entry at a tiny size (for unit tests); a grouped-query decoder keeps two query heads per key/value head."""
+    gqa = {"num_kv_heads": num_heads // 2, "head_dim": hidden_size // num_heads} if spec.num_kv_heads else {}
+    dims = tuple(d for d in (hidden_size // 2, hidden_size // 4) if d) if spec.dimensions else ()
+    return dataclasses.replace(spec, hidden_size=hidden_size, embedding_dim=hidden_size, num_layers=num_layers, num_heads=num_heads,
+                               dimensions=dims, **gqa)
 
 
 # Embedding rows of each tokenizer family's real checkpoints (multilingual-e5-small and
 # paraphrase-multilingual-MiniLM-L12-v2 are BERT bodies with 250,037 rows for XLM-R's 250,002 pieces).
-VOCAB_ROWS = {"bert-uncased": 30522, "mpnet": 30527, "xlm-r": 250002}
+VOCAB_ROWS = {"bert-uncased": 30522, "mpnet": 30527, "xlm-r": 250002, "qwen": 151669}
 _BERT_XLMR_ROWS = 250037
 
 # tokenizer_config.json for a family whose test files hold only tokenizer.json (the fast tokenizer reads it).
 _TOKENIZER_CONFIGS = {
     "xlm-r": {"tokenizer_class": "XLMRobertaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
               "cls_token": "<s>", "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>", "model_max_length": 512},
+    # Qwen3-Embedding's: pads on the left, <|endoftext|> is both EOS (appended by the template) and padding.
+    "qwen": {"tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "bos_token": None,
+             "unk_token": None, "padding_side": "left", "model_max_length": 32768},
 }
 
 
@@ -52,7 +58,16 @@ def tokenizer_folder(family: str, tokenizer_json: str | Path, folder: str | Path
 
 
 def _config(spec: ModelSpec):  # type: ignore[no-untyped-def]
-    from transformers import BertConfig, DistilBertConfig, MPNetConfig, RobertaConfig, XLMRobertaConfig
+    from transformers import BertConfig, DistilBertConfig, MPNetConfig, Qwen3Config, RobertaConfig, XLMRobertaConfig
+
+    if spec.architecture == "qwen3":  # Qwen3-Embedding-0.6B's shape: GQA, RMSNorm (with q/k norms), SwiGLU at 3x, RoPE
+        return Qwen3Config(
+            vocab_size=VOCAB_ROWS["qwen"], hidden_size=spec.hidden_size, intermediate_size=3 * spec.hidden_size,
+            num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
+            num_key_value_heads=spec.num_kv_heads or spec.num_heads, head_dim=spec.head_dim or spec.hidden_size // spec.num_heads,
+            max_position_embeddings=max(spec.max_length, 32768), rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True,
+            bos_token_id=151643, eos_token_id=151643,
+        )
 
     if spec.architecture in ("xlm-roberta", "roberta"):  # positions start at padding_idx + 1 = 2
         cls = XLMRobertaConfig if spec.architecture == "xlm-roberta" else RobertaConfig

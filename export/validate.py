@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from ..errors import ValidationError
 from ..pooling import pool, rowwise_cosine
+from ..quantize.reference import graph_feeds
 from .registry import ModelSpec
 
 __all__ = ["PROBE_SENTENCES", "validate_against_torch", "tokenize_probe", "MAX_ABS_DIFF", "MIN_COSINE"]
@@ -40,8 +41,7 @@ def tokenize_probe(checkpoint: Path, spec: ModelSpec, sentences: tuple[str, ...]
 
     tok = AutoTokenizer.from_pretrained(str(checkpoint))
     enc = tok(list(sentences), padding=True, truncation=True, max_length=spec.max_length, return_tensors="np")
-    # XLM-R's tokenizer gives no token_type_ids; a BERT body with it (multilingual-e5-small) reads zeros, as torch does.
-    return {name: enc[name].astype(np.int64) if name in enc else np.zeros_like(enc["input_ids"], dtype=np.int64) for name in spec.input_names}
+    return graph_feeds(enc, spec.input_names)
 
 
 def validate_against_torch(onnx_path: Path, checkpoint: Path, spec: ModelSpec) -> dict[str, Any]:

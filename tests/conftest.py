@@ -92,13 +92,14 @@ def real_checkpoint() -> Path:
 @pytest.fixture(scope="session")
 def family_vocab(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path) -> dict[str, Path]:
     """Tokenizer folders per registry tokenizer family: the embedded model's uncased BERT files (also for
-    MPNet's tiny checkpoints) and the real XLM-R ``tokenizer.json`` (fetched once, see tokenizer_fixtures)."""
-    from tokenizer_fixtures import xlmr_unigram
+    MPNet's tiny checkpoints), the real XLM-R ``tokenizer.json`` and the Qwen BPE one (fetched once, see tokenizer_fixtures)."""
+    from tokenizer_fixtures import qwen_bpe, xlmr_unigram
 
     from onnxembed.export.synthetic import tokenizer_folder
 
     root = tmp_path_factory.mktemp("family-vocab")
-    return {"bert-uncased": real_checkpoint, "mpnet": real_checkpoint, "xlm-r": tokenizer_folder("xlm-r", xlmr_unigram(), root / "xlm-r")}
+    return {"bert-uncased": real_checkpoint, "mpnet": real_checkpoint, "xlm-r": tokenizer_folder("xlm-r", xlmr_unigram(), root / "xlm-r"),
+            "qwen": tokenizer_folder("qwen", qwen_bpe(), root / "qwen")}
 
 
 @pytest.fixture(scope="session")

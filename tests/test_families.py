@@ -155,6 +155,6 @@ def test_an_unsupported_architecture_fails_before_the_export(tmp_path: Path) -> 
 
     (tmp_path / "ck").mkdir()
     (tmp_path / "ck" / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 32}), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"model_type 'gpt2' is not supported; onnxembed exports bert, distilbert, mpnet, xlm-roberta, roberta"):
+    with pytest.raises(ValueError, match=r"model_type 'gpt2' is not supported; onnxembed exports bert, distilbert, mpnet, xlm-roberta, roberta, qwen3"):
         build_model(str(tmp_path / "ck"), tmp_path / "out", variants="fp32")
     assert not (tmp_path / "out").exists()

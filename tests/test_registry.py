@@ -32,6 +32,7 @@ FAMILIES = {  # name: (hub id, architecture, tokenizer, dim, layers, heads, pool
     "bge-small-en-v1.5": ("BAAI/bge-small-en-v1.5", "bert", "bert-uncased", 384, 12, 12, "cls", 512, True),
     "bge-base-en-v1.5": ("BAAI/bge-base-en-v1.5", "bert", "bert-uncased", 768, 12, 12, "cls", 512, True),
     "snowflake-arctic-embed-s": ("Snowflake/snowflake-arctic-embed-s", "bert", "bert-uncased", 384, 12, 12, "cls", 512, True),
+    "qwen3-embedding-0.6b": ("Qwen/Qwen3-Embedding-0.6B", "qwen3", "qwen", 1024, 28, 16, "lasttoken", 32768, True),
 }
 
 
@@ -44,6 +45,10 @@ def test_family_entries_carry_their_model_cards_facts() -> None:
     assert reg["multilingual-e5-base"].input_names == ("input_ids", "attention_mask")  # (XLM-)RoBERTa: no token_type_ids
     assert reg["multilingual-e5-small"].input_names == ("input_ids", "attention_mask", "token_type_ids")  # a BERT body
     assert reg["multilingual-e5-small"].prefixes == {"query": "query: ", "passage": "passage: "}
+    qwen = reg["qwen3-embedding-0.6b"]
+    assert (qwen.num_kv_heads, qwen.head_dim, qwen.input_names) == (8, 128, ("input_ids", "attention_mask", "position_ids"))
+    assert qwen.prompts["query"] == "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
+    assert qwen.dimensions == (1024, 768, 512, 256, 128, 64, 32)
 
 
 def test_packaged_registry_has_every_entry() -> None:
@@ -89,8 +94,8 @@ def _registry_with(tmp_path: Path, name: str, **changes: object) -> Path:
         ({"hidden_size": "384"}, "entry 'gte-small' field 'hidden_size' should be int, found str"),
         ({"normalize": 1}, "entry 'gte-small' field 'normalize' should be bool"),
         ({"pooling": "weighted"}, "entry 'gte-small' field 'pooling' is 'weighted'; known: ['mean', 'cls', 'max', 'mean_sqrt_len', 'lasttoken']"),
-        ({"architecture": "gpt2"}, "field 'architecture' is 'gpt2'; known: ['bert', 'distilbert', 'mpnet', 'xlm-roberta', 'roberta']"),
-        ({"tokenizer": "sentencepiece"}, "field 'tokenizer' is 'sentencepiece'; known: ['bert-uncased', 'mpnet', 'xlm-r']"),
+        ({"architecture": "gpt2"}, "field 'architecture' is 'gpt2'; known: ['bert', 'distilbert', 'mpnet', 'xlm-roberta', 'roberta', 'qwen3']"),
+        ({"tokenizer": "sentencepiece"}, "field 'tokenizer' is 'sentencepiece'; known: ['bert-uncased', 'mpnet', 'xlm-r', 'qwen']"),
         ({"license": None}, "entry 'gte-small' is missing field 'license'"),
         ({"prefixes": {"query": "q: "}}, "entry 'gte-small' field 'prefixes' must be {query: str, passage: str}"),
         ({"num_heads": 5}, "hidden_size 384 is not a multiple of num_heads 5"),
