@@ -95,7 +95,7 @@ def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: 
     if not cfg:
         raise FileNotFoundError(f"{folder} has no config.json: not a transformers checkpoint")
     arch = cfg.get("model_type")
-    if arch in ("bert", "mpnet", "xlm-roberta", "roberta", "qwen3"):
+    if arch in ("bert", "mpnet", "xlm-roberta", "roberta", "modernbert", "qwen3"):
         hidden, layers, heads = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]
     elif arch == "distilbert":
         hidden, layers, heads = cfg["dim"], cfg["n_layers"], cfg["n_heads"]

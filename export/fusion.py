@@ -56,7 +56,7 @@ FUSED_OP_TYPES = (
 
 # Architectures the BERT fusions are run on (XLM-RoBERTa and RoBERTa are BERT-shaped; their position ids,
 # counted from padding_idx + 1, are matched by onnxruntime's RoBERTa embedding pattern).
-FUSABLE = ("bert", "distilbert", "mpnet", "xlm-roberta", "roberta")
+FUSABLE = ("bert", "distilbert", "mpnet", "xlm-roberta", "roberta", "modernbert")
 # Decoders get onnxruntime's own graph fusions only: on Qwen3 its extended level fuses RMSNorm into
 # SimplifiedLayerNormalization (4 per layer with the q/k norms, + 1) and SiLU into QuickGelu; the Python BERT
 # fusions match nothing (no Attention or GroupQueryAttention for a cache-less graph) and there is no GELU for O3.

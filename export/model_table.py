@@ -12,9 +12,10 @@ TOKENIZER_LABELS = {
     "mpnet": "WordPiece, MPNet (30,527)",
     "xlm-r": "Unigram, XLM-R (250,002)",
     "qwen": "byte-level BPE, Qwen (151,646)",
+    "modernbert": "byte-level BPE, ModernBERT (50,368 rows)",
 }
 _ARCH_LABELS = {"bert": "BERT", "distilbert": "DistilBERT", "mpnet": "MPNet", "xlm-roberta": "XLM-RoBERTa", "roberta": "RoBERTa",
-                "qwen3": "Qwen3 (decoder)"}
+                "modernbert": "ModernBERT", "qwen3": "Qwen3 (decoder)"}
 _HEADER = ("name", "checkpoint", "architecture", "tokenizer", "dim", "pooling", "prompts", "dimensions", "max length", "license")
 
 

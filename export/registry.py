@@ -16,7 +16,7 @@ __all__ = ["ModelSpec", "RegistryError", "load_registry", "dump_registry", "get_
 
 REGISTRY_FILE = "models.yaml"
 REGISTRY_ENV = "ONNXEMBED_REGISTRY"
-ARCHITECTURES = ("bert", "distilbert", "mpnet", "xlm-roberta", "roberta", "qwen3")
+ARCHITECTURES = ("bert", "distilbert", "mpnet", "xlm-roberta", "roberta", "modernbert", "qwen3")
 DECODERS = ("qwen3",)  # causal attention, last-token pooling, position_ids as a graph input
 # The tokenizer families (``tokenizer``): the tokenizer.json model type each one has. The build checks the
 # checkpoint's tokenizer against the entry, and the synthetic checkpoints take their files from it.
@@ -25,10 +25,11 @@ TOKENIZERS: dict[str, str] = {
     "mpnet": "WordPiece",  # MPNet's 30,527-token WordPiece with <s> A </s>
     "xlm-r": "Unigram",  # XLM-R's 250,002-piece SentencePiece Unigram (Precompiled normalizer, Metaspace)
     "qwen": "BPE",  # Qwen's 151,643-rank byte-level BPE with the Split regex; <|endoftext|> appended
+    "modernbert": "BPE",  # ModernBERT's byte-level BPE (OLMo's) with [CLS] A [SEP]; 50,368 embedding rows
 }
-_DEFAULT_TOKENIZER = {"mpnet": "mpnet", "xlm-roberta": "xlm-r", "roberta": "xlm-r", "qwen3": "qwen"}
+_DEFAULT_TOKENIZER = {"mpnet": "mpnet", "xlm-roberta": "xlm-r", "roberta": "xlm-r", "qwen3": "qwen", "modernbert": "modernbert"}
 # Architectures whose exported graph takes no token_type_ids (optimum's OnnxConfig for them has none).
-_NO_TYPE_IDS = ("distilbert", "mpnet", "xlm-roberta", "roberta")
+_NO_TYPE_IDS = ("distilbert", "mpnet", "xlm-roberta", "roberta", "modernbert")
 POOLINGS = tuple(POOLERS)
 SOURCES = ("hub", "package", "pypi-parts", "local")
 GATE_KEYS = tuple(DEFAULT_GATES)

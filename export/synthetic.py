@@ -33,7 +33,7 @@ def tiny_spec(spec: ModelSpec, *, hidden_size: int = 32, num_layers: int = 2, nu
 
 # Embedding rows of each tokenizer family's real checkpoints (multilingual-e5-small and
 # paraphrase-multilingual-MiniLM-L12-v2 are BERT bodies with 250,037 rows for XLM-R's 250,002 pieces).
-VOCAB_ROWS = {"bert-uncased": 30522, "mpnet": 30527, "xlm-r": 250002, "qwen": 151669}
+VOCAB_ROWS = {"bert-uncased": 30522, "mpnet": 30527, "xlm-r": 250002, "qwen": 151669, "modernbert": 50368}
 _BERT_XLMR_ROWS = 250037
 
 # tokenizer_config.json for a family whose test files hold only tokenizer.json (the fast tokenizer reads it).
@@ -43,6 +43,8 @@ _TOKENIZER_CONFIGS = {
     # Qwen3-Embedding's: pads on the left, <|endoftext|> is both EOS (appended by the template) and padding.
     "qwen": {"tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "bos_token": None,
              "unk_token": None, "padding_side": "left", "model_max_length": 32768},
+    "modernbert": {"tokenizer_class": "PreTrainedTokenizerFast", "cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+                   "mask_token": "[MASK]", "unk_token": "[UNK]", "model_input_names": ["input_ids", "attention_mask"], "model_max_length": 8192},
 }
 
 
@@ -58,8 +60,14 @@ def tokenizer_folder(family: str, tokenizer_json: str | Path, folder: str | Path
 
 
 def _config(spec: ModelSpec):  # type: ignore[no-untyped-def]
-    from transformers import BertConfig, DistilBertConfig, MPNetConfig, Qwen3Config, RobertaConfig, XLMRobertaConfig
+    from transformers import BertConfig, DistilBertConfig, ModernBertConfig, MPNetConfig, Qwen3Config, RobertaConfig, XLMRobertaConfig
 
+    if spec.architecture == "modernbert":  # gte-modernbert-base's shape: rotary, a global layer every 3rd, 128-token local windows
+        return ModernBertConfig(
+            vocab_size=VOCAB_ROWS["modernbert"], hidden_size=spec.hidden_size, intermediate_size=3 * spec.hidden_size // 2,
+            num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads, max_position_embeddings=max(spec.max_length, 8192),
+            global_attn_every_n_layers=3, local_attention=128, pad_token_id=50283, cls_token_id=50281, sep_token_id=50282,
+        )
     if spec.architecture == "qwen3":  # Qwen3-Embedding-0.6B's shape: GQA, RMSNorm (with q/k norms), SwiGLU at 3x, RoPE
         return Qwen3Config(
             vocab_size=VOCAB_ROWS["qwen"], hidden_size=spec.hidden_size, intermediate_size=3 * spec.hidden_size,

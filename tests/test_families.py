@@ -1,7 +1,8 @@
 """Model families beyond BERT's uncased vocabulary, at tiny size with their real tokenizer files, through the
 offline hub path: XLM-RoBERTa bodies (multilingual-e5-base, bge-m3), BERT bodies with XLM-R's 250k Unigram
-vocabulary (multilingual-e5-small, paraphrase-multilingual-MiniLM-L12-v2), and the CLS-pooled BERT entries
-(bge-*-en-v1.5, snowflake-arctic-embed-s). Each: the export validated against PyTorch, the fusions counted
+vocabulary (multilingual-e5-small, paraphrase-multilingual-MiniLM-L12-v2), the CLS-pooled BERT entries
+(bge-*-en-v1.5, snowflake-arctic-embed-s) and ModernBERT (gte-modernbert-base, with a trained
+ModernBERT-style tokenizer: no real one is on the package index). Each: the export validated against PyTorch, the fusions counted
 where they apply, and the torch-free Embedder against sentence-transformers (torch) on multilingual text."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from conftest import build_one, run_cli
 
 LAYERS = 2  # tiny_spec's default
-FAMILY_MODELS = ("multilingual-e5-small", "paraphrase-multilingual-minilm-l12-v2", "bge-m3", "bge-small-en-v1.5")
+FAMILY_MODELS = ("multilingual-e5-small", "paraphrase-multilingual-minilm-l12-v2", "bge-m3", "bge-small-en-v1.5", "gte-modernbert-base")
 CLS_BERT = ("bge-small-en-v1.5", "bge-base-en-v1.5", "snowflake-arctic-embed-s")
 
 PROBES = [
@@ -52,13 +53,13 @@ def xlmr_base(tmp_path_factory: pytest.TempPathFactory, tiny_registry: dict, tin
 
 @pytest.fixture(scope="module")
 def family_builds(tmp_path_factory: pytest.TempPathFactory, tiny_registry: dict) -> Path:
-    """One ``build --all --variants fp32`` over the other XLM-R-vocabulary entries and one CLS-pooled BERT."""
+    """One ``build --all --variants fp32,O2`` over the other XLM-R-vocabulary entries and one CLS-pooled BERT."""
     from onnxembed.export.registry import dump_registry, load_registry
 
     root = tmp_path_factory.mktemp("families")
     reg = {k: v for k, v in load_registry(tiny_registry["registry"]).items() if k in FAMILY_MODELS}
     registry = dump_registry(reg, root / "models.yaml")
-    run_cli("build", "--all", "--variants", "fp32", "--out", str(root / "out"), "--registry", str(registry),
+    run_cli("build", "--all", "--variants", "fp32,O2", "--out", str(root / "out"), "--registry", str(registry),
             env=tiny_registry["env"], timeout=1800)
     return root / "out"
 
@@ -111,6 +112,8 @@ def test_bert_bodies_with_the_xlmr_vocabulary(family_builds: Path, tiny_registry
         assert m.raw["architecture"] == "bert" and m.raw["vocab_size"] == 250002
         assert m.input_names == ("input_ids", "attention_mask", "token_type_ids")  # XLM-R's tokenizer gives none: zeros
         assert m.raw["variants"]["fp32"]["validation"]["max_abs_diff"] <= 1e-4
+        o2 = m.raw["variants"]["O2"]["fused_ops"]  # a BERT graph: every BERT fusion, the embeddings' included
+        assert (o2["EmbedLayerNormalization"], o2["Attention"], o2["SkipLayerNormalization"], o2["BiasGelu"]) == (1, LAYERS, 2 * LAYERS, LAYERS)
         assert _parity(family_builds / name, tiny_registry["checkpoints"][name], PROBES) >= 0.99999
     e5 = load_manifest(family_builds / "multilingual-e5-small")
     assert e5.raw["prefixes"] == {"query": "query: ", "passage": "passage: "}
@@ -121,11 +124,27 @@ def test_bge_m3_dense_runs_at_its_own_length(family_builds: Path, tiny_registry:
 
     m = load_manifest(family_builds / "bge-m3")
     assert (m.raw["architecture"], m.pooling, m.normalize, m.raw["max_length"]) == ("xlm-roberta", "cls", True, 8192)
+    o2 = m.raw["variants"]["O2"]["fused_ops"]  # XLM-R: no EmbedLayerNormalization (position ids from padding_idx + 1)
+    assert (o2.get("EmbedLayerNormalization", 0), o2["Attention"], o2["SkipLayerNormalization"]) == (0, LAYERS, 2 * LAYERS)
     long_text = " ".join(PROBES[:13]) * 12  # ~2,000 tokens: past 512, inside 8,192
     texts = PROBES + [long_text]
     assert _parity(family_builds / "bge-m3", tiny_registry["checkpoints"]["bge-m3"], texts) >= 0.99999
     tokens = Embedder.load(family_builds / "bge-m3", variant="fp32").tokenize([long_text])
     assert 512 < tokens.counts[0] < 8192
+
+
+def test_modernbert_local_and_global_attention(family_builds: Path, tiny_registry: dict) -> None:
+    """Layer 0 attends globally, layer 1 within 128-token windows: texts past 64 tokens see the difference."""
+    from onnxembed import Embedder, load_manifest
+
+    m = load_manifest(family_builds / "gte-modernbert-base")
+    assert (m.raw["architecture"], m.input_names, m.pooling, m.raw["max_length"]) == ("modernbert", ("input_ids", "attention_mask"), "cls", 8192)
+    assert m.raw["variants"]["fp32"]["validation"]["max_abs_diff"] <= 1e-4
+    o2 = m.raw["variants"]["O2"]["fused_ops"]  # rotary + windowed attention: no Attention fusion; residual + LayerNorm and GELU fuse
+    assert (o2.get("Attention", 0), o2["SkipLayerNormalization"], o2["Gelu"]) == (0, 2 * LAYERS, LAYERS)
+    long_text = " ".join(PROBES[:13]) * 6
+    assert Embedder.load(family_builds / "gte-modernbert-base", variant="fp32").tokenize([long_text]).counts[0] > 300
+    assert _parity(family_builds / "gte-modernbert-base", tiny_registry["checkpoints"]["gte-modernbert-base"], PROBES + [long_text]) >= 0.99999
 
 
 @pytest.mark.parametrize("name", CLS_BERT)
@@ -155,6 +174,18 @@ def test_an_unsupported_architecture_fails_before_the_export(tmp_path: Path) -> 
 
     (tmp_path / "ck").mkdir()
     (tmp_path / "ck" / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 32}), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"model_type 'gpt2' is not supported; onnxembed exports bert, distilbert, mpnet, xlm-roberta, roberta, qwen3"):
+    with pytest.raises(ValueError, match=r"model_type 'gpt2' is not supported; onnxembed exports bert, distilbert, mpnet, xlm-roberta, roberta, modernbert, qwen3"):
         build_model(str(tmp_path / "ck"), tmp_path / "out", variants="fp32")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_registry_tokenizer_that_is_not_the_checkpoints_fails_the_cross_check(tiny_registry: dict) -> None:
+    import dataclasses
+
+    from onnxembed.export.checkpoint import _cross_check
+    from onnxembed.export.registry import RegistryError, load_registry
+
+    spec = load_registry(tiny_registry["registry"])["multilingual-e5-small"]
+    _cross_check(spec, tiny_registry["checkpoints"]["multilingual-e5-small"])  # agrees: no error
+    with pytest.raises(RegistryError, match=r"tokenizer: registry 'bert-uncased' \(a WordPiece model\), checkpoint tokenizer.json has a Unigram model"):
+        _cross_check(dataclasses.replace(spec, tokenizer="bert-uncased"), tiny_registry["checkpoints"]["multilingual-e5-small"])

@@ -33,6 +33,7 @@ FAMILIES = {  # name: (hub id, architecture, tokenizer, dim, layers, heads, pool
     "bge-base-en-v1.5": ("BAAI/bge-base-en-v1.5", "bert", "bert-uncased", 768, 12, 12, "cls", 512, True),
     "snowflake-arctic-embed-s": ("Snowflake/snowflake-arctic-embed-s", "bert", "bert-uncased", 384, 12, 12, "cls", 512, True),
     "qwen3-embedding-0.6b": ("Qwen/Qwen3-Embedding-0.6B", "qwen3", "qwen", 1024, 28, 16, "lasttoken", 32768, True),
+    "gte-modernbert-base": ("Alibaba-NLP/gte-modernbert-base", "modernbert", "modernbert", 768, 22, 12, "cls", 8192, True),
 }
 
 
@@ -94,8 +95,8 @@ def _registry_with(tmp_path: Path, name: str, **changes: object) -> Path:
         ({"hidden_size": "384"}, "entry 'gte-small' field 'hidden_size' should be int, found str"),
         ({"normalize": 1}, "entry 'gte-small' field 'normalize' should be bool"),
         ({"pooling": "weighted"}, "entry 'gte-small' field 'pooling' is 'weighted'; known: ['mean', 'cls', 'max', 'mean_sqrt_len', 'lasttoken']"),
-        ({"architecture": "gpt2"}, "field 'architecture' is 'gpt2'; known: ['bert', 'distilbert', 'mpnet', 'xlm-roberta', 'roberta', 'qwen3']"),
-        ({"tokenizer": "sentencepiece"}, "field 'tokenizer' is 'sentencepiece'; known: ['bert-uncased', 'mpnet', 'xlm-r', 'qwen']"),
+        ({"architecture": "gpt2"}, "field 'architecture' is 'gpt2'; known: ['bert', 'distilbert', 'mpnet', 'xlm-roberta', 'roberta', 'modernbert', 'qwen3']"),
+        ({"tokenizer": "sentencepiece"}, "field 'tokenizer' is 'sentencepiece'; known: ['bert-uncased', 'mpnet', 'xlm-r', 'qwen', 'modernbert']"),
         ({"license": None}, "entry 'gte-small' is missing field 'license'"),
         ({"prefixes": {"query": "q: "}}, "entry 'gte-small' field 'prefixes' must be {query: str, passage: str}"),
         ({"num_heads": 5}, "hidden_size 384 is not a multiple of num_heads 5"),
