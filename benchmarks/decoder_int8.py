@@ -9,7 +9,7 @@ carry no meaning; the build still validates fp32 against PyTorch), the MatMulNBi
 ratios = fp32 time / variant time. Agreement: cosine of each int8 file's last-token embeddings to fp32.
 Usage:
 
-    python benchmarks/decoder_int8.py [--layers 4] [--batch 32] [--tokens 128] [--rounds 5] [--work /tmp/qwen3-bench]
+    python benchmarks/decoder_int8.py [--layers 4] [--batch 32] [--tokens 128] [--rounds 5] [--calibration FILE] [--work DIR]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 
-def build(work: Path, layers: int) -> Path:
+def build(work: Path, layers: int, calibration: Path | None) -> Path:
     from tokenizer_fixtures import qwen_bpe
 
     from onnxembed.export.registry import load_registry
@@ -40,7 +40,8 @@ def build(work: Path, layers: int) -> Path:
     out = work / "artifact"
     if not (out / "manifest.json").is_file():
         subprocess.run([sys.executable, "-m", "onnxembed.cli", "build", spec.name, "--out", str(out), "--registry", str(hub.registry),
-                        "--variants", "fp32,quint8_avx2", "--skip-gates", "--force"], env={**os.environ, **hub.env}, check=True)
+                        "--variants", "fp32,quint8_avx2", "--skip-gates", "--force",
+                        *(["--calibration", str(calibration)] if calibration else [])], env={**os.environ, **hub.env}, check=True)
     return out
 
 
@@ -52,6 +53,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path("/tmp/qwen3-bench"))
+    ap.add_argument("--calibration", type=Path, default=None, help="int8 calibration texts (default: the build's own set)")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -63,7 +65,7 @@ def main() -> int:
     from onnxembed.quantize.weight_only import weight_only_int8
 
     args.work.mkdir(parents=True, exist_ok=True)
-    art = build(args.work, args.layers)
+    art = build(args.work, args.layers, args.calibration)
     files = {"fp32": art / "onnx" / "model.onnx", "qdq_quint8_avx2": art / "onnx" / "model_quint8_avx2.onnx",
              "matmulnbits_int8": args.work / "model_matmulnbits_int8.onnx"}
     if not files["matmulnbits_int8"].is_file():
