@@ -24,7 +24,8 @@ def synthetic_feed(session: Any, vocab_size: int, batch: int, seq: int, seed: in
     """Random token ids (no padding) shaped ``batch x seq`` for exactly the inputs the graph declares."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(1000, max(1001, vocab_size - 1), size=(batch, seq), dtype=np.int64)
-    full = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    full = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids),
+            "position_ids": np.broadcast_to(np.arange(seq, dtype=np.int64), ids.shape).copy()}  # decoders (Qwen3)
     return {i.name: full[i.name].astype(np.int32 if i.type == "tensor(int32)" else np.int64) for i in session.get_inputs()}
 
 

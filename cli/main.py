@@ -97,9 +97,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({k: v.as_dict() for k, v in reg.items()}, indent=2))
         return 0
-    print(f"{'name':<28} {'architecture':<11} {'dim':>4} {'layers':>6} {'max_len':>7} {'pooling':<7} {'norm':<5} source")
-    for s in reg.values():
-        print(f"{s.name:<28} {s.architecture:<11} {s.embedding_dim:>4} {s.num_layers:>6} {s.max_length:>7} {s.pooling:<7} {str(s.normalize):<5} {s.id}@{s.revision}")
+    print(export.model_table(reg), end="")  # the README's model table is this text
     return 0
 
 

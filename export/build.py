@@ -329,8 +329,9 @@ def _export_and_validate(ck: Checkpoint, weights: str, work: Path, opset: int | 
     """Model files, the fp32 export and its validation against PyTorch: the manifest so far."""
     manifest = _base_manifest(ck, ck.spec, weights)
     write_model_files(ck.path, work, ck.spec)
-    vocab = json.loads((work / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
-    manifest["vocab_size"] = len(vocab)
+    tok = json.loads((work / "tokenizer.json").read_text(encoding="utf-8"))
+    added = [int(t["id"]) for t in tok.get("added_tokens") or ()]  # Qwen's specials sit past the BPE vocabulary
+    manifest["vocab_size"] = max(len(tok["model"]["vocab"]), max(added, default=-1) + 1)
     say(f"{model}: exporting fp32 ONNX")
     t0 = time.perf_counter()
     fp32 = work / variant_file(FP32)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..manifest import sha256_file
-from .registry import ModelSpec, RegistryError, load_registry
+from .registry import ARCHITECTURES, DECODERS, TOKENIZERS, ModelSpec, RegistryError, load_registry
 
 __all__ = ["Checkpoint", "resolve_checkpoint", "read_sentence_transformers_config", "weights_sha256"]
 
@@ -97,19 +97,20 @@ def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: 
     if not cfg:
         raise FileNotFoundError(f"{folder} has no config.json: not a transformers checkpoint")
     arch = cfg.get("model_type")
-    if arch in ("bert", "mpnet"):
+    if arch in ("bert", "mpnet", "xlm-roberta", "roberta", "modernbert", "qwen3"):
         hidden, layers, heads = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]
     elif arch == "distilbert":
         hidden, layers, heads = cfg["dim"], cfg["n_layers"], cfg["n_heads"]
     else:
-        from .registry import ARCHITECTURES
-
         raise ValueError(f"{folder}: model_type {arch!r} is not supported; onnxembed exports {', '.join(ARCHITECTURES)}")
+    positions = int(cfg.get("max_position_embeddings", 512))
+    if arch in ("xlm-roberta", "roberta"):  # positions start at padding_idx + 1
+        positions -= int(cfg.get("pad_token_id", 1)) + 1
     st = read_sentence_transformers_config(folder)
     if not st and st_files:
         logger.warning("%s has no sentence-transformers files; assuming mean pooling without normalization", folder)
     tok_cfg = _read_json(folder / "tokenizer_config.json") or {}
-    max_len = st.get("max_length") or min(int(tok_cfg.get("model_max_length", 512) or 512), cfg.get("max_position_embeddings", 512))
+    max_len = st.get("max_length") or min(int(tok_cfg.get("model_max_length", 512) or 512), positions)
     return ModelSpec(
         name=name,
         source=source,
@@ -126,7 +127,19 @@ def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: 
         prefixes=st.get("prefixes", {"query": "", "passage": ""}),
         license="unknown",
         prompts=st.get("prompts", {}),
+        tokenizer=tokenizer_family_of(folder) or "",
+        num_kv_heads=cfg.get("num_key_value_heads") if arch in DECODERS else None,
+        head_dim=cfg.get("head_dim") if arch in DECODERS else None,
     )
+
+
+def tokenizer_family_of(folder: Path) -> str | None:
+    """The tokenizer family (registry ``tokenizer``) a checkpoint's ``tokenizer.json`` belongs to, or None
+    when it has none or its model type could be several (WordPiece: BERT's or MPNet's)."""
+    tok = _read_json(folder / "tokenizer.json")
+    kind = (tok or {}).get("model", {}).get("type")
+    found = [name for name, model in TOKENIZERS.items() if model == kind]
+    return found[0] if len(found) == 1 else None
 
 
 def _cross_check(spec: ModelSpec, folder: Path, stated: dict[str, Any] | None = None, files: str = "sentence-transformers") -> None:
@@ -135,10 +148,15 @@ def _cross_check(spec: ModelSpec, folder: Path, stated: dict[str, Any] | None = 
     found = _spec_from_folder(spec.name, folder, spec.source, spec.id, spec.revision, st_files=stated is None)
     stated = read_sentence_transformers_config(folder) if stated is None else stated
     found = replace(found, **{k: v for k, v in stated.items() if k in ("pooling", "normalize", "max_length", "embedding_dim")})
-    keys = ["architecture", "hidden_size", "num_layers", "num_heads"] + [
+    keys = ["architecture", "hidden_size", "num_layers", "num_heads"] + (["num_kv_heads", "head_dim"] if spec.architecture in DECODERS else []) + [
         k for k in ("pooling", "normalize", "max_length", "embedding_dim") if k in stated
     ]
     diffs = [f"{k}: registry {getattr(spec, k)!r}, checkpoint {getattr(found, k)!r}" for k in keys if getattr(spec, k) != getattr(found, k)]
+    tok = _read_json(folder / "tokenizer.json")
+    kind = (tok or {}).get("model", {}).get("type")
+    if kind and kind != TOKENIZERS[spec.tokenizer_family]:
+        diffs.append(f"tokenizer: registry {spec.tokenizer_family!r} (a {TOKENIZERS[spec.tokenizer_family]} model), "
+                     f"checkpoint tokenizer.json has a {kind} model")
     if diffs:
         raise RegistryError(
             f"models.yaml entry {spec.name!r} disagrees with the checkpoint in {folder}:\n  "

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FUSION_LEVELS", "FusionLevel", "fuse_model", "fused_op_counts", "FUSED_OP_TYPES"]
+__all__ = ["FUSABLE", "ORT_ONLY", "FUSION_LEVELS", "FusionLevel", "fuse_model", "fused_op_counts", "FUSED_OP_TYPES"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,11 @@ FUSED_OP_TYPES = (
     "EmbedLayerNormalization",
     "SkipLayerNormalization",
     "SkipSimplifiedLayerNormalization",
+    "SimplifiedLayerNormalization",
+    "GroupQueryAttention",
+    "RotaryEmbedding",
+    "QuickGelu",
+    "MatMulNBits",
     "LayerNormalization",
     "BiasGelu",
     "FastGelu",
@@ -47,6 +52,15 @@ FUSED_OP_TYPES = (
     "DequantizeLinear",
     "MatMul",
 )
+
+
+# Architectures the BERT fusions are run on (XLM-RoBERTa and RoBERTa are BERT-shaped; their position ids,
+# counted from padding_idx + 1, are matched by onnxruntime's RoBERTa embedding pattern).
+FUSABLE = ("bert", "distilbert", "mpnet", "xlm-roberta", "roberta", "modernbert")
+# Decoders get onnxruntime's own graph fusions only: on Qwen3 its extended level fuses RMSNorm into
+# SimplifiedLayerNormalization (4 per layer with the q/k norms, + 1) and SiLU into QuickGelu; the Python BERT
+# fusions match nothing (no Attention or GroupQueryAttention for a cache-less graph) and there is no GELU for O3.
+ORT_ONLY = ("qwen3",)
 
 
 @dataclass(frozen=True)
@@ -120,7 +134,7 @@ def fuse_model(
         level: ``O1``, ``O2``, ``O3`` or ``O4`` (see :data:`FUSION_LEVELS`).
         num_heads: attention heads, from the checkpoint's config.
         hidden_size: hidden size, from the checkpoint's config.
-        architecture: ``bert`` or ``distilbert``; both use onnxruntime's ``bert`` optimizer.
+        architecture: one of :data:`FUSABLE`; all use onnxruntime's ``bert`` optimizer.
         embed_layer_norm: allow the EmbedLayerNormalization fusion (off for a graph to be quantized).
 
     Returns:
@@ -133,11 +147,13 @@ def fuse_model(
 
     if level not in FUSION_LEVELS:
         raise ValueError(f"unknown fusion level {level!r}; known: {list(FUSION_LEVELS)}")
-    if architecture not in ("bert", "distilbert", "mpnet"):
-        raise ValueError(f"unknown architecture {architecture!r}; known: ['bert', 'distilbert', 'mpnet']")
+    if architecture not in FUSABLE + ORT_ONLY:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {list(FUSABLE + ORT_ONLY)}")
     if num_heads <= 0 or hidden_size <= 0 or hidden_size % num_heads:
         raise ValueError(f"num_heads={num_heads}, hidden_size={hidden_size}: hidden_size must be a positive multiple of num_heads")
     lv = FUSION_LEVELS[level]
+    if architecture in ORT_ONLY and lv.gelu_approximation and not lv.fp16:
+        raise ValueError(f"{level} replaces GELU by its tanh approximation; {architecture} has no GELU (SiLU), so {level} would be O2")
     optimizer = optimize_model(
         str(src),
         model_type="bert",
@@ -146,7 +162,7 @@ def fuse_model(
         optimization_options=_fusion_options(architecture, lv, embed_layer_norm=embed_layer_norm),
         opt_level=lv.ort_level,
         use_gpu=False,
-        only_onnxruntime=not lv.transformer_fusions,
+        only_onnxruntime=not lv.transformer_fusions or architecture in ORT_ONLY,
     )
     if lv.fp16:
         optimizer.convert_float_to_float16(keep_io_types=True)

@@ -12,11 +12,24 @@ from ..catalog import ALL_VARIANTS, FP32
 from ..pooling import POOLERS
 from ..quantize.presets import DEFAULT_GATES
 
-__all__ = ["ModelSpec", "RegistryError", "load_registry", "dump_registry", "get_spec", "REGISTRY_FILE"]
+__all__ = ["ModelSpec", "RegistryError", "load_registry", "dump_registry", "get_spec", "REGISTRY_FILE", "ARCHITECTURES", "DECODERS", "TOKENIZERS"]
 
 REGISTRY_FILE = "models.yaml"
 REGISTRY_ENV = "ONNXEMBED_REGISTRY"
-ARCHITECTURES = ("bert", "distilbert", "mpnet")
+ARCHITECTURES = ("bert", "distilbert", "mpnet", "xlm-roberta", "roberta", "modernbert", "qwen3")
+DECODERS = ("qwen3",)  # causal attention, last-token pooling, position_ids as a graph input
+# The tokenizer families (``tokenizer``): the tokenizer.json model type each one has. The build checks the
+# checkpoint's tokenizer against the entry, and the synthetic checkpoints take their files from it.
+TOKENIZERS: dict[str, str] = {
+    "bert-uncased": "WordPiece",  # the 30,522-token uncased BERT vocabulary
+    "mpnet": "WordPiece",  # MPNet's 30,527-token WordPiece with <s> A </s>
+    "xlm-r": "Unigram",  # XLM-R's 250,002-piece SentencePiece Unigram (Precompiled normalizer, Metaspace)
+    "qwen": "BPE",  # Qwen's 151,643-rank byte-level BPE with the Split regex; <|endoftext|> appended
+    "modernbert": "BPE",  # ModernBERT's byte-level BPE (OLMo's) with [CLS] A [SEP]; 50,368 embedding rows
+}
+_DEFAULT_TOKENIZER = {"mpnet": "mpnet", "xlm-roberta": "xlm-r", "roberta": "xlm-r", "qwen3": "qwen", "modernbert": "modernbert"}
+# Architectures whose exported graph takes no token_type_ids (optimum's OnnxConfig for them has none).
+_NO_TYPE_IDS = ("distilbert", "mpnet", "xlm-roberta", "roberta", "modernbert")
 POOLINGS = tuple(POOLERS)
 SOURCES = ("hub", "package", "pypi-parts", "modelscope", "local")
 GATE_KEYS = tuple(DEFAULT_GATES)
@@ -43,6 +56,9 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "prompts": (dict, False),
     "dimensions": (list, False),
     "skip_variants": (dict, False),
+    "tokenizer": (str, False),
+    "num_kv_heads": (int, False),
+    "head_dim": (int, False),
 }
 
 
@@ -75,11 +91,21 @@ class ModelSpec:
     prompts: dict[str, str] = field(default_factory=dict)  # named prompts (sentence-transformers' "prompts")
     dimensions: tuple[int, ...] = ()  # Matryoshka sizes the model was trained for (besides embedding_dim)
     skip_variants: dict[str, str] = field(default_factory=dict)  # variant -> why the default build leaves it out
+    tokenizer: str = ""  # a TOKENIZERS family; "" means the architecture's usual one (see tokenizer_family)
+    num_kv_heads: int | None = None  # decoders with grouped-query attention: key/value heads
+    head_dim: int | None = None  # decoders whose head size is not hidden_size / num_heads (Qwen3: 128 at 1024 / 16)
+
+    @property
+    def tokenizer_family(self) -> str:
+        """The entry's ``tokenizer``, or its architecture's usual one (BERT's uncased WordPiece for bert/distilbert)."""
+        return self.tokenizer or _DEFAULT_TOKENIZER.get(self.architecture, "bert-uncased")
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        """The inputs the exported graph takes: DistilBERT and MPNet have no token_type_ids."""
-        if self.architecture in ("distilbert", "mpnet"):
+        """The inputs the exported graph takes: DistilBERT, MPNet and (XLM-)RoBERTa have no token_type_ids."""
+        if self.architecture in DECODERS:
+            return ("input_ids", "attention_mask", "position_ids")
+        if self.architecture in _NO_TYPE_IDS:
             return ("input_ids", "attention_mask")
         return ("input_ids", "attention_mask", "token_type_ids")
 
@@ -108,14 +134,16 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
                 f"{where}: entry {name!r} field {key!r} should be {getattr(typ, '__name__', typ)}, "
                 f"found {type(val).__name__} {val!r}"
             )
-    for key, allowed in (("source", SOURCES), ("architecture", ARCHITECTURES), ("pooling", POOLINGS)):
-        if raw[key] not in allowed:
+    for key, allowed in (("source", SOURCES), ("architecture", ARCHITECTURES), ("pooling", POOLINGS), ("tokenizer", tuple(TOKENIZERS))):
+        if key in raw and raw[key] not in allowed:
             raise RegistryError(f"{where}: entry {name!r} field {key!r} is {raw[key]!r}; known: {list(allowed)}")
     for key in ("hidden_size", "num_layers", "num_heads", "embedding_dim", "max_length"):
         if raw[key] <= 0:
             raise RegistryError(f"{where}: entry {name!r} field {key!r} must be positive, found {raw[key]}")
     if raw["hidden_size"] % raw["num_heads"]:
         raise RegistryError(f"{where}: entry {name!r}: hidden_size {raw['hidden_size']} is not a multiple of num_heads {raw['num_heads']}")
+    if raw.get("num_kv_heads") is not None and (raw["num_kv_heads"] <= 0 or raw["num_heads"] % raw["num_kv_heads"]):
+        raise RegistryError(f"{where}: entry {name!r}: num_kv_heads {raw['num_kv_heads']} must be a positive divisor of num_heads {raw['num_heads']}")
     prefixes = raw["prefixes"]
     if set(prefixes) != {"query", "passage"} or not all(isinstance(v, str) for v in prefixes.values()):
         raise RegistryError(f"{where}: entry {name!r} field 'prefixes' must be {{query: str, passage: str}}, found {prefixes!r}")
@@ -160,6 +188,9 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
         prompts=dict(prompts),
         dimensions=tuple(sorted(set(dims), reverse=True)),
         skip_variants=dict(skip),
+        tokenizer=raw.get("tokenizer", ""),
+        num_kv_heads=raw.get("num_kv_heads"),
+        head_dim=raw.get("head_dim"),
     )
 
 
@@ -219,7 +250,7 @@ def dump_registry(specs: dict[str, ModelSpec], path: str | Path) -> Path:
     for name, spec in specs.items():
         d = spec.as_dict()
         d.pop("name")
-        for key in ("package_path", "parts", "alt_sources", "gates", "prompts", "dimensions", "skip_variants"):
+        for key in ("package_path", "parts", "alt_sources", "gates", "prompts", "dimensions", "skip_variants", "tokenizer", "num_kv_heads", "head_dim"):
             if not d[key]:
                 d.pop(key)
         models[name] = d

@@ -11,24 +11,80 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from .registry import ModelSpec
 
 __all__ = ["RANDOM_WEIGHT_GATES", "OfflineHub", "make_random_checkpoint", "offline_hub", "tiny_spec", "put_in_hf_cache",
-           "put_in_parts_cache", "TOKENIZER_FILES", "make_modelscope_checkpoint", "put_in_modelscope_cache"]
+           "put_in_parts_cache", "TOKENIZER_FILES", "tokenizer_folder", "VOCAB_ROWS", "make_modelscope_checkpoint",
+           "put_in_modelscope_cache"]
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 FAKE_COMMIT = "0" * 39 + "1"  # the cache's snapshot name; not a hub revision
 
 
 def tiny_spec(spec: ModelSpec, *, hidden_size: int = 32, num_layers: int = 2, num_heads: int = 4) -> ModelSpec:
-    """The same entry at a tiny size (for unit tests)."""
-    return dataclasses.replace(spec, hidden_size=hidden_size, embedding_dim=hidden_size, num_layers=num_layers, num_heads=num_heads)
+    """The same entry at a tiny size (for unit tests); a grouped-query decoder keeps two query heads per key/value head."""
+    gqa = {"num_kv_heads": num_heads // 2, "head_dim": hidden_size // num_heads} if spec.num_kv_heads else {}
+    dims = tuple(d for d in (hidden_size // 2, hidden_size // 4) if d) if spec.dimensions else ()
+    return dataclasses.replace(spec, hidden_size=hidden_size, embedding_dim=hidden_size, num_layers=num_layers, num_heads=num_heads,
+                               dimensions=dims, **gqa)
+
+
+# Embedding rows of each tokenizer family's real checkpoints (multilingual-e5-small and
+# paraphrase-multilingual-MiniLM-L12-v2 are BERT bodies with 250,037 rows for XLM-R's 250,002 pieces).
+VOCAB_ROWS = {"bert-uncased": 30522, "mpnet": 30527, "xlm-r": 250002, "qwen": 151669, "modernbert": 50368}
+_BERT_XLMR_ROWS = 250037
+
+# tokenizer_config.json for a family whose test files hold only tokenizer.json (the fast tokenizer reads it).
+_TOKENIZER_CONFIGS = {
+    "xlm-r": {"tokenizer_class": "XLMRobertaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
+              "cls_token": "<s>", "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>", "model_max_length": 512},
+    # Qwen3-Embedding's: pads on the left, <|endoftext|> is both EOS (appended by the template) and padding.
+    "qwen": {"tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "bos_token": None,
+             "unk_token": None, "padding_side": "left", "model_max_length": 32768},
+    "modernbert": {"tokenizer_class": "PreTrainedTokenizerFast", "cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+                   "mask_token": "[MASK]", "unk_token": "[UNK]", "model_input_names": ["input_ids", "attention_mask"], "model_max_length": 8192},
+}
+
+
+def tokenizer_folder(family: str, tokenizer_json: str | Path, folder: str | Path) -> Path:
+    """A tokenizer folder for ``family`` from its real ``tokenizer.json`` (plus the family's tokenizer_config.json)."""
+    if family not in _TOKENIZER_CONFIGS:
+        raise ValueError(f"no tokenizer_config.json known for family {family!r}; known: {sorted(_TOKENIZER_CONFIGS)}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tokenizer_json, folder / "tokenizer.json")
+    (folder / "tokenizer_config.json").write_text(json.dumps(_TOKENIZER_CONFIGS[family], indent=2), encoding="utf-8")
+    return folder
 
 
 def _config(spec: ModelSpec):  # type: ignore[no-untyped-def]
-    from transformers import BertConfig, DistilBertConfig, MPNetConfig
+    from transformers import BertConfig, DistilBertConfig, ModernBertConfig, MPNetConfig, Qwen3Config, RobertaConfig, XLMRobertaConfig
+
+    if spec.architecture == "modernbert":  # gte-modernbert-base's shape: rotary, a global layer every 3rd, 128-token local windows
+        return ModernBertConfig(
+            vocab_size=VOCAB_ROWS["modernbert"], hidden_size=spec.hidden_size, intermediate_size=3 * spec.hidden_size // 2,
+            num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads, max_position_embeddings=max(spec.max_length, 8192),
+            global_attn_every_n_layers=3, local_attention=128, pad_token_id=50283, cls_token_id=50281, sep_token_id=50282,
+        )
+    if spec.architecture == "qwen3":  # Qwen3-Embedding-0.6B's shape: GQA, RMSNorm (with q/k norms), SwiGLU at 3x, RoPE
+        return Qwen3Config(
+            vocab_size=VOCAB_ROWS["qwen"], hidden_size=spec.hidden_size, intermediate_size=3 * spec.hidden_size,
+            num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
+            num_key_value_heads=spec.num_kv_heads or spec.num_heads, head_dim=spec.head_dim or spec.hidden_size // spec.num_heads,
+            max_position_embeddings=max(spec.max_length, 32768), rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True,
+            bos_token_id=151643, eos_token_id=151643,
+        )
+
+    if spec.architecture in ("xlm-roberta", "roberta"):  # positions start at padding_idx + 1 = 2
+        cls = XLMRobertaConfig if spec.architecture == "xlm-roberta" else RobertaConfig
+        return cls(
+            vocab_size=VOCAB_ROWS[spec.tokenizer_family], hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers,
+            num_attention_heads=spec.num_heads, intermediate_size=4 * spec.hidden_size, max_position_embeddings=spec.max_length + 2,
+            type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        )
 
     if spec.architecture == "mpnet":  # the vocabulary of the tokenizer files it is given (BERT's 30,522 in tests)
         return MPNetConfig(
@@ -41,19 +97,28 @@ def _config(spec: ModelSpec):  # type: ignore[no-untyped-def]
             hidden_dim=4 * spec.hidden_size, max_position_embeddings=512,
         )
     return BertConfig(
-        vocab_size=30522, hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers,
+        vocab_size=_BERT_XLMR_ROWS if spec.tokenizer_family == "xlm-r" else VOCAB_ROWS[spec.tokenizer_family], hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers,
         num_attention_heads=spec.num_heads, intermediate_size=4 * spec.hidden_size,
         max_position_embeddings=512, type_vocab_size=2,
     )
 
 
-def make_random_checkpoint(spec: ModelSpec, folder: str | Path, *, vocab_from: str | Path, seed: int = 0) -> Path:
+def _vocab_folder(spec: ModelSpec, vocab_from: str | Path | Mapping[str, str | Path]) -> Path:
+    if isinstance(vocab_from, Mapping):
+        if spec.tokenizer_family not in vocab_from:
+            raise ValueError(f"{spec.name}: no tokenizer files given for family {spec.tokenizer_family!r}; given: {sorted(vocab_from)}")
+        return Path(vocab_from[spec.tokenizer_family])
+    return Path(vocab_from)
+
+
+def make_random_checkpoint(spec: ModelSpec, folder: str | Path, *, vocab_from: str | Path | Mapping[str, str | Path], seed: int = 0) -> Path:
     """Write a random-init checkpoint for ``spec`` (config, safetensors, tokenizer, sentence-transformers files).
 
     Args:
         spec: the architecture to build (use :func:`tiny_spec` for a small one).
         folder: where to write it.
-        vocab_from: a folder with the uncased BERT tokenizer files (e.g. the embedded model's).
+        vocab_from: a folder with the tokenizer files (the uncased BERT ones, e.g. the embedded model's), or
+            a mapping from tokenizer family (``spec.tokenizer_family``) to such a folder.
         seed: torch seed, so the same call gives the same weights.
     """
     import torch
@@ -67,7 +132,7 @@ def make_random_checkpoint(spec: ModelSpec, folder: str | Path, *, vocab_from: s
     model = AutoModel.from_config(_config(spec)).eval()
     model.save_pretrained(str(folder), safe_serialization=True)
     for name in TOKENIZER_FILES:
-        src = Path(vocab_from) / name
+        src = _vocab_folder(spec, vocab_from) / name
         if src.is_file():
             shutil.copyfile(src, folder / name)
     tok_cfg = folder / "tokenizer_config.json"
@@ -165,7 +230,8 @@ class OfflineHub:
     specs: dict[str, ModelSpec]
 
 
-def offline_hub(specs: dict[str, ModelSpec], root: str | Path, *, vocab_from: str | Path, tiny: bool = False) -> OfflineHub:
+def offline_hub(specs: dict[str, ModelSpec], root: str | Path, *, vocab_from: str | Path | Mapping[str, str | Path],
+                tiny: bool = False) -> OfflineHub:
     """Random checkpoints for the registry's hub entries in a local Hugging Face cache, and their registry.
 
     Every ``source: hub`` entry of ``specs`` gets a random checkpoint of exactly that architecture

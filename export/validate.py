@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from ..errors import ValidationError
 from ..pooling import pool, rowwise_cosine
+from ..quantize.reference import graph_feeds
 from .registry import ModelSpec
 
 __all__ = ["PROBE_SENTENCES", "validate_against_torch", "tokenize_probe", "MAX_ABS_DIFF", "MIN_COSINE"]
@@ -40,7 +41,7 @@ def tokenize_probe(checkpoint: Path, spec: ModelSpec, sentences: tuple[str, ...]
 
     tok = AutoTokenizer.from_pretrained(str(checkpoint))
     enc = tok(list(sentences), padding=True, truncation=True, max_length=spec.max_length, return_tensors="np")
-    return {name: enc[name].astype(np.int64) for name in spec.input_names}
+    return graph_feeds(enc, spec.input_names)
 
 
 def validate_against_torch(onnx_path: Path, checkpoint: Path, spec: ModelSpec) -> dict[str, Any]:

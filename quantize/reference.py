@@ -14,9 +14,19 @@ from typing import Any, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from ..batching import position_ids
 from ..pooling import pool
 
-__all__ = ["ReferenceEncoder", "make_session"]
+__all__ = ["ReferenceEncoder", "graph_feeds", "make_session"]
+
+
+def graph_feeds(enc: Any, input_names: Sequence[str]) -> dict[str, npt.NDArray[np.int64]]:
+    """A transformers tokenizer's padded batch as exactly the graph's inputs: XLM-R's tokenizer gives no
+    token_type_ids (a BERT body with it, multilingual-e5-small, reads zeros, as torch does); a decoder's
+    position_ids count each row's real tokens from 0, on either padding side."""
+    made = {"token_type_ids": lambda: np.zeros_like(enc["input_ids"], dtype=np.int64),
+            "position_ids": lambda: position_ids(enc["attention_mask"])}
+    return {name: enc[name].astype(np.int64) if name in enc else made[name]() for name in input_names}
 
 
 class ReferenceEncoder:
@@ -39,10 +49,7 @@ class ReferenceEncoder:
     def feeds(self, texts: Sequence[str]) -> dict[str, npt.NDArray[np.int64]]:
         """One padded batch with exactly the graph's inputs."""
         enc = self.tok(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
-        out = {}
-        for name in self.input_names:
-            out[name] = enc[name].astype(np.int64) if name in enc else np.zeros_like(enc["input_ids"], dtype=np.int64)
-        return out
+        return graph_feeds(enc, self.input_names)
 
     def batches(self, texts: Sequence[str]) -> list[npt.NDArray[np.int64]]:
         """Index batches sorted by length (little padding), deterministic."""

@@ -15,9 +15,20 @@ from typing import Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Tokens", "check_batch_size", "check_max_tokens", "chunked", "plan_batches"]
+__all__ = ["Tokens", "check_batch_size", "check_max_tokens", "chunked", "plan_batches", "position_ids"]
 
 T = TypeVar("T")
+
+
+def position_ids(attention_mask: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
+    """Positions of a padded batch for a decoder graph that takes ``position_ids``: each row's real tokens
+    count 0, 1, 2, ... whether the row is padded on the left or the right (padding gets 0).
+
+    >>> position_ids(np.array([[0, 1, 1], [1, 1, 1]])).tolist()
+    [[0, 0, 1], [0, 1, 2]]
+    """
+    mask = np.asarray(attention_mask, dtype=np.int64)
+    return np.maximum(np.cumsum(mask, axis=1) - 1, 0) * mask
 
 
 def plan_batches(

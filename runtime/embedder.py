@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from .batching import Tokens, check_batch_size, check_max_tokens, chunked, plan_batches
+from .batching import Tokens, check_batch_size, check_max_tokens, chunked, plan_batches, position_ids
 from .errors import ManifestError, ProviderUnavailableError
 from .manifest import Manifest, load_manifest
 from .pooling import cosine_similarity, pool, truncate_dimensions
@@ -74,7 +74,7 @@ class Embedder:
         self.max_tokens: int | None = default_max_tokens(session.get_providers()) if max_tokens == "auto" else max_tokens  # type: ignore[assignment]
         self._input_names = tuple(i.name for i in session.get_inputs())
         self._int32_inputs = {i.name for i in session.get_inputs() if i.type == "tensor(int32)"}
-        self._pad_names = tuple(dict.fromkeys((*self._input_names, "attention_mask")))
+        self._pad_names = tuple(dict.fromkeys((*(n for n in self._input_names if n != "position_ids"), "attention_mask")))
         self._lock = threading.Lock()
         self._truncated = 0
         self._warned_truncation = False
@@ -345,6 +345,8 @@ class Embedder:
         if not ids:
             return np.empty((0, dimensions or self.dim), dtype=np.float32)
         arrays = self._tokenizer.pad(ids, input_names=self._pad_names)
+        if "position_ids" in self._input_names:  # a decoder graph (Qwen3)
+            arrays["position_ids"] = position_ids(arrays["attention_mask"])
         feed = {
             name: arrays[name].astype(np.int32) if name in self._int32_inputs else arrays[name]
             for name in self._input_names

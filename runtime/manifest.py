@@ -21,7 +21,7 @@ __all__ = ["Manifest", "Variant", "load_manifest", "sha256_file", "MANIFEST_NAME
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 POOLING_MODES = tuple(POOLERS)
-ALLOWED_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+ALLOWED_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")  # position_ids: decoders (Qwen3)
 
 
 def variant_entry(root: str | Path, rel: str, precision: str, device: str, **info: Any) -> dict[str, Any]:

