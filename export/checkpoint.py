@@ -18,7 +18,7 @@ from typing import Any
 from ..manifest import sha256_file
 from .registry import ModelSpec, RegistryError, load_registry
 
-__all__ = ["Checkpoint", "resolve_checkpoint", "read_sentence_transformers_config", "weights_sha256"]
+__all__ = ["Checkpoint", "resolve_checkpoint", "read_cross_encoder_config", "read_sentence_transformers_config", "weights_sha256"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +103,9 @@ def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: 
         from .registry import ARCHITECTURES
 
         raise ValueError(f"{folder}: model_type {arch!r} is not supported; onnxembed exports {', '.join(ARCHITECTURES)}")
-    st = read_sentence_transformers_config(folder)
-    if not st:
+    rerank = read_cross_encoder_config(cfg, folder)
+    st = {k: v for k, v in read_sentence_transformers_config(folder).items() if k == "max_length"} if rerank else read_sentence_transformers_config(folder)
+    if not st and not rerank:
         logger.warning("%s has no sentence-transformers files; assuming mean pooling without normalization", folder)
     tok_cfg = _read_json(folder / "tokenizer_config.json") or {}
     max_len = st.get("max_length") or min(int(tok_cfg.get("model_max_length", 512) or 512), cfg.get("max_position_embeddings", 512))
@@ -117,21 +118,53 @@ def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: 
         hidden_size=hidden,
         num_layers=layers,
         num_heads=heads,
-        embedding_dim=st.get("embedding_dim", hidden),
+        embedding_dim=rerank.get("num_labels", 0) or st.get("embedding_dim", hidden),
         max_length=int(max_len),
-        pooling=st.get("pooling", "mean"),
+        pooling="none" if rerank else st.get("pooling", "mean"),
         normalize=st.get("normalize", False),
         prefixes=st.get("prefixes", {"query": "", "passage": ""}),
         license="unknown",
         prompts=st.get("prompts", {}),
+        **rerank,
     )
+
+
+_ACTIVATION_CLASSES = {"Sigmoid": "sigmoid", "Identity": "identity", "Softmax": "softmax"}
+
+
+def read_cross_encoder_config(cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``{task, num_labels, activation}`` for a ``*ForSequenceClassification`` checkpoint, ``{}`` otherwise.
+
+    The activation is the one sentence-transformers' ``CrossEncoder`` applies in ``predict``: the
+    ``sentence_transformers.activation_fn`` of ``config.json`` (or the pre-v4 key
+    ``sbert_ce_default_activation_function``), else sigmoid for one label and identity for more.
+    """
+    archs = cfg.get("architectures") or []
+    if not any(str(a).endswith("ForSequenceClassification") for a in archs):
+        other = [a for a in archs if str(a).endswith(("ForTokenClassification", "ForQuestionAnswering", "ForMultipleChoice", "ForCausalLM"))]
+        if other:
+            raise ValueError(f"{folder}: architecture {other} is not supported; onnxembed builds sentence embedders "
+                             "(a *Model body) and cross-encoders (*ForSequenceClassification)")
+        return {}
+    labels = cfg.get("id2label") or {}
+    num_labels = int(cfg.get("num_labels") or len(labels) or 2)
+    path = (cfg.get("sentence_transformers") or {}).get("activation_fn") or cfg.get("sbert_ce_default_activation_function")
+    if path:
+        cls = str(path).rsplit(".", 1)[-1]
+        if cls not in _ACTIVATION_CLASSES:
+            raise ValueError(f"{folder}: config.json names the activation {path!r}; onnxembed applies "
+                             f"{sorted(_ACTIVATION_CLASSES)} (torch.nn classes) only")
+        activation = _ACTIVATION_CLASSES[cls]
+    else:
+        activation = "sigmoid" if num_labels == 1 else "identity"
+    return {"task": "rerank", "num_labels": num_labels, "activation": activation}
 
 
 def _cross_check(spec: ModelSpec, folder: Path) -> None:
     """Fail when the registry entry disagrees with the checkpoint's own config or sentence-transformers files."""
     found = _spec_from_folder(spec.name, folder, spec.source, spec.id, spec.revision)
     st = read_sentence_transformers_config(folder)
-    keys = ["architecture", "hidden_size", "num_layers", "num_heads"] + [
+    keys = ["task", "architecture", "hidden_size", "num_layers", "num_heads"] + (["num_labels", "activation"] if found.task == "rerank" else []) + [
         k for k in ("pooling", "normalize", "max_length", "embedding_dim") if k in st
     ]
     diffs = [f"{k}: registry {getattr(spec, k)!r}, checkpoint {getattr(found, k)!r}" for k in keys if getattr(spec, k) != getattr(found, k)]

@@ -44,7 +44,13 @@ def _config(spec: ModelSpec):  # type: ignore[no-untyped-def]
         vocab_size=30522, hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers,
         num_attention_heads=spec.num_heads, intermediate_size=4 * spec.hidden_size,
         max_position_embeddings=512, type_vocab_size=2,
+        **({"num_labels": spec.num_labels} if spec.task == "rerank" else {}),
     )
+
+
+# The torch.nn class sentence-transformers' CrossEncoder reads from config.json for each activation.
+ACTIVATION_CLASSES = {"sigmoid": "torch.nn.modules.activation.Sigmoid", "identity": "torch.nn.modules.linear.Identity",
+                      "softmax": "torch.nn.modules.activation.Softmax"}
 
 
 def make_random_checkpoint(spec: ModelSpec, folder: str | Path, *, vocab_from: str | Path, seed: int = 0) -> Path:
@@ -64,7 +70,18 @@ def make_random_checkpoint(spec: ModelSpec, folder: str | Path, *, vocab_from: s
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = AutoModel.from_config(_config(spec)).eval()
+    config = _config(spec)
+    if spec.task == "rerank":  # a cross-encoder: BertForSequenceClassification, its activation where CrossEncoder reads it
+        from transformers import AutoModelForSequenceClassification
+
+        if spec.architecture != "bert":
+            raise ValueError(f"random cross-encoders are made with a bert body only, not {spec.architecture!r}")
+        config.sentence_transformers = {"activation_fn": ACTIVATION_CLASSES[spec.activation]}
+        # BERT's init (std 0.02) gives near-constant logits (all pairs within 1e-4): useless for parity checks
+        config.initializer_range = 0.2
+        model = AutoModelForSequenceClassification.from_config(config).eval()
+    else:
+        model = AutoModel.from_config(config).eval()
     model.save_pretrained(str(folder), safe_serialization=True)
     for name in TOKENIZER_FILES:
         src = Path(vocab_from) / name
@@ -78,7 +95,8 @@ def make_random_checkpoint(spec: ModelSpec, folder: str | Path, *, vocab_from: s
             cfg["tokenizer_class"] = "DistilBertTokenizer"
             cfg["model_input_names"] = ["input_ids", "attention_mask"]
         tok_cfg.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    write_sentence_transformers_files(folder, spec)
+    if spec.task != "rerank":
+        write_sentence_transformers_files(folder, spec)
     return folder
 
 
