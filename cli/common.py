@@ -82,13 +82,19 @@ def print_manifest_summary(folder: Path) -> None:
     from onnxembed import load_manifest
 
     m = load_manifest(folder)
-    print(f"{m.name}: {m.dim}-d, pooling={m.pooling}, normalize={m.normalize}, max_length={m.max_length}")
+    if m.task == "rerank":
+        print(f"{m.name}: cross-encoder (task rerank), {m.dim} label(s), activation={m.activation}, "
+              f"pairs as {m.raw.get('pair_template', '?')}, max_length={m.max_length}")
+    else:
+        print(f"{m.name}: {m.dim}-d, pooling={m.pooling}, normalize={m.normalize}, max_length={m.max_length}")
     print(f"{'variant':<20} {'file':<36} {'size':>9}  figures")
     for v in m.variants.values():
         figs = []
         val = v.info.get("validation") or {}
         if "max_abs_diff" in val:
             figs.append(f"max|diff| vs {val.get('reference', '?')} {val['max_abs_diff']:.2e}")
+        if "crossencoder_max_abs_diff" in val:
+            figs.append(f"vs CrossEncoder {val['crossencoder_max_abs_diff']:.2e}")
         if "min_cosine" in val:
             figs.append(f"min cos {val['min_cosine']:.6f}")
         acc = v.info.get("accuracy") or {}

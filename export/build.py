@@ -88,10 +88,11 @@ def _base_manifest(ck: Checkpoint, spec: ModelSpec, weights: str) -> dict[str, A
         "prompts": dict(spec.prompts),
         "dimensions": list(spec.dimensions),
         "input_names": list(spec.input_names),
-        "output_name": "last_hidden_state",
+        "output_name": "logits" if spec.task == "rerank" else "last_hidden_state",
         "vocab_size": 0,
         "tokenizer": "tokenizer.json",
         "gates": dict(spec.gates),
+        **({"task": "rerank", "num_labels": spec.num_labels, "activation": spec.activation} if spec.task == "rerank" else {}),
         "variants": {},
         "tools": tool_versions(),
     }
@@ -234,6 +235,9 @@ def build_model(
     started = time.perf_counter()
     say(f"{model}: resolving checkpoint")
     ck = resolve_checkpoint(model, revision=revision, registry=load_registry(registry))
+    if ck.spec.task == "rerank":
+        _check_rerank_variants(ck.spec, wanted, variants is None or variants == "all", say)
+        data_opts = _int8_data_options(wanted, calibration, gate_data, skip_gates)
     if variants is None or variants == "all":  # the default set leaves out what the registry says fails this model
         for v, why in ck.spec.skip_variants.items():
             if v in wanted:
@@ -312,6 +316,18 @@ def _say_int8_data(say: Callable[[str], None], model: str, calibration: str | Pa
     say(line)
 
 
+def _check_rerank_variants(spec: ModelSpec, wanted: list[str], default: bool, say: Callable[[str], None]) -> None:
+    """A cross-encoder gets fp32 and the fusions; its int8 files need gates judged on rankings, not built yet."""
+    int8 = [v for v in wanted if v in INT8_VARIANTS]
+    if int8 and not default:
+        raise ValueError(f"{spec.name} is a cross-encoder (task rerank): int8 variants {int8} are not built for rerankers yet "
+                         "(their gates must judge rankings, not embeddings); build fp32 and O1..O4, e.g. --variants fp32,O2")
+    for v in int8:
+        wanted.remove(v)
+    if int8:
+        say(f"{spec.name}: cross-encoder (task rerank): int8 variants not built for rerankers yet; building {', '.join(wanted)}")
+
+
 def _check_out(out: Path, force: bool) -> str | None:
     """The inputs key of an existing onnxembed folder at ``out`` (None if there is none); refuses a foreign folder."""
     existing = _existing_key(out) if out.exists() else None
@@ -335,10 +351,18 @@ def _export_and_validate(ck: Checkpoint, weights: str, work: Path, opset: int | 
     say(f"{model}: exporting fp32 ONNX")
     t0 = time.perf_counter()
     fp32 = work / variant_file(FP32)
-    export_onnx(ck.path, fp32, expected_inputs=ck.spec.input_names, opset=opset)
+    export_onnx(ck.path, fp32, expected_inputs=ck.spec.input_names, opset=opset, task=ck.spec.task)
     export_s = time.perf_counter() - t0
-    say(f"{model}: validating against PyTorch")
-    figures = validate_against_torch(fp32, ck.path, ck.spec)
+    if ck.spec.task == "rerank":
+        from .validate_rerank import validate_reranker_against_torch
+        from .st_files import pair_template
+
+        manifest["pair_template"] = pair_template(work / "tokenizer.json")
+        say(f"{model}: cross-encoder ({ck.spec.num_labels} label(s), {ck.spec.activation}): validating logits against PyTorch and CrossEncoder")
+        figures = validate_reranker_against_torch(fp32, ck.path, ck.spec)
+    else:
+        say(f"{model}: validating against PyTorch")
+        figures = validate_against_torch(fp32, ck.path, ck.spec)
     manifest["variants"][FP32] = variant_entry(work, variant_file(FP32), "fp32", "any", validation=figures, export_seconds=round(export_s, 2))
     return manifest
 

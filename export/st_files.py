@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .registry import ModelSpec
 
-__all__ = ["write_model_files", "write_sentence_transformers_files"]
+__all__ = ["pair_template", "write_model_files", "write_sentence_transformers_files"]
 
 _POOLING_KEYS = {
     "mean": "pooling_mode_mean_tokens",
@@ -38,7 +38,29 @@ def write_model_files(checkpoint: Path, workdir: Path, spec: ModelSpec) -> None:
         raise ValueError(f"{checkpoint}: no fast tokenizer could be built; onnxembed needs tokenizer.json")
     tok.save_pretrained(str(workdir))
     set_tokenizer_lengths(workdir / "tokenizer.json", spec.max_length)
-    write_sentence_transformers_files(workdir, spec)
+    if spec.task != "rerank":  # a cross-encoder folder is a plain transformers one: CrossEncoder reads config.json
+        write_sentence_transformers_files(workdir, spec)
+
+
+def pair_template(path: Path) -> str:
+    """The pair form of ``tokenizer.json``'s post-processor, e.g. ``[CLS] $A [SEP] $B [SEP]`` (for the manifest)."""
+    post = json.loads(path.read_text(encoding="utf-8")).get("post_processor") or {}
+    kind = post.get("type")
+    if kind == "TemplateProcessing" and post.get("pair"):
+        parts = []
+        for item in post["pair"]:
+            if "SpecialToken" in item:
+                parts.append(item["SpecialToken"]["id"])
+            else:
+                parts.append("$" + item["Sequence"]["id"])
+        return " ".join(parts)
+    if kind == "BertProcessing":
+        cls, sep = post["cls"][0], post["sep"][0]
+        return f"{cls} $A {sep} $B {sep}"
+    if kind == "RobertaProcessing":
+        cls, sep = post["cls"][0], post["sep"][0]
+        return f"{cls} $A {sep} {sep} $B {sep}"
+    raise ValueError(f"{path}: post_processor {kind!r} has no pair form; a cross-encoder needs one to join query and document")
 
 
 def set_tokenizer_lengths(path: Path, max_length: int) -> None:

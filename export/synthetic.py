@@ -100,6 +100,7 @@ def _config(spec: ModelSpec):  # type: ignore[no-untyped-def]
         vocab_size=_BERT_XLMR_ROWS if spec.tokenizer_family == "xlm-r" else VOCAB_ROWS[spec.tokenizer_family], hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers,
         num_attention_heads=spec.num_heads, intermediate_size=4 * spec.hidden_size,
         max_position_embeddings=512, type_vocab_size=2,
+        **({"num_labels": spec.num_labels} if spec.task == "rerank" else {}),
     )
 
 
@@ -109,6 +110,11 @@ def _vocab_folder(spec: ModelSpec, vocab_from: str | Path | Mapping[str, str | P
             raise ValueError(f"{spec.name}: no tokenizer files given for family {spec.tokenizer_family!r}; given: {sorted(vocab_from)}")
         return Path(vocab_from[spec.tokenizer_family])
     return Path(vocab_from)
+
+
+# The torch.nn class sentence-transformers' CrossEncoder reads from config.json for each activation.
+ACTIVATION_CLASSES = {"sigmoid": "torch.nn.modules.activation.Sigmoid", "identity": "torch.nn.modules.linear.Identity",
+                      "softmax": "torch.nn.modules.activation.Softmax"}
 
 
 def make_random_checkpoint(spec: ModelSpec, folder: str | Path, *, vocab_from: str | Path | Mapping[str, str | Path], seed: int = 0) -> Path:
@@ -129,7 +135,18 @@ def make_random_checkpoint(spec: ModelSpec, folder: str | Path, *, vocab_from: s
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = AutoModel.from_config(_config(spec)).eval()
+    config = _config(spec)
+    if spec.task == "rerank":  # a cross-encoder: BertForSequenceClassification, its activation where CrossEncoder reads it
+        from transformers import AutoModelForSequenceClassification
+
+        if spec.architecture != "bert":
+            raise ValueError(f"random cross-encoders are made with a bert body only, not {spec.architecture!r}")
+        config.sentence_transformers = {"activation_fn": ACTIVATION_CLASSES[spec.activation]}
+        # BERT's init (std 0.02) gives near-constant logits (all pairs within 1e-4): useless for parity checks
+        config.initializer_range = 0.2
+        model = AutoModelForSequenceClassification.from_config(config).eval()
+    else:
+        model = AutoModel.from_config(config).eval()
     model.save_pretrained(str(folder), safe_serialization=True)
     for name in TOKENIZER_FILES:
         src = _vocab_folder(spec, vocab_from) / name
@@ -143,7 +160,8 @@ def make_random_checkpoint(spec: ModelSpec, folder: str | Path, *, vocab_from: s
             cfg["tokenizer_class"] = "DistilBertTokenizer"
             cfg["model_input_names"] = ["input_ids", "attention_mask"]
         tok_cfg.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    write_sentence_transformers_files(folder, spec)
+    if spec.task != "rerank":
+        write_sentence_transformers_files(folder, spec)
     return folder
 
 

@@ -15,7 +15,7 @@ from ..errors import ValidationError
 from ..manifest import variant_entry
 from .fusion import FUSION_LEVELS, fuse_model, fused_op_counts
 
-__all__ = ["add_variants", "FUSED_THRESHOLDS", "validate_fused"]
+__all__ = ["add_variants", "FUSED_LOGIT_THRESHOLDS", "FUSED_THRESHOLDS", "validate_fused", "validate_fused_rerank"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,24 @@ def validate_fused(level: str, fused: Path, fp32: Path, enc: Any) -> tuple[dict[
     return figures, fails
 
 
+# A cross-encoder's fused files, per level: the largest |diff| of the logits against fp32 on the probe pairs.
+FUSED_LOGIT_THRESHOLDS: dict[str, float] = {"O1": 1e-4, "O2": 1e-4, "O3": 1e-2, "O4": 5e-2}
+
+
+def validate_fused_rerank(level: str, fused: Path, fp32: Path, enc: Any) -> tuple[dict[str, Any], list[str]]:
+    """Compare a cross-encoder's fused file with its fp32 export: logits of the probe pairs (a padded batch)."""
+    from ..quantize.reference import make_session
+    from .validate_rerank import PROBE_PAIRS
+
+    feeds = enc.pair_feeds(list(PROBE_PAIRS))
+    ref = make_session(fp32).run(None, feeds)[0]
+    got = make_session(fused).run(None, feeds)[0].astype(np.float32)
+    max_abs, lim = float(np.abs(got - ref).max()), FUSED_LOGIT_THRESHOLDS[level]
+    figures = {"reference": "fp32", "provider": "CPUExecutionProvider", "pairs": len(PROBE_PAIRS), "max_abs_diff": max_abs,
+               "thresholds": {"max_abs_diff": lim}}
+    return figures, ([] if max_abs <= lim else [f"{level}: logits max |diff| vs fp32 {max_abs:.3g} > {lim:g}"])
+
+
 def add_variants(
     workdir: Path,
     manifest: dict[str, Any],
@@ -111,7 +129,8 @@ def add_variants(
             rel = variant_file(v)
             counts = fuse_model(fp32, workdir / rel, v, num_heads=int(manifest["num_heads"]), hidden_size=int(manifest["hidden_size"]),
                                 architecture=manifest.get("architecture", "bert"))
-            figures, fails = validate_fused(v, workdir / rel, fp32, enc)
+            check = validate_fused_rerank if manifest.get("task") == "rerank" else validate_fused
+            figures, fails = check(v, workdir / rel, fp32, enc)
             if FUSION_LEVELS[v].fp16:
                 fails += _o4_structure(workdir / rel)
             failures += fails

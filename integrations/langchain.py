@@ -1,4 +1,5 @@
-"""A LangChain ``Embeddings`` over the :class:`onnxembed.Embedder`, in process (the ``langchain`` extra).
+"""A LangChain ``Embeddings`` over the :class:`onnxembed.Embedder` and a document compressor over the
+:class:`onnxembed.Reranker`, in process (the ``langchain`` extra).
 
 >>> from onnxembed.integrations.langchain import OnnxembedEmbeddings      # doctest: +SKIP
 >>> emb = OnnxembedEmbeddings("artifacts/e5-small-unsupervised")          # doctest: +SKIP
@@ -11,17 +12,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from onnxembed import Embedder
+from onnxembed import Embedder, Reranker
 from onnxembed.providers import ProviderSpec
 
-from ._common import check_options, embed_as_lists, load_embedder, missing_extra_message
+from ._common import check_options, embed_as_lists, load_embedder, load_reranker, missing_extra_message
 
 try:
+    from langchain_core.documents import Document
+    from langchain_core.documents.compressor import BaseDocumentCompressor
     from langchain_core.embeddings import Embeddings
 except ImportError as e:  # the message is the command that fixes it
     raise ImportError(missing_extra_message(__name__, "langchain", e)) from e
 
-__all__ = ["OnnxembedEmbeddings"]
+__all__ = ["OnnxembedEmbeddings", "OnnxembedRerank"]
 
 
 class OnnxembedEmbeddings(Embeddings):
@@ -87,3 +90,36 @@ class OnnxembedEmbeddings(Embeddings):
     def __repr__(self) -> str:
         return (f"OnnxembedEmbeddings({self.embedder!r}, query_kind={self.query_kind!r}, document_kind={self.document_kind!r}, "
                 f"dimensions={self.dimensions!r})")
+
+
+class OnnxembedRerank(BaseDocumentCompressor):
+    """A LangChain ``BaseDocumentCompressor`` over a cross-encoder folder (what ``CrossEncoderReranker``
+    does with torch): the documents sorted by :meth:`Reranker.rank` for the query, best first, the
+    ``top_n`` best kept (None: all), each with ``metadata["relevance_score"]``.
+
+    Args:
+        model: a cross-encoder folder built by ``onnxembed build``, or a loaded :class:`Reranker`.
+        top_n: how many documents to keep (None: all, re-ordered).
+        batch_size: most pairs per onnxruntime run.
+        variant, providers, threads, **load_kwargs: for :meth:`Reranker.load`.
+
+    >>> from langchain_classic.retrievers import ContextualCompressionRetriever          # doctest: +SKIP
+    >>> ContextualCompressionRetriever(base_compressor=OnnxembedRerank("artifacts/ms-marco-minilm-l6"), base_retriever=r)  # doctest: +SKIP
+    """
+
+    model_config = {"arbitrary_types_allowed": True}
+    reranker: Reranker
+    top_n: int | None = 3
+    batch_size: int = 32
+
+    def __init__(self, model: str | Path | Reranker, *, top_n: int | None = 3, batch_size: int = 32, variant: str = "auto",
+                 providers: str | Sequence[ProviderSpec] | None = None, threads: int | None = None, **load_kwargs: Any) -> None:
+        rr = load_reranker(model, variant=variant, providers=providers, threads=threads, load_kwargs=load_kwargs, top_n=top_n)
+        super().__init__(reranker=rr, top_n=top_n, batch_size=batch_size)
+
+    def compress_documents(self, documents: Sequence[Document], query: str, callbacks: Any = None) -> Sequence[Document]:
+        """The ``top_n`` documents most relevant to ``query``, best first, with their score in ``metadata``."""
+        docs = list(documents)
+        ranked = self.reranker.rank(query, [d.page_content for d in docs], top_n=self.top_n, batch_size=self.batch_size)
+        return [Document(page_content=docs[r.index].page_content, id=docs[r.index].id,
+                         metadata={**docs[r.index].metadata, "relevance_score": r.score}) for r in ranked]

@@ -1,4 +1,5 @@
-"""A LlamaIndex ``BaseEmbedding`` over the :class:`onnxembed.Embedder`, in process (the ``llamaindex`` extra).
+"""A LlamaIndex ``BaseEmbedding`` over the :class:`onnxembed.Embedder` and a node postprocessor over the
+:class:`onnxembed.Reranker`, in process (the ``llamaindex`` extra).
 
 >>> from onnxembed.integrations.llamaindex import OnnxembedEmbedding      # doctest: +SKIP
 >>> emb = OnnxembedEmbedding("artifacts/e5-small-unsupervised")           # doctest: +SKIP
@@ -12,18 +13,20 @@ import asyncio
 from pathlib import Path
 from typing import Any, Sequence
 
-from onnxembed import Embedder
+from onnxembed import Embedder, Reranker
 from onnxembed.providers import ProviderSpec
 
-from ._common import check_options, embed_as_lists, load_embedder, missing_extra_message
+from ._common import check_options, embed_as_lists, load_embedder, load_reranker, missing_extra_message
 
 try:
     from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.bridge.pydantic import Field, PrivateAttr
+    from llama_index.core.postprocessor.types import BaseNodePostprocessor
+    from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 except ImportError as e:  # the message is the command that fixes it
     raise ImportError(missing_extra_message(__name__, "llamaindex", e)) from e
 
-__all__ = ["OnnxembedEmbedding"]
+__all__ = ["OnnxembedEmbedding", "OnnxembedNodeRerank"]
 
 
 class OnnxembedEmbedding(BaseEmbedding):
@@ -111,3 +114,46 @@ class OnnxembedEmbedding(BaseEmbedding):
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)
+
+
+class OnnxembedNodeRerank(BaseNodePostprocessor):
+    """A LlamaIndex node postprocessor over a cross-encoder folder (what ``SentenceTransformerRerank`` does
+    with torch): the nodes re-scored by :meth:`Reranker.rank` against the query (``score`` becomes the
+    cross-encoder's), best first, the ``top_n`` best kept (None: all).
+
+    Args:
+        model: a cross-encoder folder built by ``onnxembed build``, or a loaded :class:`Reranker`.
+        top_n: how many nodes to keep.
+        batch_size: most pairs per onnxruntime run.
+        variant, providers, threads, **kwargs: ``callback_manager`` goes to LlamaIndex, the others to
+            :meth:`Reranker.load`.
+
+    >>> index.as_query_engine(node_postprocessors=[OnnxembedNodeRerank("artifacts/ms-marco-minilm-l6", top_n=3)])  # doctest: +SKIP
+    """
+
+    top_n: int | None = Field(default=3, description="Nodes kept after reranking (None: all).")
+    batch_size: int = Field(default=32, description="Most pairs per onnxruntime run.")
+    _reranker: Reranker = PrivateAttr()
+
+    def __init__(self, model: str | Path | Reranker, *, top_n: int | None = 3, batch_size: int = 32, variant: str = "auto",
+                 providers: str | Sequence[ProviderSpec] | None = None, threads: int | None = None, **kwargs: Any) -> None:
+        fields = {k: kwargs.pop(k) for k in list(kwargs) if k in BaseNodePostprocessor.model_fields}
+        rr = load_reranker(model, variant=variant, providers=providers, threads=threads, load_kwargs=kwargs, top_n=top_n)
+        super().__init__(top_n=top_n, batch_size=batch_size, **fields)
+        self._reranker = rr
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "OnnxembedNodeRerank"
+
+    @property
+    def reranker(self) -> Reranker:
+        """The :class:`Reranker` that scores the nodes."""
+        return self._reranker
+
+    def _postprocess_nodes(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
+        if query_bundle is None:
+            raise ValueError("OnnxembedNodeRerank needs the query: call postprocess_nodes(nodes, query_str=...) or pass a query_bundle")
+        texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+        ranked = self._reranker.rank(query_bundle.query_str, texts, top_n=self.top_n, batch_size=self.batch_size)
+        return [NodeWithScore(node=nodes[r.index].node, score=r.score) for r in ranked]

@@ -51,6 +51,12 @@ class ReferenceEncoder:
         enc = self.tok(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
         return graph_feeds(enc, self.input_names)
 
+    def pair_feeds(self, pairs: Sequence[tuple[str, str]]) -> dict[str, npt.NDArray[np.int64]]:
+        """One padded batch of (query, document) pairs for a cross-encoder (``longest_first`` truncation)."""
+        enc = self.tok([a for a, _ in pairs], [b for _, b in pairs], padding=True, truncation=True, max_length=self.max_length,
+                       return_tensors="np")
+        return {name: enc[name].astype(np.int64) for name in self.input_names}
+
     def batches(self, texts: Sequence[str]) -> list[npt.NDArray[np.int64]]:
         """Index batches sorted by length (little padding), deterministic."""
         order = np.argsort([len(t) for t in texts], kind="stable")

@@ -17,6 +17,8 @@ from .errors import ValidationError as ValidationError
 from .manifest import Manifest as Manifest
 from .manifest import load_manifest as load_manifest
 from .pooling import cosine_similarity as cosine_similarity
+from .reranker import Ranked as Ranked
+from .reranker import Reranker as Reranker
 from .tokenizer import Tokenizer as Tokenizer
 
 __version__ = "0.1.0"
@@ -27,6 +29,8 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "ProviderUnavailableError",
+    "Ranked",
+    "Reranker",
     "Tokenizer",
     "Tokens",
     "ValidationError",

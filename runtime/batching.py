@@ -135,6 +135,7 @@ class Tokens:
         ids: per text, the ids the model sees ([CLS] ... [SEP]), truncated to ``max_length``.
         full_lengths: per text, its length in tokens before truncation.
         max_length: the truncation length used.
+        type_ids: per pair, the token type ids (None for single texts).
 
     >>> t = Tokens(ids=[[101, 7592, 102]], full_lengths=[3], max_length=128)
     >>> t.counts, t.n_tokens, t.n_truncated
@@ -144,6 +145,8 @@ class Tokens:
     ids: list[list[int]]
     full_lengths: list[int]
     max_length: int
+    # Token type ids per row, for pairs (a reranker's query and document); None for single texts.
+    type_ids: list[list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -171,4 +174,5 @@ class Tokens:
     def select(self, indices: Iterable[int]) -> Tokens:
         """The texts at ``indices``, in that order."""
         idx = [int(i) for i in indices]
-        return Tokens([self.ids[i] for i in idx], [self.full_lengths[i] for i in idx], self.max_length)
+        types = [self.type_ids[i] for i in idx] if self.type_ids is not None else None
+        return Tokens([self.ids[i] for i in idx], [self.full_lengths[i] for i in idx], self.max_length, types)

@@ -8,34 +8,15 @@ counter; every stage it calls is a pure function.
 from __future__ import annotations
 
 import logging
-import threading
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
-from .batching import Tokens, check_batch_size, check_max_tokens, chunked, plan_batches, position_ids
-from .errors import ManifestError, ProviderUnavailableError
-from .manifest import Manifest, load_manifest
+from ._session import SessionModel, as_list
+from .batching import Tokens, check_batch_size, chunked, plan_batches
 from .pooling import cosine_similarity, pool, truncate_dimensions
 from .progress import Progress, progress_reporter
-from .providers import (
-    CPU,
-    CpuFeatures,
-    Plan,
-    ProviderSpec,
-    auto_plans,
-    check_installed,
-    default_max_tokens,
-    detect_cpu_features,
-    explicit_plan,
-    fallen_back,
-    normalize_providers,
-    with_openvino_cache,
-)
-from .tokenizer import Tokenizer
 
 __all__ = ["Embedder"]
 
@@ -45,7 +26,7 @@ F32 = npt.NDArray[np.float32]
 KINDS = ("query", "passage")
 
 
-class Embedder:
+class Embedder(SessionModel):
     """Sentence embeddings from an onnxembed artifact folder, with onnxruntime only.
 
     Build one with :meth:`load`. ``encode`` is safe to call from several threads at once.
@@ -55,105 +36,8 @@ class Embedder:
     (1, 384)
     """
 
-    def __init__(
-        self,
-        manifest: Manifest,
-        session: ort.InferenceSession,
-        tokenizer: Tokenizer,
-        variant: str,
-        *,
-        max_tokens: int | None | str = "auto",
-        reason: str = "",
-    ) -> None:
-        self._manifest = manifest
-        self._session = session
-        self._tokenizer = tokenizer
-        self._variant = variant
-        self._reason = reason
-        check_max_tokens(max_tokens)
-        self.max_tokens: int | None = default_max_tokens(session.get_providers()) if max_tokens == "auto" else max_tokens  # type: ignore[assignment]
-        self._input_names = tuple(i.name for i in session.get_inputs())
-        self._int32_inputs = {i.name for i in session.get_inputs() if i.type == "tensor(int32)"}
-        self._pad_names = tuple(dict.fromkeys((*(n for n in self._input_names if n != "position_ids"), "attention_mask")))
-        self._lock = threading.Lock()
-        self._truncated = 0
-        self._warned_truncation = False
-        _check_graph(manifest, session)
-
-    # ------------------------------------------------------------------------------------ loading
-
-    @classmethod
-    def load(
-        cls,
-        folder: str | Path,
-        variant: str = "auto",
-        providers: str | Sequence[ProviderSpec] | None = None,
-        threads: int | None = None,
-        verify: bool = True,
-        *,
-        max_tokens: int | None | str = "auto",
-        cpu_mem_arena: bool = True,
-        session_options: ort.SessionOptions | None = None,
-        cpu_features: CpuFeatures | None = None,
-        cache_dir: str | Path | None = None,
-    ) -> Embedder:
-        """Load an artifact folder built by ``onnxembed build``.
-
-        Args:
-            folder: the artifact folder (with ``manifest.json``).
-            variant: ``"auto"`` (best file for this machine), a manifest key such as ``"fp32"``,
-                ``"O2"``, ``"O4"``, ``"qint8_avx512_vnni"``, or ``"int8"`` for this CPU's int8 file.
-            providers: onnxruntime execution providers, names or ``(name, options)`` pairs. None
-                chooses automatically. Explicit providers must really be used: a session that
-                silently fell back to the CPU raises :class:`ProviderUnavailableError`.
-            threads: ``intra_op_num_threads`` (None: onnxruntime's default, one per core).
-            verify: check the chosen file's sha256 against the manifest (False skips it, faster).
-            max_tokens: most padded tokens per batch, rows x longest (None: only ``batch_size``
-                limits a batch). ``"auto"``: by the provider that runs, 1,024 on the CPU provider
-                (faster per text than large batches: the activations stay in cache), 8,192 on CUDA and
-                OpenVINO (:func:`onnxembed.providers.default_max_tokens`).
-            cpu_mem_arena: onnxruntime's CPU memory arena (faster; False returns memory after
-                each run, for long-lived processes with rare large batches).
-            session_options: a full ``onnxruntime.SessionOptions`` (``threads`` and
-                ``cpu_mem_arena`` are applied on top of it).
-            cpu_features: override the detected CPU features (tests, benchmarks).
-            cache_dir: a folder for OpenVINO's compiled-model cache: the first load compiles and
-                saves there, later loads (other processes too) start from it. Ignored by other providers.
-
-        Raises:
-            ManifestError: missing folder or manifest, unknown variant, tokenizer or graph that does
-                not match the manifest. IntegrityError (a ManifestError) for a corrupt file.
-            ProviderUnavailableError: an explicit provider is missing or silently fell back.
-        """
-        if threads is not None and threads < 1:
-            raise ValueError(f"threads must be >= 1 or None, found {threads}")
-        check_max_tokens(max_tokens)
-        m = load_manifest(folder)
-        features = cpu_features or detect_cpu_features()
-        available = ort.get_available_providers()
-        requested = normalize_providers(providers) if providers is not None else None
-        if variant == "auto" and requested is None:
-            plans, strict = auto_plans(m.variants, available, features), False
-        else:
-            plans, strict = [explicit_plan(variant, requested, m.variants, features)], True
-            check_installed(plans[0].providers, available)
-        if cache_dir is not None:
-            plans = [with_openvino_cache(p, cache_dir) for p in plans]
-        tokenizer = _load_tokenizer(m)
-        opts = _session_options(session_options, threads, cpu_mem_arena)
-        verified: set[str] = set()
-        for i, plan in enumerate(plans):
-            if verify and plan.variant not in verified:
-                m.verify_file(plan.variant)
-                verified.add(plan.variant)
-            last = i == len(plans) - 1
-            session = _create_session(m, plan, opts, strict=strict, last=last)
-            if session is None:
-                continue
-            level = logging.WARNING if plan.last_resort else logging.INFO
-            logger.log(level, "%s: variant %s on %s (%s)", m.name, plan.variant, session.get_providers(), plan.reason)
-            return cls(m, session, tokenizer, plan.variant, max_tokens=max_tokens, reason=plan.reason)
-        raise RuntimeError("no plan produced a session")  # pragma: no cover (the last plan raises)
+    TASK = "embed"
+    _log = logger
 
     # --------------------------------------------------------------------------------- properties
 
@@ -161,40 +45,6 @@ class Embedder:
     def dim(self) -> int:
         """Embedding size."""
         return self._manifest.dim
-
-    @property
-    def variant(self) -> str:
-        """The manifest key of the model file in use."""
-        return self._variant
-
-    @property
-    def providers(self) -> list[str]:
-        """The providers the session really uses (``session.get_providers()``)."""
-        return list(self._session.get_providers())
-
-    @property
-    def max_length(self) -> int:
-        """Tokens per text, [CLS] and [SEP] included; longer texts are truncated."""
-        return self._manifest.max_length
-
-    @property
-    def manifest(self) -> Manifest:
-        return self._manifest
-
-    @property
-    def session(self) -> ort.InferenceSession:
-        """The onnxruntime session (for benchmarks and inspection)."""
-        return self._session
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self._tokenizer
-
-    @property
-    def truncated(self) -> int:
-        """How many texts were longer than ``max_length`` and truncated, over this Embedder's life."""
-        with self._lock:
-            return self._truncated
 
     def __repr__(self) -> str:
         return (
@@ -245,7 +95,7 @@ class Embedder:
         >>> emb.encode(["hello", "world"]).shape  # doctest: +SKIP
         (2, 384)
         """
-        items = _as_list(texts)
+        items = as_list(texts)
         self.check_dimensions(dimensions)
         prefix = self._prefix(kind, prompt)
         return self._encode_list(items, prefix, batch_size, self._budget(max_tokens), show_progress, offset=0, dimensions=dimensions)
@@ -310,7 +160,7 @@ class Embedder:
         >>> toks.counts, toks.n_truncated  # doctest: +SKIP
         ([5], 0)
         """
-        return self._tokenize(_as_list(texts), self._prefix(kind, prompt), offset=0)
+        return self._tokenize(as_list(texts), self._prefix(kind, prompt), offset=0)
 
     def plan_batches(
         self, tokens: Tokens | Sequence[int], batch_size: int = 32, *, max_tokens: int | None | str = "default"
@@ -345,13 +195,7 @@ class Embedder:
         if not ids:
             return np.empty((0, dimensions or self.dim), dtype=np.float32)
         arrays = self._tokenizer.pad(ids, input_names=self._pad_names)
-        if "position_ids" in self._input_names:  # a decoder graph (Qwen3)
-            arrays["position_ids"] = position_ids(arrays["attention_mask"])
-        feed = {
-            name: arrays[name].astype(np.int32) if name in self._int32_inputs else arrays[name]
-            for name in self._input_names
-        }
-        hidden = self._session.run([self._manifest.output_name], feed)[0]
+        hidden = self._session.run([self._manifest.output_name], self._feed(arrays))[0]
         norm = self._manifest.normalize if normalize is None else bool(normalize)
         pooled = pool(hidden, arrays["attention_mask"], self._manifest.pooling, norm and not dimensions)
         return truncate_dimensions(pooled, dimensions, norm) if dimensions else pooled
@@ -389,13 +233,6 @@ class Embedder:
         return out
 
     # ---------------------------------------------------------------------------------- internals
-
-    def _budget(self, max_tokens: int | None | str) -> int | None:
-        if max_tokens == "default":
-            return self.max_tokens
-        if isinstance(max_tokens, str):
-            raise ValueError(f"max_tokens must be an int, None or 'default', found {max_tokens!r}")
-        return max_tokens
 
     @property
     def prompts(self) -> dict[str, str]:
@@ -452,92 +289,5 @@ class Embedder:
                                  dimensions=dimensions)
 
     def _count_truncated(self, n: int, total: int) -> None:
-        if not n:
-            return
-        with self._lock:
-            self._truncated += n
-            first = not self._warned_truncation
-            self._warned_truncation = True
-        if first:
-            logger.warning(
-                "%s: %d of %d texts were longer than max_length=%d tokens and were truncated "
-                "(logged once; Embedder.truncated keeps the count)",
-                self._manifest.name, n, total, self.max_length,
-            )
-
-
-# ------------------------------------------------------------------------------------------ helpers
-
-
-def _load_tokenizer(m: Manifest) -> Tokenizer:
-    path = m.root / m.tokenizer_file
-    if not path.is_file():
-        raise ManifestError(f"tokenizer file {path} named by the manifest is missing; rebuild or re-download the folder")
-    tok = Tokenizer.from_file(path)
-    if tok.vocab_size != m.vocab_size:
-        raise ManifestError(
-            f"{path} has a vocabulary of {tok.vocab_size} tokens but the model expects vocab_size={m.vocab_size} "
-            "(manifest.json); the tokenizer belongs to another model: rebuild the folder"
-        )
-    return tok
-
-
-def _session_options(base: ort.SessionOptions | None, threads: int | None, arena: bool) -> ort.SessionOptions:
-    so = base if base is not None else ort.SessionOptions()
-    if threads is not None:
-        so.intra_op_num_threads = threads
-    so.enable_cpu_mem_arena = arena
-    return so
-
-
-def _create_session(m: Manifest, plan: Plan, opts: ort.SessionOptions, *, strict: bool, last: bool) -> ort.InferenceSession | None:
-    """A session for the plan, or None (auto mode, not the last plan) when its provider did not come up."""
-    path = m.path_of(plan.variant)
-    if not path.is_file():
-        raise ManifestError(f"variant {plan.variant!r}: file {path} is missing; rebuild the folder or download it again")
-    providers = [(name, opts_) if opts_ else name for name, opts_ in plan.providers]
-    try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except Exception as e:  # onnxruntime raises its own Fail/InvalidArgument types
-        if plan.provider_names == [CPU]:
-            raise
-        if strict or last:
-            raise ProviderUnavailableError(f"{plan.provider_names[0]} failed to create a session for {path}: {e}") from e
-        logger.warning("%s: %s failed (%s); trying the next choice", m.name, plan.provider_names[0], e)
-        return None
-    missing = fallen_back(plan.provider_names, session.get_providers())
-    if not missing:
-        return session
-    msg = (
-        f"{', '.join(missing)} was requested for {m.name} ({plan.variant}) but the session runs on "
-        f"{session.get_providers()}: onnxruntime fell back silently (driver or libraries missing, or "
-        "options rejected; its log above says why)"
-    )
-    if strict:
-        raise ProviderUnavailableError(msg + "; pass providers=None for automatic choice")
-    logger.warning("%s; using the CPU choice instead", msg)
-    return None
-
-
-def _check_graph(m: Manifest, session: ort.InferenceSession) -> None:
-    """The graph must declare the manifest's inputs and output, and the manifest's dimension."""
-    graph_inputs = [i.name for i in session.get_inputs()]
-    if sorted(graph_inputs) != sorted(m.input_names):
-        raise ManifestError(
-            f"{m.name}: the model graph declares inputs {graph_inputs}, the manifest says {list(m.input_names)}; "
-            "the folder is inconsistent: rebuild it"
-        )
-    outputs = {o.name: o for o in session.get_outputs()}
-    if m.output_name not in outputs:
-        raise ManifestError(f"{m.name}: the graph has outputs {list(outputs)}, not {m.output_name!r} named by the manifest")
-    last = outputs[m.output_name].shape[-1] if outputs[m.output_name].shape else None
-    if isinstance(last, int) and last != m.dim:
-        raise ManifestError(f"{m.name}: the graph's {m.output_name} has size {last}, the manifest says dim={m.dim}")
-
-
-def _as_list(texts: Any) -> list[Any]:
-    if isinstance(texts, str):
-        return [texts]
-    if isinstance(texts, (bytes, bytearray)):
-        raise TypeError(f"texts must be str or an iterable of str, found {type(texts).__name__}; decode it first, e.g. texts.decode('utf-8')")
-    return list(texts)
+        self._truncation.add(n, "%s: %d of %d texts were longer than max_length=%d tokens and were truncated "
+                             "(logged once; Embedder.truncated keeps the count)", self._manifest.name, n, total, self.max_length)

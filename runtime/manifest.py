@@ -15,6 +15,7 @@ from typing import Any
 from ._files import sha256_file as sha256_file
 from .errors import IntegrityError, ManifestError
 from .pooling import POOLERS
+from .scores import ACTIVATIONS
 
 __all__ = ["Manifest", "Variant", "load_manifest", "sha256_file", "MANIFEST_NAME", "FORMAT_VERSION"]
 
@@ -22,6 +23,7 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 POOLING_MODES = tuple(POOLERS)
 ALLOWED_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")  # position_ids: decoders (Qwen3)
+TASKS = ("embed", "rerank")
 
 
 def variant_entry(root: str | Path, rel: str, precision: str, device: str, **info: Any) -> dict[str, Any]:
@@ -75,6 +77,10 @@ class Manifest:
     prompts: dict[str, str] = field(default_factory=dict)
     # Output sizes the model was trained to be truncated to (Matryoshka), largest first; () = only ``dim``.
     dimensions: tuple[int, ...] = ()
+    # ``embed`` (pooled vectors, the Embedder) or ``rerank`` (a cross-encoder's logits, the Reranker;
+    # ``dim`` is then its number of labels and ``activation`` turns logits into scores).
+    task: str = "embed"
+    activation: str = ""
 
     def path_of(self, variant: str) -> Path:
         """Absolute path of a variant's file."""
@@ -129,8 +135,16 @@ def parse_manifest(raw: dict[str, Any], root: Path) -> Manifest:
     fmt = _field(raw, "format", int, where)
     if fmt > FORMAT_VERSION:
         raise ManifestError(f"{where}: format {fmt} is newer than this onnxembed reads ({FORMAT_VERSION}); upgrade onnxembed")
+    task = raw.get("task", "embed")
+    if task not in TASKS:
+        raise ManifestError(f"{where}: unknown task {task!r}; known: {list(TASKS)}")
+    activation = ""
+    if task == "rerank":
+        activation = _field(raw, "activation", str, where)
+        if activation not in ACTIVATIONS:
+            raise ManifestError(f"{where}: unknown activation {activation!r}; known: {sorted(ACTIVATIONS)}")
     pooling = _field(raw, "pooling", str, where)
-    if pooling not in POOLING_MODES:
+    if pooling not in POOLING_MODES and not (task == "rerank" and pooling == "none"):
         raise ManifestError(f"{where}: unknown pooling {pooling!r}; known: {list(POOLING_MODES)}")
     inputs = tuple(_field(raw, "input_names", list, where))
     bad = [n for n in inputs if n not in ALLOWED_INPUTS]
@@ -179,6 +193,8 @@ def parse_manifest(raw: dict[str, Any], root: Path) -> Manifest:
         raw=raw,
         prompts=dict(prompts),
         dimensions=tuple(sorted(set(dims), reverse=True)),
+        task=task,
+        activation=activation,
     )
 
 

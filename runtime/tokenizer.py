@@ -343,24 +343,32 @@ class Tokenizer:
         self, pairs: Iterable[tuple[str, str]], max_length: int | None = None
     ) -> tuple[list[list[int]], list[list[int]]]:
         """:meth:`encode_pair` over many pairs: ``(ids, type_ids)``, one row per pair (pad with :meth:`pad`)."""
+        ids, types, _ = self.encode_pair_batch_full(pairs, max_length)
+        return ids, types
+
+    def encode_pair_batch_full(
+        self, pairs: Iterable[tuple[str, str]], max_length: int | None = None
+    ) -> tuple[list[list[int]], list[list[int]], list[int]]:
+        """:meth:`encode_pair_batch` plus each pair's length before truncation (``full > len(ids)``: truncated)."""
         form = self._template.pair
         if form is None:
             raise ValueError("this tokenizer's post_processor has no pair template; encode_pair needs one (e.g. TemplateProcessing with 'pair')")
         if max_length is not None and (not isinstance(max_length, (int, np.integer)) or max_length < form.n_special):
             raise ValueError(f"max_length must be None or an int >= {form.n_special} (room for the pair's special tokens), got {max_length!r}")
-        ids, types = [], []
+        ids, types, full = [], [], []
         for i, pair in enumerate(pairs):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise TypeError(f"pairs[{i}] is {type(pair).__name__}, expected a (str, str) pair")
             a = self._encode_body(_check_text(pair[0], i))
             b = self._encode_body(_check_text(pair[1], i))
+            full.append(len(a) + len(b) + form.n_special)
             if max_length is not None:
                 n1, n2 = truncate_pair(len(a), len(b), int(max_length) - form.n_special)
                 a, b = a[:n1], b[:n2]
             row, row_types = form.build(a, b)
             ids.append(row)
             types.append(row_types)
-        return ids, types
+        return ids, types, full
 
     def pad(
         self,

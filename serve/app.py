@@ -1,7 +1,9 @@
 """The HTTP layer: handlers that parse, check and answer; the batcher does the rest.
 
-Endpoints: ``POST /v1/embeddings`` and ``/embeddings`` (OpenAI), ``POST /embed`` and ``GET /info``
-(text-embeddings-inference), ``GET /v1/models``, ``GET /health``, ``GET /ready``, ``GET /metrics``.
+Endpoints: ``POST /v1/embeddings`` and ``/embeddings`` (OpenAI), ``POST /embed``, ``POST /rerank`` and
+``GET /info`` (text-embeddings-inference), ``POST /v1/rerank`` (Cohere, Jina), ``GET /v1/models``,
+``GET /health``, ``GET /ready``, ``GET /metrics``. A cross-encoder folder answers the rerank routes, a
+sentence embedder the embedding ones; one process may serve both kinds.
 """
 
 from __future__ import annotations
@@ -26,9 +28,23 @@ from starlette.routing import Route
 from onnxembed import Embedder, Manifest, load_manifest
 from onnxembed.pooling import truncate_dimensions
 
-from .batcher import Batcher, BatcherClosed, Embedded, TextTooLong
+from .batcher import Batcher, BatcherClosed, Embedded, RerankStages, TextTooLong
+from .loading import load_warm
 from .metrics import CONTENT_TYPE_LATEST, Metrics
-from .schema import ApiError, EmbedRequest, openai_response, parse_json, parse_openai, parse_tei, tei_response
+from .schema import (
+    ApiError,
+    EmbedRequest,
+    RerankRequest,
+    cohere_rerank_response,
+    openai_response,
+    parse_cohere_rerank,
+    parse_json,
+    parse_openai,
+    parse_tei,
+    parse_tei_rerank,
+    tei_rerank_response,
+    tei_response,
+)
 
 __all__ = ["create_app"]
 
@@ -44,7 +60,7 @@ class _Model:
     name: str
     folder: Path
     manifest: Manifest
-    embedder: Embedder | None = None
+    embedder: Embedder | RerankStages | None = None
     batcher: Batcher | None = None
     ready: bool = False
 
@@ -87,9 +103,8 @@ class ServerState:
         """
         try:
             for m in self.models.values():
-                budget = {} if self.max_tokens is None else {"max_tokens": self.max_tokens}  # None: the runtime's default
-                emb = Embedder.load(m.folder, variant=self.variant, threads=self.threads, session_options=_session_options(), **budget)
-                _warm_up(emb, self.max_batch_size)
+                emb = load_warm(m.folder, m.manifest.task, variant=self.variant, threads=self.threads, max_tokens=self.max_tokens,
+                                max_batch_size=self.max_batch_size)
                 m.embedder = emb
                 m.batcher = Batcher(
                     emb,
@@ -178,17 +193,33 @@ class ServerState:
             raise _ClientGone() from None
         return parse_json(b"".join(chunks))
 
-    def model(self, name: str | None, *, default_first: bool = False) -> _Model:
+    def model(self, name: str | None, *, default_first: bool = False, task: str | None = None) -> _Model:
         """The model named ``name``. Without a name: the only model served, or, with
-        ``default_first`` (the TEI routes: TEI serves one model per process), the first one."""
+        ``default_first`` (the TEI routes: TEI serves one model per process), the first one (the first
+        of ``task``). With ``task``, a model of the other task is a 400 naming the routes it answers."""
         if name is None:
-            if len(self.models) == 1 or default_first:
-                return self.default
-            raise ApiError(400, f"'model' is required: this server serves {list(self.models)}", "model_required")
-        m = self.models.get(name)
-        if m is None:
-            raise ApiError(404, f"model {name!r} is not served here; served: {list(self.models)} (GET /v1/models)", "model_not_found")
+            pool = [m for m in self.models.values() if task is None or m.manifest.task == task] or list(self.models.values())
+            if len(pool) == 1 or default_first:
+                m = pool[0]
+            else:
+                raise ApiError(400, f"'model' is required: this server serves {[p.name for p in pool]}", "model_required")
+        else:
+            found = self.models.get(name)
+            if found is None:
+                raise ApiError(404, f"model {name!r} is not served here; served: {list(self.models)} (GET /v1/models)", "model_not_found")
+            m = found
+        if task is not None and m.manifest.task != task:
+            routes = "POST /rerank or /v1/rerank" if m.manifest.task == "rerank" else "POST /v1/embeddings or /embed"
+            what = "a cross-encoder (reranker)" if m.manifest.task == "rerank" else "an embedding model"
+            raise ApiError(400, f"model {m.name!r} is {what}: send its requests to {routes}", "wrong_model_type")
         return m
+
+    async def rerank(self, request: Request, m: _Model, req: RerankRequest) -> Embedded:
+        """Score the request's (query, document) pairs through the model's batcher (as :meth:`embed`)."""
+        if m.manifest.dim != 1:
+            raise ApiError(400, f"model {m.name!r} has {m.manifest.dim} labels; ranking needs a one-label cross-encoder", "wrong_model_type")
+        pairs: Any = [(req.query, d) for d in req.documents]
+        return await self.embed(request, m, EmbedRequest(pairs, req.model, None, req.raw_scores, req.truncate, field=req.field))
 
     async def embed(self, request: Request, m: _Model, req: EmbedRequest) -> Embedded:
         """Run the texts through the model's batcher; a client batch above ``max_client_batch`` is
@@ -269,29 +300,6 @@ def _check_key(request: Request, key: str) -> None:
         raise ApiError(401, "wrong API key (expected 'Authorization: Bearer KEY' with the server's --api-key)", "invalid_api_key")
 
 
-def _session_options() -> Any:
-    """No spinning between runs: a server's onnxruntime threads should leave the cores to the
-    event loop and the tokenizer while they wait for the next batch."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return so
-
-
-def _warm_up(emb: Embedder, max_batch_size: int) -> None:
-    """Run the largest batch the budget allows at the model's max length, then one short text.
-
-    The long rows are built from a short text's ids ([CLS] word ... word [SEP]), so the warm-up is
-    not counted as truncated input.
-    """
-    short = emb.tokenize(["warm"]).ids[0]
-    row = [short[0]] + [short[1]] * (emb.max_length - 2) + [short[-1]]
-    rows = max(1, min(max_batch_size, (emb.max_tokens or emb.max_length) // emb.max_length))
-    emb.embed_batch([row] * rows)
-    emb.embed_batch([short])
-
-
 # ---------------------------------------------------------------------------------- the app
 
 
@@ -357,7 +365,7 @@ def _starlette(st: ServerState) -> Starlette:
     async def openai(request: Request) -> Response:
         async def run(request: Request) -> Response:
             req = parse_openai(await st.body(request))
-            m = st.model(req.model)
+            m = st.model(req.model, task="embed")
             dims = m.manifest.dimensions or (m.manifest.dim,)
             if req.dimensions is not None and req.dimensions != m.manifest.dim and req.dimensions not in dims:
                 why = (f"is trained for {sorted({m.manifest.dim, *dims}, reverse=True)}" if m.manifest.dimensions
@@ -374,11 +382,30 @@ def _starlette(st: ServerState) -> Starlette:
     async def tei_embed(request: Request) -> Response:
         async def run(request: Request) -> Response:
             req = parse_tei(await st.body(request))
-            m = st.model(req.model, default_first=True)
+            m = st.model(req.model, default_first=True, task="embed")
             out = await st.embed(request, m, req)
             return Response(tei_response(out.vectors), media_type=JSON, headers={"x-prompt-tokens": str(out.n_tokens), "x-truncated-inputs": str(out.n_truncated)})
 
         return await st.guarded(request, "embed", run, work=True)
+
+    async def tei_rerank(request: Request) -> Response:
+        async def run(request: Request) -> Response:
+            req = parse_tei_rerank(await st.body(request))
+            m = st.model(req.model, default_first=True, task="rerank")
+            out = await st.rerank(request, m, req)
+            return Response(tei_rerank_response(req, out.vectors[:, 0]), media_type=JSON,
+                            headers={"x-prompt-tokens": str(out.n_tokens), "x-truncated-inputs": str(out.n_truncated)})
+
+        return await st.guarded(request, "rerank", run, work=True)
+
+    async def cohere_rerank(request: Request) -> Response:
+        async def run(request: Request) -> Response:
+            req = parse_cohere_rerank(await st.body(request))
+            m = st.model(req.model, task="rerank")
+            out = await st.rerank(request, m, req)
+            return Response(cohere_rerank_response(req, out.vectors[:, 0], m.name, out.n_tokens, out.n_truncated), media_type=JSON)
+
+        return await st.guarded(request, "rerank", run, work=True)
 
     async def info(request: Request) -> Response:
         async def run(request: Request) -> Response:
@@ -389,7 +416,8 @@ def _starlette(st: ServerState) -> Starlette:
                 "model_id": m.name,
                 "model_sha": source.get("weights_sha256") if isinstance(source, dict) else None,  # the checkpoint's weights hash
                 "model_dtype": emb.variant if emb else None,
-                "model_type": {"embedding": {"pooling": m.manifest.pooling}},
+                "model_type": ({"reranker": {"num_labels": m.manifest.dim, "activation": m.manifest.activation}}
+                               if m.manifest.task == "rerank" else {"embedding": {"pooling": m.manifest.pooling}}),
                 "dim": m.manifest.dim,
                 "normalize": m.manifest.normalize,
                 "prefixes": m.manifest.prefixes,
@@ -430,7 +458,7 @@ def _starlette(st: ServerState) -> Starlette:
         return Response(st.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        err = ApiError(404, f"no endpoint {request.method} {request.url.path}; see GET /v1/models, POST /v1/embeddings, POST /embed", "not_found")
+        err = ApiError(404, f"no endpoint {request.method} {request.url.path}; see GET /v1/models, POST /v1/embeddings, POST /embed, POST /v1/rerank", "not_found")
         return Response(err.body(), status_code=404, media_type=JSON)
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
@@ -448,6 +476,8 @@ def _starlette(st: ServerState) -> Starlette:
         Route("/v1/embeddings", openai, methods=["POST"]),
         Route("/embeddings", openai, methods=["POST"]),
         Route("/embed", tei_embed, methods=["POST"]),
+        Route("/rerank", tei_rerank, methods=["POST"]),
+        Route("/v1/rerank", cohere_rerank, methods=["POST"]),
         Route("/info", info, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),

@@ -34,9 +34,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from onnxembed import Embedder
+from onnxembed import Embedder, Reranker, Tokens
 
-__all__ = ["Batcher", "BatcherClosed", "Embedded", "Observer", "TextTooLong"]
+__all__ = ["Batcher", "BatcherClosed", "Embedded", "Observer", "RerankStages", "TextTooLong"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Batcher:
 
     def __init__(
         self,
-        embedder: Embedder,
+        embedder: Embedder | RerankStages,
         *,
         max_tokens: int | None = None,
         max_batch_size: int = 32,
@@ -302,6 +302,7 @@ class Batcher:
         """Sort the group's texts by length, batch them under the budget, run, scatter back."""
         owners: list[tuple[_Work, int]] = [(w, i) for w in works for i in range(len(w.texts))]
         ids = [w.tokens.ids[i] for w, i in owners]
+        types = [w.tokens.type_ids[i] for w, i in owners] if all(w.tokens.type_ids is not None for w in works) else None
         lengths = [len(x) for x in ids]
         emb = self.embedder
         for batch in emb.plan_batches(lengths, self.max_batch_size, max_tokens=self.max_tokens):
@@ -310,7 +311,10 @@ class Batcher:
                 self._pending_texts -= len(rows)
             t0 = time.perf_counter()
             try:
-                vecs = emb.embed_batch([ids[j] for j in rows], normalize=normalize)
+                if types is None:
+                    vecs = emb.embed_batch([ids[j] for j in rows], normalize=normalize)
+                else:  # pairs (a reranker): the token type ids go with the ids
+                    vecs = emb.embed_batch([ids[j] for j in rows], normalize=normalize, type_ids=[types[j] for j in rows])
             except Exception as e:  # noqa: BLE001 - onnxruntime failures go back to the requests
                 logger.exception("%s: a batch of %d texts failed", emb.manifest.name, len(rows))
                 failed = list({id(owners[j][0]): owners[j][0] for j in rows}.values())
@@ -358,6 +362,32 @@ class Batcher:
             self._unfinished -= len(works)
             if self._unfinished == 0:
                 self._idle.notify_all()
+
+
+class RerankStages:
+    """A :class:`~onnxembed.Reranker` behind the batcher's Embedder-shaped seam, so rerank requests share
+    the queue, the token budget and the threads: a "text" is a (query, document) pair, a row's "vector"
+    its scores (``num_labels`` values), and the per-request ``normalize`` option means ``raw_scores``.
+    """
+
+    def __init__(self, reranker: Reranker) -> None:
+        self.reranker = reranker
+        self.manifest = reranker.manifest
+        self.max_tokens = reranker.max_tokens
+        self.max_length = reranker.max_length
+        self.dim = reranker.num_labels
+        self.variant = reranker.variant
+        self.providers = reranker.providers
+
+    def tokenize(self, pairs: list[tuple[str, str]], kind: str | None = None) -> Tokens:
+        return self.reranker.tokenize(pairs)
+
+    def plan_batches(self, lengths: list[int], batch_size: int, *, max_tokens: int | None) -> list[Any]:
+        return self.reranker.plan_batches(lengths, batch_size, max_tokens=max_tokens)
+
+    def embed_batch(self, ids: list[list[int]], *, normalize: bool | None = None, type_ids: list[list[int]] | None = None) -> F32:
+        tokens = Tokens(ids, [len(r) for r in ids], self.max_length, type_ids)
+        return self.reranker.score_batch(tokens, raw=bool(normalize)).reshape(len(ids), self.dim)
 
 
 def _deliver(works: list[_Work]) -> None:

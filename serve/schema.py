@@ -16,7 +16,8 @@ import orjson
 
 from onnxembed.embedder import KINDS
 
-__all__ = ["ApiError", "EmbedRequest", "error_type", "openai_response", "parse_json", "parse_openai", "parse_tei", "tei_response"]
+__all__ = ["ApiError", "EmbedRequest", "RerankRequest", "cohere_rerank_response", "error_type", "openai_response", "parse_cohere_rerank",
+           "parse_json", "parse_openai", "parse_tei", "parse_tei_rerank", "ranked_order", "tei_rerank_response", "tei_response"]
 
 # The request field for the model's prompts: query/passage prefixes (e5 needs them) and the manifest's
 # named prompts (checked against the model by the server); "document" is accepted for "passage" (the
@@ -188,3 +189,71 @@ def openai_response(vectors: npt.NDArray[np.float32], model: str, n_tokens: int,
 def tei_response(vectors: npt.NDArray[np.float32]) -> bytes:
     """TEI's body: a list of vectors."""
     return orjson.dumps(vectors, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+# ------------------------------------------------------------------------------------- rerank
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    """What both rerank APIs ask for, once checked: the query, its documents and the answer's shape."""
+
+    query: str
+    documents: list[str]
+    model: str | None
+    raw_scores: bool = False  # the logits, without the model's activation
+    truncate: bool = True
+    return_documents: bool = False
+    top_n: int | None = None
+    field: str = "documents"  # the request's name for the documents, for messages
+
+
+def _query(b: dict[str, Any]) -> str:
+    q = b.get("query")
+    if not isinstance(q, str) or not q:
+        raise _bad(f"'query' must be a non-empty string, found {orjson.dumps(q).decode()[:60]}")
+    return q
+
+
+def parse_tei_rerank(body: Any) -> RerankRequest:
+    """``POST /rerank`` (text-embeddings-inference): ``query``, ``texts``, ``raw_scores`` (default false),
+    ``return_text`` (default false), ``truncate`` (default false, as TEI), plus ``model``."""
+    b = _object(body)
+    query = _query(b)
+    texts, model = _texts_and_model(b, "texts")
+    return RerankRequest(query, texts, model, bool(_bool(b, "raw_scores", False)), bool(_bool(b, "truncate", False)),
+                         bool(_bool(b, "return_text", False)), None, "texts")
+
+
+def parse_cohere_rerank(body: Any) -> RerankRequest:
+    """``POST /v1/rerank`` (Cohere, Jina): ``model``, ``query``, ``documents`` (strings or ``{"text": ...}``),
+    ``top_n``, ``return_documents`` (default false); long documents are truncated, as Cohere does."""
+    b = _object(body)
+    query = _query(b)
+    docs = b.get("documents")
+    if isinstance(docs, list):
+        docs = [d.get("text") if isinstance(d, dict) and set(d) == {"text"} else d for d in docs]
+    texts, model = _texts_and_model({**b, "documents": docs} if "documents" in b else b, "documents")
+    top_n = b.get("top_n")
+    if top_n is not None and (not _is_int(top_n) or top_n < 1):
+        raise _bad(f"'top_n' must be an integer >= 1, found {orjson.dumps(top_n).decode()[:40]}")
+    return RerankRequest(query, texts, model, False, True, bool(_bool(b, "return_documents", False)), top_n, "documents")
+
+
+def ranked_order(scores: npt.NDArray[np.float32], top_n: int | None) -> list[int]:
+    """Indices by score, best first (ties in input order), at most ``top_n``."""
+    return [int(i) for i in np.argsort(-scores, kind="stable")[:top_n]]
+
+
+def tei_rerank_response(req: RerankRequest, scores: npt.NDArray[np.float32]) -> bytes:
+    """TEI's body: ``[{"index", "score", "text"?}]``, best first."""
+    out = [{"index": i, "score": float(scores[i]), **({"text": req.documents[i]} if req.return_documents else {})}
+           for i in ranked_order(scores, None)]
+    return orjson.dumps(out)
+
+
+def cohere_rerank_response(req: RerankRequest, scores: npt.NDArray[np.float32], model: str, n_tokens: int, n_truncated: int) -> bytes:
+    """Cohere's and Jina's body: ``results`` with ``index`` and ``relevance_score`` (and ``document``), best first."""
+    results = [{"index": i, "relevance_score": float(scores[i]), **({"document": {"text": req.documents[i]}} if req.return_documents else {})}
+               for i in ranked_order(scores, req.top_n)]
+    return orjson.dumps({"model": model, "results": results, "usage": {"total_tokens": n_tokens}, "truncated_inputs": n_truncated})

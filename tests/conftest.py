@@ -232,3 +232,47 @@ def all_artifacts(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixt
         (root / name).symlink_to(request.getfixturevalue(fixture), target_is_directory=True)
     (root / "e5-base-unsupervised").symlink_to(request.getfixturevalue("hub_built_all") / "e5-base-unsupervised", target_is_directory=True)
     return root
+
+
+# ------------------------------------------------------------------- cross-encoders (rerankers)
+
+
+def tiny_ce_spec(num_labels: int, activation: str) -> "ModelSpec":  # noqa: F821 - the export stage imports lazily
+    """A tiny cross-encoder entry (bert body, ``num_labels`` outputs, CrossEncoder's ``activation``) at hub id test-org/tiny-ce."""
+    import dataclasses
+
+    from onnxembed.export.registry import load_registry
+    from onnxembed.export.synthetic import tiny_spec
+
+    base = tiny_spec(load_registry()["all-minilm-l6-v2"])
+    return dataclasses.replace(base, name="tiny-ce", source="hub", id="test-org/tiny-ce", revision="main", package_path=None,
+                               task="rerank", num_labels=num_labels, activation=activation, pooling="none",
+                               embedding_dim=num_labels, gates={}, prefixes={"query": "", "passage": ""})
+
+
+def _checkpoint(root: Path, name: str, num_labels: int, activation: str, vocab: Path) -> Path:
+    from onnxembed.export.synthetic import make_random_checkpoint
+
+    return make_random_checkpoint(tiny_ce_spec(num_labels, activation), root / name, vocab_from=vocab, seed=7)
+
+
+@pytest.fixture(scope="session")
+def ce_checkpoints(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ce-checkpoints")
+    return {"one": _checkpoint(root, "ce-one", 1, "sigmoid", real_checkpoint),
+            "three": _checkpoint(root, "ce-three", 3, "softmax", real_checkpoint)}
+
+
+@pytest.fixture(scope="session")
+def ce_folder(tmp_path_factory: pytest.TempPathFactory, ce_checkpoints: dict[str, Path]) -> Path:
+    """``onnxembed build LOCAL_FOLDER`` of the one-label cross-encoder, fp32 and O2."""
+    out = tmp_path_factory.mktemp("ce-build") / "ce-one"
+    run_cli("build", str(ce_checkpoints["one"]), "--out", str(out), "--variants", "fp32,O2")
+    return out
+
+
+@pytest.fixture(scope="session")
+def ce_three_folder(tmp_path_factory: pytest.TempPathFactory, ce_checkpoints: dict[str, Path]) -> Path:
+    out = tmp_path_factory.mktemp("ce-build3") / "ce-three"
+    run_cli("build", str(ce_checkpoints["three"]), "--out", str(out), "--variants", "fp32")
+    return out

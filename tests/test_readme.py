@@ -43,11 +43,12 @@ def test_demo_on_a_built_folder_skips_the_build_compares_and_ranks(default_artif
 
 
 SERVER_URL = "http://127.0.0.1:8080"  # the Serve section's examples talk to a running server
+RERANK_DIR = "artifacts/ms-marco-minilm-l6"  # the Rerankers section's examples run in test_rerank.py
 
 
 def _python_blocks() -> list[str]:
     """The examples that run on their own; those for a running server run in test_serve.py."""
-    return [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if SERVER_URL not in b]
+    return [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if SERVER_URL not in b and RERANK_DIR not in b]
 
 
 def test_readme_python_examples_run(default_artifacts: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -129,26 +130,29 @@ def real(default_artifacts: Path) -> Embedder:
     return Embedder.load(default_artifacts)
 
 
-@pytest.fixture(scope="module")
-def server(default_artifacts: Path, tiny_bert_artifacts: Path, tiny_e5_artifacts: Path, matryoshka: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    dirs, names = [default_artifacts, tiny_bert_artifacts, tiny_e5_artifacts, matryoshka], (MINILM, "tiny", "e5", "mat")
-    s = Server(dirs, "--api-key", KEY, *(a for n in names for a in ("--name", n)), log=tmp_path_factory.mktemp("serve") / "server.log")
+@contextmanager
+def serving(dirs: list[Path], *args: str, log: Path) -> Iterator[Server]:
+    """A :class:`Server` that is ready inside the block and must exit 0 after it."""
+    s = Server(dirs, *args, log=log)
     try:
         s.wait_ready()
         yield s
     finally:
         assert s.stop() == 0, s.text()
+
+
+@pytest.fixture(scope="module")
+def server(default_artifacts: Path, tiny_bert_artifacts: Path, tiny_e5_artifacts: Path, matryoshka: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    dirs, names = [default_artifacts, tiny_bert_artifacts, tiny_e5_artifacts, matryoshka], (MINILM, "tiny", "e5", "mat")
+    with serving(dirs, "--api-key", KEY, *(a for n in names for a in ("--name", n)), log=tmp_path_factory.mktemp("serve") / "server.log") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def strict(tiny_bert_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     args = ("--max-payload", "4000", "--max-concurrent-requests", "1", "--max-client-batch", "3", "--threads", "1")
-    s = Server([tiny_bert_artifacts], *args, log=tmp_path_factory.mktemp("strict") / "server.log")
-    try:
-        s.wait_ready()
+    with serving([tiny_bert_artifacts], *args, log=tmp_path_factory.mktemp("strict") / "server.log") as s:
         yield s
-    finally:
-        assert s.stop() == 0, s.text()
 
 
 def _client(server: Server) -> Any:
@@ -423,17 +427,22 @@ def test_payload_limit_413_and_client_batches_are_split(strict: Server, tiny_ber
 
 def test_too_many_concurrent_requests_is_a_429(strict: Server) -> None:
     """--max-concurrent-requests 1: while one request is in flight (its body still arriving), the next is refused."""
-    payload = b'{"input": ["a slow client"]}'
-    head = f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
-    with socket.create_connection(("127.0.0.1", strict.port), timeout=30) as slow:
+    assert_429_while_one_in_flight(strict, "/v1/embeddings", b'{"input": ["a slow client"]}', "/v1/embeddings", {"input": "x"})
+    assert _post(strict, "/v1/embeddings", {"input": "x"}, headers={}).status_code == 200  # the slot is free again
+
+
+def assert_429_while_one_in_flight(server: Server, path: str, payload: bytes, other: str, other_body: Any) -> None:
+    """A request to ``path`` whose body is still arriving holds the only slot: ``other`` answers 429, then the first 200."""
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as slow:
         slow.sendall(head.encode() + payload[:10])
         for _ in range(400):
-            if _metrics(strict)[("onnxembed_requests_in_flight", ())] >= 1:
+            if _metrics(server)[("onnxembed_requests_in_flight", ())] >= 1:
                 break
             time.sleep(0.01)
         else:
             pytest.fail("the slow request never showed up as in flight")
-        _error(_post(strict, "/v1/embeddings", {"input": "x"}, headers={}), 429, "limit is 1")
+        _error(_post(server, other, other_body, headers={}), 429, "limit is 1")
         slow.sendall(payload[10:])
         answer = b""
         while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
@@ -442,7 +451,6 @@ def test_too_many_concurrent_requests_is_a_429(strict: Server) -> None:
                 break
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
-    assert _post(strict, "/v1/embeddings", {"input": "x"}, headers={}).status_code == 200  # the slot is free again
 
 
 def test_a_request_whose_client_left_is_dropped_before_it_runs(server: Server, texts: list[str]) -> None:

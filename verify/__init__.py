@@ -34,9 +34,16 @@ logger = logging.getLogger(__name__)
 MIN_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.99}
 
 
-def _embed(folder: Path, variant: str, sentences: list[str]) -> np.ndarray:
-    from onnxembed import Embedder
+# A cross-encoder's fingerprint is its logits: the largest |diff| allowed per precision.
+MAX_LOGIT_DIFF = {"fp32": 1e-4, "fp16": 2e-2, "int8": 0.1}
 
+
+def _embed(folder: Path, variant: str, sentences: list[Any]) -> np.ndarray:
+    from onnxembed import Embedder, Reranker
+
+    if sentences and isinstance(sentences[0], (list, tuple)):  # a cross-encoder's probe pairs: its logits
+        rr = Reranker.load(folder, variant=variant, providers=["CPUExecutionProvider"], verify=False)
+        return rr.score([tuple(p) for p in sentences], raw=True).reshape(len(sentences), -1)
     emb = Embedder.load(folder, variant=variant, providers=["CPUExecutionProvider"], verify=False)
     return emb.encode(sentences)
 
@@ -87,7 +94,8 @@ def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, r
     names = variants or list(m.variants)
     recorded = m.raw.get("fingerprint") or {}
     fp = recorded.get("variants", {})
-    sentences = [str(s) for s in recorded.get("sentences", [])]
+    rerank = m.task == "rerank"
+    sentences: list[Any] = [tuple(map(str, p)) for p in recorded.get("pairs", [])] if rerank else [str(s) for s in recorded.get("sentences", [])]
     hashed: dict[str, str | None] = {}  # file -> its integrity problem (None: fine); a file shared by variants is hashed once
     embedded: dict[str, Any] = {}  # file -> its embeddings of the probe sentences, computed once
     for name in names:
@@ -127,10 +135,15 @@ def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, r
         except Exception as e:  # noqa: BLE001 - reported as a problem of this file
             report.problems.append(f"{v.file}: does not load or run: {type(e).__name__}: {e}")
             continue
-        want = np.asarray(rec["embeddings"], dtype=np.float32)
+        want = np.asarray(rec["logits" if rerank else "embeddings"], dtype=np.float32)
         bound = MIN_COSINE.get(v.precision, MIN_COSINE["fp32"])
         if got.shape != want.shape:
-            report.problems.append(f"{v.file}: embeddings have shape {got.shape}, fingerprint {want.shape}")
+            report.problems.append(f"{v.file}: {'logits' if rerank else 'embeddings'} have shape {got.shape}, fingerprint {want.shape}")
+            continue
+        if rerank:
+            diff, lim = float(np.abs(got - want).max()), MAX_LOGIT_DIFF.get(v.precision, MAX_LOGIT_DIFF["fp32"])
+            if not diff <= lim:
+                report.problems.append(f"{v.file}: fingerprint mismatch, logits max |diff| {diff:.3g} > {lim:g} ({v.precision})")
             continue
         worst = float(rowwise_cosine(got, want).min())
         if worst < bound:

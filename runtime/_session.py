@@ -1,0 +1,305 @@
+"""What the Embedder and the Reranker share (:class:`SessionModel`): opening an artifact folder's model
+on an onnxruntime session (variant and provider choice, sha256 check, silent-fallback detection), the
+token budget argument and the thread-safe truncation counter. Each class logs under its own logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+import numpy as np
+import onnxruntime as ort
+
+from .batching import check_max_tokens, position_ids
+from .errors import ManifestError, ProviderUnavailableError
+from .manifest import Manifest, load_manifest
+from .providers import (
+    CPU,
+    CpuFeatures,
+    default_max_tokens,
+    Plan,
+    ProviderSpec,
+    auto_plans,
+    check_installed,
+    detect_cpu_features,
+    explicit_plan,
+    fallen_back,
+    normalize_providers,
+    with_openvino_cache,
+)
+from .tokenizer import Tokenizer
+
+_Owner = TypeVar("_Owner", bound="SessionModel")
+
+__all__ = ["SessionModel", "TruncationCounter", "as_list", "check_graph", "load_tokenizer", "resolve_budget"]
+
+_OWNER = {"embed": "onnxembed.Embedder", "rerank": "onnxembed.Reranker"}
+_WHAT = {"embed": "a sentence embedder (task embed)", "rerank": "a cross-encoder (task rerank)"}
+
+
+def resolve_budget(max_tokens: int | None | str, default: int | None) -> int | None:
+    """A call's ``max_tokens``: ``"default"`` is the owner's, else an int or None."""
+    if max_tokens == "default":
+        return default
+    if isinstance(max_tokens, str):
+        raise ValueError(f"max_tokens must be an int, None or 'default', found {max_tokens!r}")
+    return max_tokens
+
+
+class TruncationCounter:
+    """How many inputs were truncated over an owner's life; the first time is logged (once), with the count."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._lock = threading.Lock()
+        self._count = 0
+        self._warned = False
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return self._count
+
+    def add(self, n: int, message: str, *args: Any) -> None:
+        """Count ``n`` truncated inputs; log ``message % args`` at WARNING the first time only."""
+        if not n:
+            return
+        with self._lock:
+            self._count += n
+            first = not self._warned
+            self._warned = True
+        if first:
+            self._log.warning(message, *args)
+
+
+def as_list(texts: Any) -> list[Any]:
+    """A str as a list of one; bytes refused with the fix; any other iterable as a list."""
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, (bytes, bytearray)):
+        raise TypeError(f"texts must be str or an iterable of str, found {type(texts).__name__}; decode it first, e.g. texts.decode('utf-8')")
+    return list(texts)
+
+
+def load_tokenizer(m: Manifest) -> Tokenizer:
+    """The folder's tokenizer, checked against the manifest's vocabulary size."""
+    path = m.root / m.tokenizer_file
+    if not path.is_file():
+        raise ManifestError(f"tokenizer file {path} named by the manifest is missing; rebuild or re-download the folder")
+    tok = Tokenizer.from_file(path)
+    if tok.vocab_size != m.vocab_size:
+        raise ManifestError(
+            f"{path} has a vocabulary of {tok.vocab_size} tokens but the model expects vocab_size={m.vocab_size} "
+            "(manifest.json); the tokenizer belongs to another model: rebuild the folder"
+        )
+    return tok
+
+
+def _session_options(base: ort.SessionOptions | None, threads: int | None, arena: bool) -> ort.SessionOptions:
+    so = base if base is not None else ort.SessionOptions()
+    if threads is not None:
+        so.intra_op_num_threads = threads
+    so.enable_cpu_mem_arena = arena
+    return so
+
+
+def _create_session(m: Manifest, plan: Plan, opts: ort.SessionOptions, log: logging.Logger, *, strict: bool,
+                    last: bool) -> ort.InferenceSession | None:
+    """A session for the plan, or None (auto mode, not the last plan) when its provider did not come up."""
+    path = m.path_of(plan.variant)
+    if not path.is_file():
+        raise ManifestError(f"variant {plan.variant!r}: file {path} is missing; rebuild the folder or download it again")
+    providers = [(name, opts_) if opts_ else name for name, opts_ in plan.providers]
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidArgument types
+        if plan.provider_names == [CPU]:
+            raise
+        if strict or last:
+            raise ProviderUnavailableError(f"{plan.provider_names[0]} failed to create a session for {path}: {e}") from e
+        log.warning("%s: %s failed (%s); trying the next choice", m.name, plan.provider_names[0], e)
+        return None
+    missing = fallen_back(plan.provider_names, session.get_providers())
+    if not missing:
+        return session
+    msg = (
+        f"{', '.join(missing)} was requested for {m.name} ({plan.variant}) but the session runs on "
+        f"{session.get_providers()}: onnxruntime fell back silently (driver or libraries missing, or "
+        "options rejected; its log above says why)"
+    )
+    if strict:
+        raise ProviderUnavailableError(msg + "; pass providers=None for automatic choice")
+    log.warning("%s; using the CPU choice instead", msg)
+    return None
+
+
+def check_graph(m: Manifest, session: ort.InferenceSession) -> None:
+    """The graph must declare the manifest's inputs and output, and the manifest's dimension (labels, for a reranker)."""
+    graph_inputs = [i.name for i in session.get_inputs()]
+    if sorted(graph_inputs) != sorted(m.input_names):
+        raise ManifestError(
+            f"{m.name}: the model graph declares inputs {graph_inputs}, the manifest says {list(m.input_names)}; "
+            "the folder is inconsistent: rebuild it"
+        )
+    outputs = {o.name: o for o in session.get_outputs()}
+    if m.output_name not in outputs:
+        raise ManifestError(f"{m.name}: the graph has outputs {list(outputs)}, not {m.output_name!r} named by the manifest")
+    last = outputs[m.output_name].shape[-1] if outputs[m.output_name].shape else None
+    if isinstance(last, int) and last != m.dim:
+        raise ManifestError(f"{m.name}: the graph's {m.output_name} has size {last}, the manifest says dim={m.dim}")
+
+
+class SessionModel:
+    """What :class:`~onnxembed.Embedder` and :class:`~onnxembed.Reranker` share: the onnxruntime session
+    of an artifact folder of their ``TASK``, its tokenizer, the token budget and the truncation counter.
+    Not a class to use by itself: the two public classes are.
+    """
+
+    TASK = "embed"
+    _log = logging.getLogger(__name__)
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        session: ort.InferenceSession,
+        tokenizer: Tokenizer,
+        variant: str,
+        *,
+        max_tokens: int | None | str = "auto",
+        reason: str = "",
+    ) -> None:
+        self._manifest = manifest
+        self._session = session
+        self._tokenizer = tokenizer
+        self._variant = variant
+        self._reason = reason
+        check_max_tokens(max_tokens)
+        self.max_tokens: int | None = default_max_tokens(session.get_providers()) if max_tokens == "auto" else max_tokens  # type: ignore[assignment]
+        self._input_names = tuple(i.name for i in session.get_inputs())
+        self._int32_inputs = {i.name for i in session.get_inputs() if i.type == "tensor(int32)"}
+        self._pad_names = tuple(dict.fromkeys((*(n for n in self._input_names if n != "position_ids"), "attention_mask")))
+        self._truncation = TruncationCounter(self._log)
+        check_graph(manifest, session)
+
+    # ------------------------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(
+        cls: type[_Owner],
+        folder: str | Path,
+        variant: str = "auto",
+        providers: str | Sequence[ProviderSpec] | None = None,
+        threads: int | None = None,
+        verify: bool = True,
+        *,
+        max_tokens: int | None | str = "auto",
+        cpu_mem_arena: bool = True,
+        session_options: ort.SessionOptions | None = None,
+        cpu_features: CpuFeatures | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> _Owner:
+        """Load an artifact folder built by ``onnxembed build`` (a sentence embedder for the Embedder,
+        a cross-encoder for the Reranker).
+
+        Args:
+            folder: the artifact folder (with ``manifest.json``).
+            variant: ``"auto"`` (best file for this machine), a manifest key such as ``"fp32"``,
+                ``"O2"``, ``"O4"``, ``"qint8_avx512_vnni"``, or ``"int8"`` for this CPU's int8 file.
+            providers: onnxruntime execution providers, names or ``(name, options)`` pairs. None
+                chooses automatically. Explicit providers must really be used: a session that
+                silently fell back to the CPU raises :class:`ProviderUnavailableError`.
+            threads: ``intra_op_num_threads`` (None: onnxruntime's default, one per core).
+            verify: check the chosen file's sha256 against the manifest (False skips it, faster).
+            max_tokens: most padded tokens per batch, rows x longest (None: only ``batch_size``
+                limits a batch). ``"auto"``: by the provider that runs, 1,024 on the CPU provider
+                (faster per text than large batches: the activations stay in cache), 8,192 on CUDA and
+                OpenVINO (:func:`onnxembed.providers.default_max_tokens`).
+            cpu_mem_arena: onnxruntime's CPU memory arena (faster; False returns memory after
+                each run, for long-lived processes with rare large batches).
+            session_options: a full ``onnxruntime.SessionOptions`` (``threads`` and
+                ``cpu_mem_arena`` are applied on top of it).
+            cpu_features: override the detected CPU features (tests, benchmarks).
+            cache_dir: a folder for OpenVINO's compiled-model cache: the first load compiles and
+                saves there, later loads (other processes too) start from it. Ignored by other providers.
+
+        Raises:
+            ManifestError: missing folder or manifest, unknown variant, tokenizer or graph that does
+                not match the manifest, or a folder of the other task (the message names the class
+                that loads it). IntegrityError (a ManifestError) for a corrupt file.
+            ProviderUnavailableError: an explicit provider is missing or silently fell back.
+        """
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1 or None, found {threads}")
+        check_max_tokens(max_tokens)
+        m = load_manifest(folder)
+        if m.task != cls.TASK:
+            raise ManifestError(f"{m.root} holds {_WHAT[m.task]}, not {_WHAT[cls.TASK]}: load it with {_OWNER[m.task]}.load({str(folder)!r})")
+        features = cpu_features or detect_cpu_features()
+        available = ort.get_available_providers()
+        requested = normalize_providers(providers) if providers is not None else None
+        if variant == "auto" and requested is None:
+            plans, strict = auto_plans(m.variants, available, features), False
+        else:
+            plans, strict = [explicit_plan(variant, requested, m.variants, features)], True
+            check_installed(plans[0].providers, available)
+        if cache_dir is not None:
+            plans = [with_openvino_cache(p, cache_dir) for p in plans]
+        tokenizer = load_tokenizer(m)
+        opts = _session_options(session_options, threads, cpu_mem_arena)
+        verified: set[str] = set()
+        for i, plan in enumerate(plans):
+            if verify and plan.variant not in verified:
+                m.verify_file(plan.variant)
+                verified.add(plan.variant)
+            session = _create_session(m, plan, opts, cls._log, strict=strict, last=i == len(plans) - 1)
+            if session is None:
+                continue
+            level = logging.WARNING if plan.last_resort else logging.INFO
+            cls._log.log(level, "%s: variant %s on %s (%s)", m.name, plan.variant, session.get_providers(), plan.reason)
+            return cls(m, session, tokenizer, plan.variant, max_tokens=max_tokens, reason=plan.reason)
+        raise RuntimeError("no plan produced a session")  # pragma: no cover (the last plan raises)
+
+    @property
+    def variant(self) -> str:
+        """The manifest key of the model file in use."""
+        return self._variant
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers the session really uses (``session.get_providers()``)."""
+        return list(self._session.get_providers())
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per input (a text, or a reranker's pair), special tokens included; longer inputs are truncated."""
+        return self._manifest.max_length
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The onnxruntime session (for benchmarks and inspection)."""
+        return self._session
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._tokenizer
+
+    @property
+    def truncated(self) -> int:
+        """How many inputs were longer than ``max_length`` and truncated, over this object's life."""
+        return self._truncation.count
+
+    def _budget(self, max_tokens: int | None | str) -> int | None:
+        return resolve_budget(max_tokens, self.max_tokens)
+
+    def _feed(self, arrays: dict[str, Any]) -> dict[str, Any]:
+        """The padded arrays as the graph's inputs (int32 where the graph declares int32)."""
+        if "position_ids" in self._input_names:  # a decoder graph (Qwen3)
+            arrays = {**arrays, "position_ids": position_ids(arrays["attention_mask"])}
+        return {name: arrays[name].astype(np.int32) if name in self._int32_inputs else arrays[name] for name in self._input_names}
