@@ -12,12 +12,17 @@ evaluation data fails the test. Only hardware a machine may lack (a GPU, a CPU f
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -71,6 +76,36 @@ def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-
         _as_failure(report, reason)
 
 
+# ------------------------------------------------- one build per run, also across pytest-xdist workers
+
+
+def once_per_run(fixture: Callable[..., T]) -> Callable[..., T]:
+    """Make a session fixture's value once per run even when pytest-xdist runs several workers.
+
+    Under xdist each worker has its own session, so each would rebuild every folder it needs; instead the
+    first worker to ask builds it under a file lock beside the workers' temporary folders and pickles the
+    value (paths, specs), and the others wait for it and read it. Without xdist this is the plain fixture.
+    The fixture must take ``tmp_path_factory``.
+    """
+
+    @functools.wraps(fixture)
+    def shared(*args: Any, **kwargs: Any) -> T:
+        if not os.environ.get("PYTEST_XDIST_WORKER"):
+            return fixture(*args, **kwargs)
+        from filelock import FileLock
+
+        root = kwargs["tmp_path_factory"].getbasetemp().parent
+        done = root / f"{fixture.__name__}.pickle"
+        with FileLock(str(root / f"{fixture.__name__}.lock")):
+            if done.is_file():
+                return pickle.loads(done.read_bytes())
+            value = fixture(*args, **kwargs)
+            done.write_bytes(pickle.dumps(value))
+            return value
+
+    return shared
+
+
 # ------------------------------------------------------------------------------------------ inputs
 
 
@@ -92,6 +127,7 @@ def real_checkpoint() -> Path:
 
 
 @pytest.fixture(scope="session")
+@once_per_run
 def family_vocab(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path) -> dict[str, Path]:
     """Tokenizer folders per registry tokenizer family: the embedded model's uncased BERT files (also for
     MPNet's tiny checkpoints), the real XLM-R ``tokenizer.json`` and the Qwen BPE one (fetched once, see tokenizer_fixtures),
@@ -107,6 +143,7 @@ def family_vocab(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path
 
 
 @pytest.fixture(scope="session")
+@once_per_run
 def tiny_registry(tmp_path_factory: pytest.TempPathFactory, family_vocab: dict[str, Path]) -> dict[str, object]:
     """The registry with its hub entries at tiny size, as random checkpoints in a temporary HF cache.
 
@@ -148,6 +185,7 @@ def build_one(tmp_path_factory: pytest.TempPathFactory, tiny_registry: dict, nam
 
 
 @pytest.fixture(scope="session")
+@once_per_run
 def default_artifacts(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path, data_dir: Path) -> Path:
     """The embedded real model (all-MiniLM-L6-v2) with every variant, int8 gated on the held-out data."""
     out = tmp_path_factory.mktemp("build-real") / "all-minilm-l6-v2"
@@ -156,6 +194,7 @@ def default_artifacts(tmp_path_factory: pytest.TempPathFactory, real_checkpoint:
 
 
 @pytest.fixture(scope="session")
+@once_per_run
 def matryoshka(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path) -> Path:
     """A tiny random gte-small (32-d) whose registry entry declares prompts and Matryoshka sizes, built fp32 offline."""
     from onnxembed.export.registry import load_registry
@@ -172,30 +211,35 @@ def matryoshka(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path) 
 
 
 @pytest.fixture(scope="session")
+@once_per_run
 def tiny_bert_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_registry: dict, tiny_build_data: list[str]) -> Path:
     """gte-small at tiny size with every variant, built through the offline hub path."""
     return build_one(tmp_path_factory, tiny_registry, "gte-small", data=tiny_build_data)
 
 
 @pytest.fixture(scope="session")
+@once_per_run
 def tiny_distilbert_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_registry: dict, tiny_build_data: list[str]) -> Path:
     """multi-qa-distilbert-cos-v1 at tiny size (no token_type_ids input) with every variant."""
     return build_one(tmp_path_factory, tiny_registry, "multi-qa-distilbert-cos-v1", data=tiny_build_data)
 
 
 @pytest.fixture(scope="session")
+@once_per_run
 def tiny_e5_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_registry: dict) -> Path:
     """e5-small-unsupervised at tiny size, fp32 only: a model with ``query: `` / ``passage: `` prefixes."""
     return build_one(tmp_path_factory, tiny_registry, "e5-small-unsupervised", "fp32")
 
 
 @pytest.fixture(scope="session")
+@once_per_run
 def tiny_gte_base_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_registry: dict) -> Path:
     """gte-base at tiny size, fp32 only: the same tiny shape as gte-small with other weights."""
     return build_one(tmp_path_factory, tiny_registry, "gte-base", "fp32")
 
 
 @pytest.fixture(scope="session")
+@once_per_run
 def hub_registry(tiny_registry: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The registry's five hub entries at tiny size, without the real model (its build is ``default_artifacts``)."""
     from onnxembed.export.registry import dump_registry, load_registry
@@ -209,6 +253,7 @@ BUILD_ALL_VARIANTS = "fp32,O2,qint8_avx512_vnni"  # an export, a fusion and an i
 
 
 @pytest.fixture(scope="session")
+@once_per_run
 def hub_built_all(hub_registry: Path, tiny_registry: dict, tiny_build_data: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``onnxembed build --all`` over ``hub_registry``: the five tiny hub models through the offline HF cache."""
     root = tmp_path_factory.mktemp("build-all")
@@ -257,6 +302,7 @@ def _checkpoint(root: Path, name: str, num_labels: int, activation: str, vocab: 
 
 
 @pytest.fixture(scope="session")
+@once_per_run
 def ce_checkpoints(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ce-checkpoints")
     return {"one": _checkpoint(root, "ce-one", 1, "sigmoid", real_checkpoint),
@@ -264,6 +310,7 @@ def ce_checkpoints(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Pa
 
 
 @pytest.fixture(scope="session")
+@once_per_run
 def ce_folder(tmp_path_factory: pytest.TempPathFactory, ce_checkpoints: dict[str, Path]) -> Path:
     """``onnxembed build LOCAL_FOLDER`` of the one-label cross-encoder, fp32 and O2."""
     out = tmp_path_factory.mktemp("ce-build") / "ce-one"
@@ -272,6 +319,7 @@ def ce_folder(tmp_path_factory: pytest.TempPathFactory, ce_checkpoints: dict[str
 
 
 @pytest.fixture(scope="session")
+@once_per_run
 def ce_three_folder(tmp_path_factory: pytest.TempPathFactory, ce_checkpoints: dict[str, Path]) -> Path:
     out = tmp_path_factory.mktemp("ce-build3") / "ce-three"
     run_cli("build", str(ce_checkpoints["three"]), "--out", str(out), "--variants", "fp32")
