@@ -106,6 +106,14 @@ def once_per_run(fixture: Callable[..., T]) -> Callable[..., T]:
     return shared
 
 
+FIRST = ("test_fresh_clone.py",)  # the longest single test: started at once, beside the real model's build
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the longest test files first, so pytest-xdist starts them while other workers build the shared folders."""
+    items.sort(key=lambda item: item.path.name not in FIRST)  # stable: the rest keep their order
+
+
 # ------------------------------------------------------------------------------------------ inputs
 
 
@@ -161,6 +169,7 @@ def tiny_registry(tmp_path_factory: pytest.TempPathFactory, family_vocab: dict[s
 
 
 @pytest.fixture(scope="session")
+@once_per_run
 def tiny_build_data(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> list[str]:
     """``--calibration`` / ``--gate-data`` for the tiny models: 200 STS-B dev rows and 300 STS-B test pairs.
 
