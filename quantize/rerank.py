@@ -15,7 +15,7 @@ Gates (defaults :data:`RERANK_GATES`; ``models.yaml`` ``gates`` overrides them p
 * ``score_spearman``: Spearman between the fp32 and the int8 scores over the held-out pairs
   (STS-B test by default, the ``--gate-data`` pairs, or the shipped set's pairs) >= 0.995;
 * ``ndcg10_drop``: nDCG@10 of reranking the Cranfield top-100 with int8 at most 0.5 % (relative)
-  below fp32. The top-100 is BM25's (k1 0.9, b 0.4; numpy, no model), for :data:`RETRIEVAL_QUERIES`
+  below fp32. The top-100 is BM25's (k1 0.9, b 0.4; numpy, no model: the build has no bi-encoder at hand), for :data:`RETRIEVAL_QUERIES`
   evenly spaced queries: the candidates only have to be the same for both files. Cranfield is read from
   the local data folder (``data_dir``, ``$ONNXEMBED_DATA``, ``shared/data``: ``retrieval/cranfield/``
   in the BEIR layout). Neither the hub nor the shipped set has it: without a local copy this gate is
@@ -193,7 +193,7 @@ def load_retrieval(data_dir: str | Path | None = None) -> tuple[Retrieval | None
     from .textfiles import _sha256_file
 
     info = {"source": f"{local[1]}:{root.resolve()}", "queries": len(queries), "candidates": CANDIDATES,
-            "first_stage": "BM25 (k1 0.9, b 0.4) over title + text", "documents": len(ids),
+            "first_stage": "BM25 (k1 0.9, b 0.4) over each document (its title prepended when the text does not start with it)", "documents": len(ids),
             "files": {f: _sha256_file(root / f) for f in names}}
     return Retrieval([q["text"] for q in queries], [[ids[i] for i in t] for t in top], dict(zip(ids, texts)),
                      [judged[str(q["_id"])] for q in queries], info), ""
