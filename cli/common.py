@@ -108,6 +108,11 @@ def print_manifest_summary(folder: Path) -> None:
             figs.append(f"0.1% quantile {acc['q001_cosine']:.4f}")
         if acc.get("stsb_spearman") is not None:
             figs.append(f"STS-B {acc['stsb_spearman']:.2f} (fp32 {acc.get('stsb_spearman_fp32', float('nan')):.2f})")
+        if "score_spearman" in acc:  # a cross-encoder's int8 gates
+            figs.append(f"score Spearman vs fp32 {acc['score_spearman']:.4f} on {acc.get('heldout_pairs')} held-out pairs")
+            figs.append(f"Cranfield nDCG@10 {acc['ndcg10']:.4f} (fp32 {acc['ndcg10_fp32']:.4f})" if acc.get("ndcg10") is not None
+                        else "Cranfield nDCG@10 gate not run")
+            figs.append(f"batch stability {acc['batch_stability']:.5f}")
         if v.info.get("same_as"):
             figs.append(f"same bytes as {v.info['same_as']}")
         print(f"{v.name:<20} {v.file:<36} {_fmt_size(v.size):>9}  {'; '.join(figs)}")

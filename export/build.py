@@ -317,15 +317,20 @@ def _say_int8_data(say: Callable[[str], None], model: str, calibration: str | Pa
 
 
 def _check_rerank_variants(spec: ModelSpec, wanted: list[str], default: bool, say: Callable[[str], None]) -> None:
-    """A cross-encoder gets fp32 and the fusions; its int8 files need gates judged on rankings, not built yet."""
+    """A cross-encoder's int8 files are built when named (their gates judge scores and rankings:
+    :mod:`onnxembed.quantize.rerank`); the default set leaves them out, so a plain build stays fast and
+    needs no gate data. Only one-label cross-encoders (a relevance score) get int8 files."""
     int8 = [v for v in wanted if v in INT8_VARIANTS]
-    if int8 and not default:
-        raise ValueError(f"{spec.name} is a cross-encoder (task rerank): int8 variants {int8} are not built for rerankers yet "
-                         "(their gates must judge rankings, not embeddings); build fp32 and O1..O4, e.g. --variants fp32,O2")
+    if int8 and not default and spec.num_labels != 1:
+        raise ValueError(f"{spec.name} is a cross-encoder with {spec.num_labels} labels: int8 variants {int8} are built for one-label "
+                         "cross-encoders only (their gates judge one relevance score per pair); build fp32 and O1..O4, e.g. --variants fp32,O2")
+    if not default:
+        return
     for v in int8:
         wanted.remove(v)
     if int8:
-        say(f"{spec.name}: cross-encoder (task rerank): int8 variants not built for rerankers yet; building {', '.join(wanted)}")
+        say(f"{spec.name}: cross-encoder (task rerank): int8 variants are built when named (--variants fp32,quint8_avx2; "
+            f"gated on scores and rankings); building {', '.join(wanted)}")
 
 
 def _check_out(out: Path, force: bool) -> str | None:

@@ -152,7 +152,8 @@ def read_cross_encoder_config(cfg: dict[str, Any], folder: Path) -> dict[str, An
 
     The activation is the one sentence-transformers' ``CrossEncoder`` applies in ``predict``: the
     ``sentence_transformers.activation_fn`` of ``config.json`` (or the pre-v4 key
-    ``sbert_ce_default_activation_function``), else sigmoid for one label and identity for more.
+    ``sbert_ce_default_activation_function``, or ``activation_fn`` of ``config_sentence_transformers.json``
+    where sentence-transformers 5.x saves a ``CrossEncoder``'s), else sigmoid for one label and identity for more.
     """
     archs = cfg.get("architectures") or []
     if not any(str(a).endswith("ForSequenceClassification") for a in archs):
@@ -163,7 +164,9 @@ def read_cross_encoder_config(cfg: dict[str, Any], folder: Path) -> dict[str, An
         return {}
     labels = cfg.get("id2label") or {}
     num_labels = int(cfg.get("num_labels") or len(labels) or 2)
-    path = (cfg.get("sentence_transformers") or {}).get("activation_fn") or cfg.get("sbert_ce_default_activation_function")
+    st5 = _read_json(folder / "config_sentence_transformers.json") or {}  # sentence-transformers >= 5.x CrossEncoder.save
+    path = ((cfg.get("sentence_transformers") or {}).get("activation_fn") or cfg.get("sbert_ce_default_activation_function")
+            or (st5.get("activation_fn") if st5.get("model_type") == "CrossEncoder" else None))
     if path:
         cls = str(path).rsplit(".", 1)[-1]
         if cls not in _ACTIVATION_CLASSES:

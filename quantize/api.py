@@ -51,6 +51,7 @@ SELECTION_SENTENCES = 512
 # held-out ones (all-MiniLM-L6-v2, avx512_vnni: dev min 0.9976 where held-out gives 0.9897; means
 # 0.9988 and 0.9987), so the min needs a wide margin and the mean a small one.
 DEV_MARGIN = {"mean_cosine": 0.0005, "min_cosine": 0.01}
+RERANK_DEV_MARGIN = 0.002  # a cross-encoder's selection pairs must clear the score Spearman gate by this much
 
 
 @dataclass
@@ -78,7 +79,9 @@ class _Context:
     selection_ref: Any
     data: QuantData
     fp32_session: Any
-    reference: Reference | None = None
+    reference: Any = None  # gates.Reference (an encoder) or rerank.RerankReference (a cross-encoder)
+    task: str = "embed"
+    data_dir: str | Path | None = None
     # (scheme, gates, alphas, max_fp32_nodes) -> (model, search, accuracy): presets with the same
     # arithmetic (avx512_vnni and arm64) are searched and measured once.
     done: dict[tuple[Any, ...], tuple[Any, dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
@@ -87,16 +90,21 @@ class _Context:
 _CONTEXTS: dict[str, _Context] = {}
 
 
-def _context(fp32_path: Path, model_dir: Path, manifest: dict[str, Any], data: QuantData) -> _Context:
+def _context(fp32_path: Path, model_dir: Path, manifest: dict[str, Any], data: QuantData, data_dir: str | Path | None = None) -> _Context:
     import onnx
 
     held = texts_sha256(data.heldout.texts) if data.heldout is not None else "-"
-    key = hashlib.sha256(f"{sha256_file(fp32_path)}|{data.key}|{held}|{json.dumps(manifest.get('input_names'))}".encode()).hexdigest()
+    task = manifest.get("task", "embed")
+    key = hashlib.sha256(f"{sha256_file(fp32_path)}|{data.key}|{held}|{json.dumps(manifest.get('input_names'))}|{task}|{data_dir}".encode()).hexdigest()
     if key in _CONTEXTS:
         return _CONTEXTS[key]
     model = onnx.load(str(fp32_path))
-    enc = ReferenceEncoder(model_dir, manifest)
-    dev = list(data.calibration.texts)
+    enc: Any = ReferenceEncoder(model_dir, manifest)
+    dev: list[Any] = list(data.calibration.texts)
+    if task == "rerank":  # a cross-encoder's graph reads pairs: calibrate, select and judge on pairs
+        from .rerank import PairEncoder, calibration_pairs
+
+        enc, dev = PairEncoder(enc), calibration_pairs(data.calibration)
     step = max(1, len(dev) // (2 * CALIBRATION_SENTENCES))
     calib = dev[::step][0::2][:CALIBRATION_SENTENCES]
     taken = set(calib)
@@ -109,18 +117,29 @@ def _context(fp32_path: Path, model_dir: Path, manifest: dict[str, Any], data: Q
         model=model,
         enc=enc,
         stats=stats,
-        calib_info={**data.calibration.describe(), "overlap_removed": data.overlap_removed, "sentences": len(calib),
-                    "selection_sentences": len(selection), "statistic": "per-channel min/max over non-padding tokens"},
+        calib_info={**data.calibration.describe(), "overlap_removed": data.overlap_removed,
+                    **({"pairs_used": len(calib), "selection_pairs": len(selection), "pairs_from": _pairs_from(data)} if task == "rerank"
+                       else {"sentences": len(calib), "selection_sentences": len(selection)}),
+                    "statistic": "per-channel min/max over non-padding tokens"},
         calib_texts=calib,
         selection=selection,
         selection_ref=enc.embed(fp32_session, selection),
         data=data,
         fp32_session=fp32_session,
+        task=task,
+        data_dir=data_dir,
     )
     if len(_CONTEXTS) >= 2:
         _CONTEXTS.clear()
     _CONTEXTS[key] = ctx
     return ctx
+
+
+def _pairs_from(data: QuantData) -> str:
+    from .rerank import LONG_DOC_EVERY, LONG_DOC_TEXTS
+
+    base = "the source's scored pairs" if data.calibration.pairs else "consecutive calibration texts paired"
+    return f"{base}; every {LONG_DOC_EVERY}th pair's document replaced by {LONG_DOC_TEXTS} calibration texts joined (long documents)"
 
 
 def _foreign_arithmetic(preset: str) -> bool:
@@ -131,15 +150,23 @@ def _foreign_arithmetic(preset: str) -> bool:
 
 
 def _dev_score(ctx: _Context, model: Any, exact: bool = False) -> dict[str, float]:
+    if ctx.task == "rerank":
+        from .rerank import dev_score
+
+        return dev_score(ctx.enc.embed(make_session(model, exact_int8=exact), ctx.selection), ctx.selection_ref)
     cos = cosines(ctx.enc.embed(make_session(model, exact_int8=exact), ctx.selection), ctx.selection_ref)
     return {"mean_cosine": round(float(cos.mean()), 6), "min_cosine": round(float(cos.min()), 6)}
 
 
 def _dev_ok(score: dict[str, float], gates: dict[str, float]) -> bool:
+    if "score_spearman" in score:  # a cross-encoder
+        return score["score_spearman"] >= gates["score_spearman"] + RERANK_DEV_MARGIN
     return all(score[k] >= gates[k] + DEV_MARGIN[k] for k in DEV_MARGIN)
 
 
 def _rank(score: dict[str, float]) -> tuple[float, float]:
+    if "score_spearman" in score:
+        return (score["score_spearman"], -score["max_abs_logit_diff"])
     return (score["min_cosine"], score["mean_cosine"])
 
 
@@ -232,16 +259,21 @@ def quantize_model(
     """
     model_dir = Path(model_dir)
     p = get_preset(preset)
-    g = merge_gates(gates)
     if not smooth_alphas:
         raise ValueError("smooth_alphas must name at least one SmoothQuant strength, e.g. (0.75,)")
     if manifest is None:
         manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    task = manifest.get("task", "embed")
+    if task == "rerank" and int(manifest.get("num_labels", 1)) != 1:
+        raise ValueError(f"{manifest.get('name', model_dir)} is a cross-encoder with {manifest.get('num_labels')} labels; int8 files are "
+                         "built for one-label (relevance score) cross-encoders only, whose gates judge one score per pair; "
+                         "build fp32 and O1..O4, e.g. --variants fp32,O2")
+    g = merge_gates(gates, task)
     fp32_path = model_dir / "onnx" / "model.onnx"
     if not fp32_path.is_file():
         raise FileNotFoundError(f"{fp32_path} not found; int8 variants are made from the fp32 export (onnxembed build)")
     data = resolve_data(calibration=calibration, gate_data=gate_data, data_dir=data_dir, skip_gates=skip_gates)
-    ctx = _context(fp32_path, model_dir, manifest, data)
+    ctx = _context(fp32_path, model_dir, manifest, data, data_dir)
     exact = _foreign_arithmetic(p.name)  # judge the target CPU's arithmetic, not this CPU's kernels
     key = (p.scheme, tuple(sorted(g.items())), tuple(smooth_alphas), max_fp32_nodes, exact)
     if key in ctx.done:
@@ -279,15 +311,30 @@ def _judge(ctx: _Context, key: Any, dst: Path, qmodel: Any, search: dict[str, An
         return {}, []
     if cached_acc:
         acc = dict(cached_acc)
-        return acc, check_gates(acc, gates)
-    if ctx.reference is None:
-        ctx.reference = reference_for(ctx.fp32_session, ctx.enc, ctx.data)
-    acc = measure(make_session(dst, exact_int8=exact), ctx.enc, ctx.reference)
+        return acc, _check(ctx, acc, gates)
+    if ctx.task == "rerank":
+        from .rerank import measure_rerank, rerank_reference
+
+        if ctx.reference is None:
+            ctx.reference = rerank_reference(ctx.fp32_session, ctx.enc, ctx.data, ctx.data_dir)
+        acc = measure_rerank(make_session(dst, exact_int8=exact), ctx.enc, ctx.reference)
+    else:
+        if ctx.reference is None:
+            ctx.reference = reference_for(ctx.fp32_session, ctx.enc, ctx.data)
+        acc = measure(make_session(dst, exact_int8=exact), ctx.enc, ctx.reference)
     acc["arithmetic"] = ("exact int8 (unfused QDQ): this CPU is not the file's target" if exact else "this CPU's int8 kernels")
-    failures = check_gates(acc, gates)
+    failures = _check(ctx, acc, gates)
     acc["gates_passed"] = not failures
     ctx.done[key] = (qmodel, search, acc)
     return acc, failures
+
+
+def _check(ctx: _Context, acc: dict[str, Any], gates: dict[str, float]) -> list[str]:
+    if ctx.task == "rerank":
+        from .rerank import check_rerank_gates
+
+        return check_rerank_gates(acc, gates)
+    return check_gates(acc, gates)
 
 
 def _recipe(scheme: QuantScheme, search: dict[str, Any], calibration: dict[str, Any], gates: dict[str, float]) -> dict[str, Any]:

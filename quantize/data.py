@@ -310,7 +310,8 @@ def _no_overlap(calibration: TextSet, heldout: TextSet | None) -> tuple[TextSet,
         )
     if {text_key(t) for t in kept} & held:  # an invariant of the filter above, checked where it matters
         raise RuntimeError("calibration texts overlap the held-out gate texts")
-    return TextSet(kept, (), calibration.source, calibration.split, calibration.files), removed
+    pairs = tuple(p for p in calibration.pairs if text_key(p[1]) not in held and text_key(p[2]) not in held)
+    return TextSet(kept, pairs, calibration.source, calibration.split, calibration.files), removed
 
 
 def _mixed(dev: TextSet, sick: TextSet, heldout: TextSet | None) -> tuple[TextSet, int]:
@@ -327,9 +328,14 @@ def _mixed(dev: TextSet, sick: TextSet, heldout: TextSet | None) -> tuple[TextSe
     kept = [t for t in dev.texts if text_key(t) not in held]
     pool = kept + list(sick.texts[: len(kept)])
     random.Random(MIX_SEED).shuffle(pool)
+    # The same mix as scored pairs (a cross-encoder calibrates on pairs): dev pairs with neither side held out,
+    # as many SICK pairs, shuffled with the same seed. The texts above are unchanged by this.
+    dev_pairs = [p for p in dev.pairs if text_key(p[1]) not in held and text_key(p[2]) not in held]
+    pairs = dev_pairs + list(sick.pairs[: len(dev_pairs)])
+    random.Random(MIX_SEED).shuffle(pairs)
     files = {**dev.files, **sick.files}
     source = dev.source if dev.source == sick.source else f"{dev.source}+{sick.source}"
-    return TextSet(tuple(_unique(pool)), (), source, f"{dev.split}+{sick.split}", files), len(dev.texts) - len(kept)
+    return TextSet(tuple(_unique(pool)), tuple(pairs), source, f"{dev.split}+{sick.split}", files), len(dev.texts) - len(kept)
 
 
 def resolve_data(

@@ -62,10 +62,15 @@ def get_preset(name: str) -> Preset:
     raise ValueError(f"unknown int8 preset {name!r}; known: {list(PRESETS)} (or variants {[p.variant for p in PRESETS.values()]})")
 
 
-def merge_gates(overrides: dict[str, float] | None) -> dict[str, float]:
-    """The default gates with a model's overrides applied; unknown keys are an error."""
+def merge_gates(overrides: dict[str, float] | None, task: str = "embed") -> dict[str, float]:
+    """The default gates of ``task`` (an encoder's, or a cross-encoder's: ``rerank``) with a model's
+    overrides applied; unknown keys are an error."""
+    from .rerank import RERANK_GATES
+
+    defaults = RERANK_GATES if task == "rerank" else DEFAULT_GATES
     overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(DEFAULT_GATES))
+    unknown = sorted(set(overrides) - set(defaults))
     if unknown:
-        raise ValueError(f"unknown gate(s) {unknown}; known: {list(DEFAULT_GATES)} (models.yaml field 'gates')")
-    return {**DEFAULT_GATES, **{k: float(v) for k, v in overrides.items()}}
+        raise ValueError(f"unknown gate(s) {unknown} for task {task!r}; known: {list(defaults)} (models.yaml field 'gates', "
+                         "or gates= of quantize_model)")
+    return {**defaults, **{k: float(v) for k, v in overrides.items()}}

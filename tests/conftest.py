@@ -333,3 +333,12 @@ def ce_three_folder(tmp_path_factory: pytest.TempPathFactory, ce_checkpoints: di
     out = tmp_path_factory.mktemp("ce-build3") / "ce-three"
     run_cli("build", str(ce_checkpoints["three"]), "--out", str(out), "--variants", "fp32")
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_ce(data_dir: Path) -> Path:
+    """all-MiniLM-L6-v2 fine-tuned as a one-label CrossEncoder on SICK train + STS-B dev (tests/trained_cross_encoder.py):
+    trained once (a few minutes on 2 cores), cached in $ONNXEMBED_CACHE (~/.cache/onnxembed) under a hash of its recipe."""
+    from trained_cross_encoder import trained_cross_encoder
+
+    return trained_cross_encoder(data_dir)

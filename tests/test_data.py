@@ -138,6 +138,11 @@ def test_default_heldout_is_every_unique_sts_test_sentence(data_dir: Path, monke
     assert d.calibration.source == f"shared/data:{data_dir.resolve()}" and d.calibration.split == "validation+train+trial+test"
     assert list(d.calibration.files) == ["sts/stsb-dev.tsv", "sts/sick-r-train-trial.tsv", "sts/sick-r.tsv"]
     assert d.calibration.describe()["sha256"] == texts_sha256(d.calibration.texts)
+    # the same mix as scored pairs, for a cross-encoder: dev pairs with no held-out side, as many SICK pairs (less any with one)
+    held = {text_key(t) for t in d.heldout.texts}
+    dev_pairs = [r for r in tsv_rows(data_dir / "sts" / "stsb-dev.tsv") if text_key(r[1]) not in held and text_key(r[2]) not in held]
+    assert 0 < len(dev_pairs) < len(d.calibration.pairs) <= 2 * len(dev_pairs) and d.calibration.describe()["pairs"] == len(d.calibration.pairs)
+    assert all(text_key(a) not in held and text_key(b) not in held for _, a, b in d.calibration.pairs)
 
 
 def test_precedence_option_then_data_dir_then_env_then_shared(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
