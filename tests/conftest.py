@@ -106,12 +106,14 @@ def once_per_run(fixture: Callable[..., T]) -> Callable[..., T]:
     return shared
 
 
-FIRST = ("test_fresh_clone.py",)  # the longest single test: started at once, beside the real model's build
+# the longest chains first: README line 1 (its own venv and build), a user of the real model's build, and
+# the trained cross-encoder (minutes of fine-tuning on a fresh machine)
+FIRST = ("test_fresh_clone.py", "test_gates_independent.py", "test_rerank_int8.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the longest test files first, so pytest-xdist starts them while other workers build the shared folders."""
-    items.sort(key=lambda item: item.path.name not in FIRST)  # stable: the rest keep their order
+    items.sort(key=lambda item: FIRST.index(item.path.name) if item.path.name in FIRST else len(FIRST))  # stable: the rest keep their order
 
 
 # ------------------------------------------------------------------------------------------ inputs
