@@ -13,7 +13,7 @@ import numpy as np
 
 from ..pooling import rowwise_cosine
 
-__all__ = ["ACCURACY_SENTENCES", "accuracy_label", "cosine_to_reference"]
+__all__ = ["ACCURACY_SENTENCES", "accuracy_label", "cosine_to_reference", "scores_to_reference", "spearman"]
 
 # Varied real sentences for the accuracy check: short and long, questions, numbers, code, accents,
 # other scripts. Fixed so numbers from different runs and machines compare.
@@ -90,3 +90,34 @@ def accuracy_label(n_sentences: int, reference: str = "fp32", *, custom: bool = 
     """
     which = "given" if custom else "bench"
     return f"cosine to {reference} on {n_sentences} {which} sentences"
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two score vectors (average ranks for ties), numpy only."""
+    def ranks(x: np.ndarray) -> np.ndarray:
+        order = np.argsort(x, kind="stable")
+        r = np.empty(len(x), dtype=np.float64)
+        r[order] = np.arange(len(x), dtype=np.float64)
+        _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
+        sums = np.bincount(inv, weights=r)
+        return sums[inv] / counts[inv]
+
+    ra, rb = ranks(np.asarray(a, dtype=np.float64)), ranks(np.asarray(b, dtype=np.float64))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / denom) if denom else 1.0
+
+
+def scores_to_reference(rerankers: Mapping[str, Any], reference: str, pairs: Sequence[tuple[str, str]],
+                        batch_size: int = 32) -> dict[str, tuple[float, float]]:
+    """``{variant: (Spearman of its scores with the reference's, max |score difference|)}`` over ``pairs``.
+
+    Scores after the model's activation (as ``Reranker.score`` returns them); for a multi-label model
+    over all labels, flattened.
+    """
+    ref = np.asarray(rerankers[reference].score(list(pairs), batch_size=batch_size)).ravel()
+    out: dict[str, tuple[float, float]] = {}
+    for name, rr in rerankers.items():
+        got = ref if name == reference else np.asarray(rr.score(list(pairs), batch_size=batch_size)).ravel()
+        out[name] = (spearman(got, ref), float(np.abs(got - ref).max()) if len(ref) else 0.0)
+    return out

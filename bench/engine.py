@@ -23,13 +23,13 @@ from typing import Any, Callable, Sequence
 from ..embedder import Embedder
 from ..manifest import Manifest, load_manifest
 from ..providers import detect_cpu_features, int8_variants_for_cpu
-from .accuracy import ACCURACY_SENTENCES, accuracy_label, cosine_to_reference
+from .accuracy import ACCURACY_SENTENCES, accuracy_label, cosine_to_reference, scores_to_reference
 from .machine import cpu_load, flops_per_token, load_warning, machine_info, peak_for, peak_gflops
 from .memory import measure_peak_memory
 from .result import BenchResult, Measurement, VariantReport
 from .selection import REFERENCE, choose_variants, load_variants
 from .timing import add_speedups, summarize, time_interleaved
-from .workloads import Workload, shape_workloads, text_workloads
+from .workloads import RERANK_SHAPES, Workload, pair_workloads, shape_workloads, text_workloads
 
 __all__ = ["ACCURACY_SENTENCES", "BenchResult", "Measurement", "VariantReport", "bench", "flops_per_token",
            "machine_info", "peak_gflops", "plot_result"]
@@ -102,6 +102,7 @@ def bench(
     include_gpu_formats: bool = False,
     quick: bool = False,
     progress: Progress | None = None,
+    pair_shapes: Sequence[tuple[int, int]] = RERANK_SHAPES,
 ) -> BenchResult:
     """Time every variant of an artifact folder on the same workloads, interleaved, and compare to fp32.
 
@@ -124,6 +125,11 @@ def bench(
         quick: batch 1 and 32 at 128 tokens, fp32 against the int8 file for this CPU (the one
             ``Embedder.load(variant="int8")`` picks), short rounds.
         progress: called as ``progress(done, total, message)`` after every round.
+        pair_shapes: for a reranker folder (``task: rerank``), the ``(queries, documents per query)``
+            workloads, each scored in one ``Reranker.score`` call with the largest of ``batch_sizes``
+            (pairs drawn from ``texts`` or the bench sentences); fixed shapes are timed only when
+            ``seq_lens`` is given. Accuracy is then the Spearman and max |diff| of the scores against
+            fp32 over the largest workload's pairs.
 
     Returns:
         A :class:`BenchResult`; its ``warnings`` say when the machine was busy or this CPU has no int8 file.
@@ -132,6 +138,10 @@ def bench(
     1.0
     """
     m = load_manifest(folder)
+    rerank = m.task == "rerank"
+    shapes_asked = tuple(seq_lens) != DEFAULT_SEQ_LENS
+    if rerank and tuple(batch_sizes) == DEFAULT_BATCH_SIZES:
+        batch_sizes = (32,)  # the pairs per onnxruntime run of Reranker.score's default
     cfg = Settings.resolve(batch_sizes, seq_lens, rounds, min_seconds, warmup, memory, quick)
     if texts is not None and not list(texts):
         raise ValueError("texts is empty; give at least one text")
@@ -142,23 +152,33 @@ def bench(
                                        features=features, explicit=bool(variants))
     config = _model_config(m)
     max_positions = int(config.get("max_position_embeddings", 10**9))
-    workloads = _workloads(cfg, texts, embedders, max_positions)
     sentences = list(accuracy_texts or ACCURACY_SENTENCES)
+    if rerank:
+        workloads = _rerank_workloads(cfg, list(texts or sentences), pair_shapes, embedders, max_positions, shapes_asked)
+    else:
+        workloads = _workloads(cfg, texts, embedders, max_positions)
     tick = _Ticker(len(workloads) * cfg.rounds + (1 if embedders else 0) + (len(embedders) if cfg.memory else 0), progress)
     peak = peak_gflops(machine)
     precisions = {n: m.variants[n].precision for n in names}
     measurements = _time_workloads(workloads, embedders, cfg, tick, _Rates(config, peak, precisions))
-    _add_accuracy(reports, embedders, sentences, tick)
+    if rerank:
+        largest = max((w for w in workloads if w.pairs), key=lambda w: w.texts_per_call, default=None)
+        _add_score_accuracy(reports, embedders, list(largest.pairs) if largest and largest.pairs else [], tick)
+    else:
+        _add_accuracy(reports, embedders, sentences, tick)
     live = list(embedders)
     embedders.clear()
-    mem_shape = [max(cfg.batch_sizes), min(max(cfg.seq_lens), max_positions) if texts is None else m.max_length]
+    mem_seq = min(max(cfg.seq_lens), max_positions) if texts is None or rerank else m.max_length
+    mem_shape = [max(cfg.batch_sizes), mem_seq]
     if cfg.memory:
-        _add_memory(m, reports, live, mem_shape, threads, providers, texts, tick)
+        _add_memory(m, reports, live, mem_shape, threads, providers, None if rerank else texts, tick)
     settings = {
-        "variants": names, **cfg.to_dict(texts), "memory_workload": mem_shape if cfg.memory else None,
+        "task": m.task, "variants": names, **cfg.to_dict(texts), "memory_workload": mem_shape if cfg.memory else None,
         "providers": list(providers or []), "threads": threads, "quick": quick, "accuracy_sentences": len(sentences),
-        "accuracy": accuracy_label(len(sentences), live[0] if live and REFERENCE not in live else REFERENCE,
-                                   custom=accuracy_texts is not None),
+        "accuracy": (_rerank_label(workloads, live) if rerank else
+                     accuracy_label(len(sentences), live[0] if live and REFERENCE not in live else REFERENCE,
+                                    custom=accuracy_texts is not None)),
+        "pair_shapes": [list(x) for x in pair_shapes] if rerank else None,
         "cpu_int8_preset": features.int8_preset, "int8_for_this_cpu": int8_variants_for_cpu(m.variants, features),
     }
     warnings = _warnings(machine["load"], m, features, quick and not variants)
@@ -178,6 +198,22 @@ def _workloads(cfg: Settings, texts: Sequence[str] | None, embedders: dict[str, 
     return text_workloads(list(texts), cfg.batch_sizes, n_tokens)
 
 
+def _rerank_workloads(cfg: Settings, texts: list[str], pair_shapes: Sequence[tuple[int, int]], models: dict[str, Any],
+                      max_positions: int, shapes_asked: bool) -> list[Workload]:
+    """The pair workloads, then the fixed shapes when ``seq_lens`` was given."""
+    first = next(iter(models.values()), None)
+    count = (lambda pairs: first.tokenize(pairs).n_tokens) if first is not None else (lambda pairs: 0)
+    out = pair_workloads(texts, pair_shapes, max(cfg.batch_sizes), count)
+    return out + (shape_workloads(cfg.batch_sizes, cfg.seq_lens, max_positions) if shapes_asked else [])
+
+
+def _rerank_label(workloads: list[Workload], live: list[str]) -> str:
+    largest = max((w for w in workloads if w.pairs), key=lambda w: w.texts_per_call, default=None)
+    ref = live[0] if live and REFERENCE not in live else REFERENCE
+    n = largest.texts_per_call if largest else 0
+    return f"scores against {ref} on the {n} pairs of the largest pair workload (Spearman, max |diff|)"
+
+
 @dataclass(frozen=True)
 class _Rates:
     """What turns tokens/s into GFLOP/s and a share of the variant's own peak."""
@@ -195,7 +231,7 @@ class _Rates:
             row.pct_of_peak = 100.0 * row.gflops / own
 
 
-def _time_workloads(workloads: list[Workload], embedders: dict[str, Embedder], cfg: Settings, tick: _Ticker,
+def _time_workloads(workloads: list[Workload], embedders: dict[str, Any], cfg: Settings, tick: _Ticker,
                     rates: _Rates) -> list[Measurement]:
     out: list[Measurement] = []
     for w in workloads:
@@ -216,6 +252,15 @@ def _add_accuracy(reports: dict[str, VariantReport], embedders: dict[str, Embedd
     reference = REFERENCE if REFERENCE in embedders else next(iter(embedders))
     for name, (mean, low) in cosine_to_reference(embedders, reference, sentences).items():
         reports[name].mean_cosine, reports[name].min_cosine = mean, low
+    tick("accuracy")
+
+
+def _add_score_accuracy(reports: dict[str, VariantReport], models: dict[str, Any], pairs: list[tuple[str, str]], tick: _Ticker) -> None:
+    if not models or not pairs:
+        return
+    reference = REFERENCE if REFERENCE in models else next(iter(models))
+    for name, (rho, diff) in scores_to_reference(models, reference, pairs).items():
+        reports[name].score_spearman, reports[name].score_max_diff = rho, diff
     tick("accuracy")
 
 

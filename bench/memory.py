@@ -41,11 +41,12 @@ def run_probe(folder: str, variant: str, batch: int, seq: int, threads: int, pro
     """In the fresh interpreter: load, run the workload twice, write ``{"load_kb", "peak_kb"}`` to ``out``."""
     import onnxruntime  # noqa: F401  (imported before the baseline so its own pages are not counted)
 
-    from ..embedder import Embedder
+    from ..manifest import load_manifest
+    from .selection import model_class
 
     base = _status_kb("VmRSS")
     _reset_high_water_mark()
-    emb = Embedder.load(folder, variant=variant, providers=providers or None, threads=threads or None, verify=False)
+    emb = model_class(load_manifest(folder)).load(folder, variant=variant, providers=providers or None, threads=threads or None, verify=False)
     loaded = _status_kb("VmRSS")
     for _ in range(2):
         if texts:

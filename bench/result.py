@@ -41,7 +41,8 @@ class VariantReport:
     """What is known about one variant apart from its timings.
 
     ``mean_cosine`` / ``min_cosine`` are to the fp32 file on the bench's sentences
-    (``BenchResult.settings["accuracy"]`` says which), not the build's held-out figures.
+    (``BenchResult.settings["accuracy"]`` says which), not the build's held-out figures. For a
+    reranker, ``score_spearman`` / ``score_max_diff`` compare its scores with the fp32 file's instead.
     """
 
     name: str
@@ -55,6 +56,8 @@ class VariantReport:
     load_s: float | None = None
     mean_cosine: float | None = None
     min_cosine: float | None = None
+    score_spearman: float | None = None
+    score_max_diff: float | None = None
     peak_rss_mb: float | None = None
     load_rss_mb: float | None = None
 
@@ -118,17 +121,22 @@ def peak_summary(peak: dict[str, float]) -> str:
 
 
 def _variant_lines(variants: list[VariantReport], settings: dict[str, Any]) -> list[str]:
-    lines = [f"accuracy: {settings.get('accuracy', 'cosine to fp32')} (the build's int8 figures are on held-out STS sentences)",
-             f"{'variant':<20} {'precision':<9} {'size MB':>8} {'mean cos':>9} {'min cos':>9} {'peak RSS MB':>11} {'load s':>7}  status"]
+    rerank = settings.get("task") == "rerank"
+    held_out = "held-out pairs (Spearman, nDCG@10)" if rerank else "held-out STS sentences"
+    cols = f"{'score rho':>9} {'max|diff|':>9}" if rerank else f"{'mean cos':>9} {'min cos':>9}"
+    lines = [f"accuracy: {settings.get('accuracy', 'cosine to fp32')} (the build's int8 figures are on {held_out})",
+             f"{'variant':<20} {'precision':<9} {'size MB':>8} {cols} {'peak RSS MB':>11} {'load s':>7}  status"]
     for v in variants:
         status = v.status if not v.reason else f"{v.status}: {v.reason}"
-        lines.append(f"{v.name:<20} {v.precision:<9} {v.size_mb:>8.1f} {_fmt(v.mean_cosine, '.5f'):>9} {_fmt(v.min_cosine, '.5f'):>9}"
+        a, b = (v.score_spearman, v.score_max_diff) if rerank else (v.mean_cosine, v.min_cosine)
+        lines.append(f"{v.name:<20} {v.precision:<9} {v.size_mb:>8.1f} {_fmt(a, '.5f'):>9} {_fmt(b, '.5f' if not rerank else '.2e'):>9}"
                      f" {_fmt(v.peak_rss_mb, '.0f'):>11} {_fmt(v.load_s, '.2f'):>7}  {status}")
     return lines
 
 
 def _measurement_lines(measurements: list[Measurement], settings: dict[str, Any], peak: dict[str, float] | None) -> list[str]:
-    lines = [f"{'workload':<22} {'variant':<20} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'texts/s':>9} {'tokens/s':>10}"
+    unit = "pairs/s" if settings.get("task") == "rerank" else "texts/s"
+    lines = [f"{'workload':<22} {'variant':<20} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {unit:>9} {'tokens/s':>10}"
              f" {'vs fp32':>8} {'% own peak':>10}"]
     for m in measurements:
         sp = "-" if m.speedup is None else f"{m.speedup:.2f}x"

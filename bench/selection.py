@@ -14,14 +14,20 @@ from typing import Any, Sequence
 
 from ..embedder import Embedder
 from ..manifest import Manifest, Variant
+from ..reranker import Reranker
 from ..providers import CpuFeatures, int8_variants_for_cpu
 from .result import VariantReport
 
-__all__ = ["choose_variants", "load_variants", "skip_reason"]
+__all__ = ["choose_variants", "load_variants", "model_class", "skip_reason"]
 
 logger = logging.getLogger(__name__)
 
 REFERENCE = "fp32"
+
+
+def model_class(m: Manifest) -> type[Embedder] | type[Reranker]:
+    """What loads the folder: :class:`Reranker` for a cross-encoder (``task: rerank``), else :class:`Embedder`."""
+    return Reranker if m.task == Reranker.TASK else Embedder
 
 
 def choose_variants(m: Manifest, variants: Sequence[str] | None, quick: bool, features: CpuFeatures) -> list[str]:
@@ -65,11 +71,11 @@ def skip_reason(v: Variant, providers: Sequence[Any] | None, include_gpu_formats
 
 
 def load_variants(m: Manifest, names: list[str], *, threads: int | None, providers: Sequence[Any] | None,
-                  include_gpu_formats: bool, features: CpuFeatures, explicit: bool) -> tuple[dict[str, VariantReport], dict[str, Embedder]]:
-    """A report per name and an Embedder per variant that loaded (skipped and failed ones carry a reason)."""
+                  include_gpu_formats: bool, features: CpuFeatures, explicit: bool) -> tuple[dict[str, VariantReport], dict[str, Any]]:
+    """A report per name and a model (Embedder or Reranker) per variant that loaded (skipped and failed ones carry a reason)."""
     for_cpu = int8_variants_for_cpu(m.variants, features)
     reports: dict[str, VariantReport] = {}
-    embedders: dict[str, Embedder] = {}
+    embedders: dict[str, Any] = {}
     for name in names:
         v = m.variants[name]
         rep = reports[name] = VariantReport(name, v.file, round(v.size / 1e6, 1), v.precision, v.device)
@@ -85,10 +91,10 @@ def load_variants(m: Manifest, names: list[str], *, threads: int | None, provide
     return reports, embedders
 
 
-def _load(m: Manifest, name: str, threads: int | None, providers: Sequence[Any] | None, rep: VariantReport) -> Embedder | None:
+def _load(m: Manifest, name: str, threads: int | None, providers: Sequence[Any] | None, rep: VariantReport) -> Embedder | Reranker | None:
     t0 = time.perf_counter()
     try:
-        emb = Embedder.load(m.root, variant=name, providers=list(providers) if providers else None, threads=threads, verify=False)
+        emb = model_class(m).load(m.root, variant=name, providers=list(providers) if providers else None, threads=threads, verify=False)
     except Exception as e:  # onnxruntime raises its own exception types for graphs it cannot run
         rep.status, rep.reason = "failed", f"could not load: {str(e).splitlines()[0][:200]}"
         logger.warning("%s: %s", name, rep.reason)

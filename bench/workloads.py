@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Workload", "shape_workloads", "synthetic_feed", "text_workloads"]
+__all__ = ["Workload", "pair_workloads", "shape_workloads", "synthetic_feed", "text_workloads"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +34,14 @@ class Workload:
     """One thing to time on every variant.
 
     Attributes:
-        label: ``"32x128"`` (fixed shape) or ``"text n=500 b=32"`` (real texts).
-        batch_size: rows per onnxruntime run (shape) or ``encode`` batch size (texts).
-        seq_len: tokens per row of a fixed shape; None for real texts.
-        texts_per_call: texts one timed call embeds.
-        tokens_per_call: tokens one timed call embeds (real tokens for texts, no padding counted).
-        texts: the real texts, or None for a fixed shape.
+        label: ``"32x128"`` (fixed shape), ``"text n=500 b=32"`` (real texts) or ``"1q x 100d"``
+            (a reranker's query-document pairs).
+        batch_size: rows per onnxruntime run (shape) or ``encode``/``score`` batch size (texts, pairs).
+        seq_len: tokens per row of a fixed shape; None for real texts and pairs.
+        texts_per_call: texts (or pairs) one timed call embeds (scores).
+        tokens_per_call: tokens one timed call embeds (real tokens for texts and pairs, no padding counted).
+        texts: the real texts, or None.
+        pairs: the (query, document) pairs a reranker scores, or None.
     """
 
     label: str
@@ -48,9 +50,14 @@ class Workload:
     texts_per_call: int
     tokens_per_call: int
     texts: tuple[str, ...] | None = None
+    pairs: tuple[tuple[str, str], ...] | None = None
 
     def call_for(self, embedder: Any) -> Callable[[], Any]:
-        """The call to time on ``embedder``: one ``session.run`` of the shape, or one ``encode`` of all texts."""
+        """The call to time on ``embedder`` (an Embedder or Reranker): one ``session.run`` of the shape, one
+        ``encode`` of all texts, or one ``score`` of all pairs."""
+        if self.pairs is not None:
+            pairs, batch_size = list(self.pairs), self.batch_size
+            return lambda: embedder.score(pairs, batch_size=batch_size)
         if self.texts is not None:
             texts, batch_size = list(self.texts), self.batch_size
             return lambda: embedder.encode(texts, batch_size=batch_size)
@@ -78,3 +85,26 @@ def text_workloads(texts: Sequence[str], batch_sizes: Sequence[int], n_tokens: i
         raise ValueError("texts is empty; give at least one text")
     frozen = tuple(texts)
     return [Workload(f"text n={len(frozen)} b={b}", b, None, len(frozen), n_tokens, frozen) for b in batch_sizes]
+
+
+# A reranker's two usual calls: one query against a first stage's top 100, and a batch of 32 queries x 32 hits.
+RERANK_SHAPES: tuple[tuple[int, int], ...] = ((1, 100), (32, 32))
+
+
+def pair_workloads(texts: Sequence[str], shapes: Sequence[tuple[int, int]], batch_size: int,
+                   count_tokens: Callable[[list[tuple[str, str]]], int]) -> list[Workload]:
+    """One workload per ``(queries, documents per query)`` shape: every query paired with its documents.
+
+    Queries and documents are drawn in turn from ``texts`` (a query is never paired with itself unless
+    ``texts`` has one text); ``count_tokens`` gives the real tokens of a list of pairs.
+    """
+    if not texts:
+        raise ValueError("texts is empty; give at least one text")
+    if any(q < 1 or d < 1 for q, d in shapes):
+        raise ValueError(f"pair shapes must be >= 1 query x >= 1 document, got {list(shapes)}")
+    n = len(texts)
+    out: list[Workload] = []
+    for q, d in shapes:
+        pairs = tuple((texts[i % n], texts[(i + 1 + j) % n]) for i in range(q) for j in range(d))
+        out.append(Workload(f"{q}q x {d}d", batch_size, None, len(pairs), count_tokens(list(pairs)), pairs=pairs))
+    return out

@@ -26,6 +26,16 @@ def _ints(text: str) -> tuple[int, ...]:
     return vals
 
 
+def _pair_shapes(text: str) -> tuple[tuple[int, int], ...]:
+    try:
+        shapes = tuple((int(q), int(d)) for q, d in (x.lower().split("x") for x in text.split(",") if x.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected QUERIESxDOCUMENTS shapes such as 1x100,32x32, found {text!r}") from None
+    if not shapes or any(q < 1 or d < 1 for q, d in shapes):
+        raise argparse.ArgumentTypeError(f"expected at least one shape, each >= 1x1, found {text!r}")
+    return shapes
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from ..bench import bench, plot_result
 
@@ -36,6 +46,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         kwargs["batch_sizes"] = args.batch_sizes
     if args.seq_lens is not None:
         kwargs["seq_lens"] = args.seq_lens
+    if args.pairs is not None:
+        kwargs["pair_shapes"] = args.pairs
     if args.no_memory:
         kwargs["memory"] = False
     result = bench(
@@ -63,6 +75,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--variants", default=None, help="comma-separated variants (default: all but int8 files for another CPU; fp32 is always the reference)")
     p.add_argument("--batch-sizes", type=_ints, default=None, help="comma-separated batch sizes (default 1,8,32)")
     p.add_argument("--seq-lens", type=_ints, default=None, help="comma-separated tokens per text (default 16,128,512)")
+    p.add_argument("--pairs", type=_pair_shapes, default=None,
+                   help="a reranker folder: QUERIESxDOCUMENTS workloads scored per call (default 1x100,32x32; pairs/s, fp32 vs int8)")
     p.add_argument("--input", type=Path, default=None, help="real texts instead of fixed shapes: .txt (one per line; blank lines skipped), .jsonl, or - for stdin")
     p.add_argument("--threads", type=positive_int, default=None, help="onnxruntime intra-op threads (default: one per core)")
     p.add_argument("--rounds", type=positive_int, default=None, help="interleaved rounds per workload (default 5, --quick 3)")

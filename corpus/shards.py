@@ -45,8 +45,11 @@ class WorkSpec:
 
 
 def load_embedder(spec: WorkSpec, threads: int | None) -> Embedder:
-    """The job's model file on this worker; refuses a folder whose file differs from the driver's."""
-    emb = Embedder.load(spec.model_dir, variant=spec.variant, threads=threads)
+    """The job's model file on this worker; refuses a folder whose file differs from the driver's.
+
+    Batches run one at a time (``parallel=1``): the job's parallelism is its worker processes, one per
+    core by default, and a second batch in flight per worker would only oversubscribe the cores."""
+    emb = Embedder.load(spec.model_dir, variant=spec.variant, threads=threads, parallel=1)
     found = emb.manifest.variants[emb.variant].sha256
     if found != spec.sha256:
         raise CorpusMismatchError(

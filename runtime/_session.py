@@ -6,9 +6,11 @@ token budget argument and the thread-safe truncation counter. Each class logs un
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -37,6 +39,21 @@ _Owner = TypeVar("_Owner", bound="SessionModel")
 __all__ = ["SessionModel", "TruncationCounter", "as_list", "check_graph", "load_tokenizer", "resolve_budget"]
 
 _OWNER = {"embed": "onnxembed.Embedder", "rerank": "onnxembed.Reranker"}
+# Batches run side by side on the CPU provider, by default (see SessionModel.load's ``parallel``).
+DEFAULT_CPU_PARALLEL = 2
+
+
+def check_parallel(parallel: int | str) -> None:
+    if parallel != "auto" and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
+        raise ValueError(f"parallel must be 'auto' or an int >= 1, found {parallel!r}")
+
+
+def auto_parallel(providers: Sequence[str], cores: int | None = None) -> int:
+    """Batches in flight at once for ``parallel="auto"``: on the CPU provider alone two (one per core on a
+    one-core machine); one on an accelerator (CUDA, OpenVINO), which batches inside the device."""
+    if list(providers) != [CPU]:
+        return 1
+    return max(1, min(DEFAULT_CPU_PARALLEL, cores if cores is not None else (os.cpu_count() or 1)))
 _WHAT = {"embed": "a sentence embedder (task embed)", "rerank": "a cross-encoder (task rerank)"}
 
 
@@ -170,7 +187,9 @@ class SessionModel:
         *,
         max_tokens: int | None | str = "auto",
         reason: str = "",
+        parallel: int | str = "auto",
     ) -> None:
+        check_parallel(parallel)
         self._manifest = manifest
         self._session = session
         self._tokenizer = tokenizer
@@ -182,6 +201,9 @@ class SessionModel:
         self._int32_inputs = {i.name for i in session.get_inputs() if i.type == "tensor(int32)"}
         self._pad_names = tuple(dict.fromkeys((*(n for n in self._input_names if n != "position_ids"), "attention_mask")))
         self._truncation = TruncationCounter(self._log)
+        self.parallel: int = auto_parallel(session.get_providers()) if parallel == "auto" else int(parallel)  # type: ignore[arg-type]
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         check_graph(manifest, session)
 
     # ------------------------------------------------------------------------------------ loading
@@ -200,6 +222,7 @@ class SessionModel:
         session_options: ort.SessionOptions | None = None,
         cpu_features: CpuFeatures | None = None,
         cache_dir: str | Path | None = None,
+        parallel: int | str = "auto",
     ) -> _Owner:
         """Load an artifact folder built by ``onnxembed build`` (a sentence embedder for the Embedder,
         a cross-encoder for the Reranker).
@@ -224,6 +247,11 @@ class SessionModel:
             cpu_features: override the detected CPU features (tests, benchmarks).
             cache_dir: a folder for OpenVINO's compiled-model cache: the first load compiles and
                 saves there, later loads (other processes too) start from it. Ignored by other providers.
+            parallel: batches run side by side on the one session when an input makes several
+                (onnxruntime's ``run`` is thread-safe and releases the GIL): short texts make small
+                batches, whose small operators leave the intra-op threads waiting on each other.
+                ``"auto"``: 2 on the CPU provider (1 on a one-core machine), 1 on CUDA and OpenVINO.
+                Memory holds at most this many batches' activations; results keep the input order.
 
         Raises:
             ManifestError: missing folder or manifest, unknown variant, tokenizer or graph that does
@@ -234,6 +262,7 @@ class SessionModel:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1 or None, found {threads}")
         check_max_tokens(max_tokens)
+        check_parallel(parallel)
         m = load_manifest(folder)
         if m.task != cls.TASK:
             raise ManifestError(f"{m.root} holds {_WHAT[m.task]}, not {_WHAT[cls.TASK]}: load it with {_OWNER[m.task]}.load({str(folder)!r})")
@@ -259,7 +288,7 @@ class SessionModel:
                 continue
             level = logging.WARNING if plan.last_resort else logging.INFO
             cls._log.log(level, "%s: variant %s on %s (%s)", m.name, plan.variant, session.get_providers(), plan.reason)
-            return cls(m, session, tokenizer, plan.variant, max_tokens=max_tokens, reason=plan.reason)
+            return cls(m, session, tokenizer, plan.variant, max_tokens=max_tokens, reason=plan.reason, parallel=parallel)
         raise RuntimeError("no plan produced a session")  # pragma: no cover (the last plan raises)
 
     @property
@@ -294,6 +323,44 @@ class SessionModel:
     def truncated(self) -> int:
         """How many inputs were longer than ``max_length`` and truncated, over this object's life."""
         return self._truncation.count
+
+    def _run_batches(self, batches: Sequence[Any], run: Callable[[Any], None], report: Callable[[int], None]) -> None:
+        """``run(batch)`` for every batch, :attr:`parallel` at a time (side by side on the one session), calling
+        ``report(rows done)`` as they finish. ``run`` writes its rows into the caller's output; the first
+        failure is raised after the batches in flight finished, and no new batch starts after it."""
+        done = 0
+        if self.parallel <= 1 or len(batches) <= 1:
+            for batch in batches:
+                run(batch)
+                done += len(batch)
+                report(done)
+            return
+        pool = self._executor()
+        queue = list(reversed(batches))
+        running: dict[Future[None], int] = {}
+        error: BaseException | None = None
+        while queue or running:
+            while queue and error is None and len(running) < self.parallel:
+                batch = queue.pop()
+                running[pool.submit(run, batch)] = len(batch)
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                rows = running.pop(f)
+                if f.exception() is not None:
+                    error = error or f.exception()
+                else:
+                    done += rows
+                    report(done)
+        if error is not None:
+            raise error
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix=f"onnxembed-{self._manifest.name}")
+            return self._pool
 
     def _budget(self, max_tokens: int | None | str) -> int | None:
         return resolve_budget(max_tokens, self.max_tokens)

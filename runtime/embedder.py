@@ -222,12 +222,12 @@ class Embedder(SessionModel):
         if not tokens.ids:
             return out
         report = progress_reporter(show_progress, len(tokens.ids))
-        done = 0
+
+        def run(batch: npt.NDArray[np.int64]) -> None:
+            out[batch] = self.embed_batch([tokens.ids[i] for i in batch], normalize=normalize, dimensions=dimensions)
+
         try:
-            for batch in plan_batches(tokens.counts, batch_size, self._budget(max_tokens)):
-                out[batch] = self.embed_batch([tokens.ids[i] for i in batch], normalize=normalize, dimensions=dimensions)
-                done += len(batch)
-                report(done)
+            self._run_batches(plan_batches(tokens.counts, batch_size, self._budget(max_tokens)), run, report)
         finally:
             report(-1)
         return out
@@ -242,7 +242,7 @@ class Embedder(SessionModel):
     @property
     def dimensions(self) -> tuple[int, ...]:
         """The output sizes ``encode(dimensions=)`` accepts: the manifest's Matryoshka sizes and :attr:`dim`."""
-        return tuple(sorted({self.dim, *self._manifest.dimensions}, reverse=True))
+        return self._manifest.accepted_dimensions
 
     def check_dimensions(self, dimensions: int | None) -> None:
         """Raise ValueError (naming the accepted sizes) unless ``dimensions`` is None or one of :attr:`dimensions`."""
@@ -250,10 +250,9 @@ class Embedder(SessionModel):
             return
         if not isinstance(dimensions, int) or isinstance(dimensions, bool):
             raise TypeError(f"dimensions must be an int or None, found {type(dimensions).__name__} {dimensions!r}")
-        if dimensions not in self.dimensions:
-            why = ("this model was not trained for shorter embeddings (its manifest lists no Matryoshka dimensions)"
-                   if not self._manifest.dimensions else f"the model was trained for {list(self.dimensions)}")
-            raise ValueError(f"dimensions={dimensions} is not supported by {self._manifest.name}: {why}; omit it for {self.dim}")
+        why = self._manifest.dimensions_refusal(dimensions)
+        if why is not None:
+            raise ValueError(f"dimensions={dimensions} is not supported ({why}); omit it for {self.dim}")
 
     def _prefix(self, kind: str | None, prompt: str | None = None) -> str:
         if prompt is not None:

@@ -82,6 +82,20 @@ class Manifest:
     task: str = "embed"
     activation: str = ""
 
+    @property
+    def accepted_dimensions(self) -> tuple[int, ...]:
+        """The output sizes a caller may ask for, largest first: the Matryoshka sizes and ``dim``."""
+        return tuple(sorted({self.dim, *self.dimensions}, reverse=True))
+
+    def dimensions_refusal(self, dimensions: int) -> str | None:
+        """None when ``dimensions`` is one of :attr:`accepted_dimensions`, else why not (names the sizes)."""
+        if dimensions in self.accepted_dimensions:
+            return None
+        if self.dimensions:
+            return f"{self.name} was trained for {list(self.accepted_dimensions)}"
+        return (f"{self.name} gives {self.dim}-d vectors and was not trained for shorter embeddings "
+                "(its manifest lists no Matryoshka dimensions)")
+
     def path_of(self, variant: str) -> Path:
         """Absolute path of a variant's file."""
         return self.root / self.variant(variant).file

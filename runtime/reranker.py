@@ -11,7 +11,7 @@ library cut them): the document, unless the query alone is longer than half the 
 from __future__ import annotations
 
 import logging
-from typing import Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -158,12 +158,12 @@ class Reranker(SessionModel):
         check_batch_size(batch_size)
         out = np.empty((len(tokens.ids),) if self.num_labels == 1 else (len(tokens.ids), self.num_labels), dtype=np.float32)
         report = progress_reporter(show_progress, len(tokens.ids))
-        done = 0
+
+        def run(batch: Any) -> None:
+            out[batch] = self.score_batch(tokens.select(batch), raw=raw)
+
         try:
-            for batch in self.plan_batches(tokens, batch_size, max_tokens=max_tokens):
-                out[batch] = self.score_batch(tokens.select(batch), raw=raw)
-                done += len(batch)
-                report(done)
+            self._run_batches(self.plan_batches(tokens, batch_size, max_tokens=max_tokens), run, report)
         finally:
             report(-1)
         return out

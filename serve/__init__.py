@@ -1,8 +1,10 @@
 """onnxembed.serve: an OpenAI- and TEI-compatible HTTP embedding server on the runtime's public stages.
 
-Three layers, as text-embeddings-inference has them: HTTP handlers that parse, check and answer
-(``app``, ``schema``); a batcher per model that owns the queue and the token budget (``batcher``);
-the Embedder's public ``tokenize`` / ``plan_batches`` / ``embed_batch``.
+Layers, as text-embeddings-inference has them (router -> ``Infer`` -> queue): HTTP handlers that
+parse, call one method of the model layer and answer (``app``, ``schema``); the model layer, which
+loads and warms the models and owns admission, client-batch splitting and cancellation (``model``,
+``loading``); a batcher per model that owns the queue and the token budget (``batcher``); the
+runtime's public ``tokenize`` / ``plan_batches`` / ``embed_batch``.
 
 Needs the ``serve`` extra; a missing one raises ImportError whose message is the ``pip install``
 line for this install (see :func:`onnxembed.extras.install_hint`).

@@ -7,17 +7,18 @@ Three stages on two threads, as text-embeddings-inference and infinity split the
 - the **runner** thread takes the tokenized requests waiting at that moment (a *round*: at most
   ``round_texts`` texts, oldest first), drops those whose client went away, sorts the round's texts
   by length and cuts it into batches with :meth:`Embedder.plan_batches` (``rows x longest <=
-  max_tokens``, at most ``max_batch_size`` rows), runs each batch (:meth:`Embedder.embed_batch`,
-  onnxruntime releases the GIL) and scatters the rows back to their requests;
+  max_tokens``, at most ``max_batch_size`` rows), runs the batches (:meth:`Embedder.embed_batch`,
+  onnxruntime releases the GIL; the Embedder's ``parallel`` of them side by side, as ``encode``
+  runs them) and scatters the rows back to their requests;
 - a request whose rows are all done is handed back to its event loop (one wake-up per batch).
 
 Under load, requests arrive while a round runs and form the next round, so batches fill by
 themselves. ``window`` adds a short wait for more texts only while the previous round held more
 than one request: a lone client never waits for a window.
 
-This module knows nothing about HTTP. The model layer (``ServerState.embed`` in ``app``) submits a
-request's texts with :meth:`Batcher.submit` and awaits the future of the work it returns; handlers
-only parse, call it and answer.
+This module knows nothing about HTTP. The model layer (:class:`~.model.Models`) submits a request's
+texts with :meth:`Batcher.submit`, awaits the future of the work it returns, and calls
+:meth:`Batcher.cancel` on it when the client leaves.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import queue
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -123,7 +125,7 @@ class Batcher:
 
     >>> batcher = Batcher(Embedder.load("artifacts/all-minilm-l6-v2"))  # doctest: +SKIP
     >>> batcher.start()  # doctest: +SKIP
-    >>> (await batcher.embed(["hello"])).vectors.shape  # doctest: +SKIP
+    >>> (await batcher.submit(["hello"]).future).vectors.shape  # doctest: +SKIP
     (1, 384)
     """
 
@@ -153,8 +155,10 @@ class Batcher:
         self._closed = False
         self._tokenizer_done = False
         self._pending_texts = 0  # submitted, not yet run
-        self._unfinished = 0  # submitted, not yet answered
-        self._idle = threading.Condition()  # guards both counters
+        self._count = threading.Lock()  # guards it
+        self._scatter = threading.Lock()  # guards the rows and counts of the works while batches run side by side
+        self.parallel = max(1, int(getattr(embedder, "parallel", 1)))
+        self._executor: ThreadPoolExecutor | None = None
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------------------ public calls
@@ -163,11 +167,6 @@ class Batcher:
     def queue_depth(self) -> int:
         """Texts submitted and not yet run."""
         return self._pending_texts
-
-    @property
-    def unfinished(self) -> int:
-        """Requests submitted and not yet answered (or dropped)."""
-        return self._unfinished
 
     def start(self) -> None:
         """Start the tokenizer and runner threads."""
@@ -184,24 +183,22 @@ class Batcher:
     ) -> _Work:
         """Queue texts from the running event loop; await ``work.future`` for the :class:`Embedded`.
 
-        Set ``work.cancelled = True`` when the client goes away: the texts are then dropped before
-        they run. Raises :class:`BatcherClosed` after :meth:`close`.
+        :meth:`cancel` the work when the client goes away: its texts not yet run are then dropped.
+        Raises :class:`BatcherClosed` after :meth:`close`.
         """
         if self._closed:
             raise BatcherClosed("the server is shutting down")
         loop = asyncio.get_running_loop()
         work = _Work(list(texts), kind, normalize, truncate, loop, loop.create_future())
-        with self._idle:
-            self._unfinished += 1
+        with self._count:
             self._pending_texts += len(work.texts)
         self._incoming.put(work)
         return work
 
-    async def embed(
-        self, texts: list[str], kind: str | None = None, *, normalize: bool | None = None, truncate: bool = True
-    ) -> Embedded:
-        """Embed ``texts`` through the queue; rows in input order."""
-        return await self.submit(texts, kind, normalize=normalize, truncate=truncate).future
+    def cancel(self, work: _Work) -> None:
+        """Drop ``work``'s texts that have not run yet (its client left); its future then raises
+        ConnectionAbortedError. Idempotent; a no-op once the work is answered."""
+        work.cancelled = True
 
     def close(self, timeout: float | None = None) -> bool:
         """Take no new work, finish what was submitted, stop the threads. True if they stopped in time."""
@@ -211,12 +208,10 @@ class Batcher:
         deadline = None if timeout is None else time.monotonic() + timeout
         for t in self._threads:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in self._threads)
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until every submitted request is answered or dropped; False on timeout."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._unfinished == 0, timeout)
+        stopped = not any(t.is_alive() for t in self._threads)
+        if stopped and self._executor is not None:
+            self._executor.shutdown(wait=False)
+        return stopped
 
     # ------------------------------------------------------------------------------- tokenizer
 
@@ -236,7 +231,7 @@ class Batcher:
                     i = tokens.truncated.index(True)
                     raise TextTooLong(i, tokens.full_lengths[i], tokens.max_length)
             except Exception as e:  # noqa: BLE001 - any failure goes back to its request
-                with self._idle:
+                with self._count:
                     self._pending_texts -= len(work.texts)
                 work.error = e
                 self._finish([work])
@@ -299,35 +294,45 @@ class Batcher:
                 self._run_group([w for w in live if w.normalize == norm], norm)
 
     def _run_group(self, works: list[_Work], normalize: bool | None) -> None:
-        """Sort the group's texts by length, batch them under the budget, run, scatter back."""
+        """Sort the group's texts by length, batch them under the budget, run the batches (``parallel``
+        side by side on the one session, as ``Embedder.encode`` does), scatter the rows back."""
         owners: list[tuple[_Work, int]] = [(w, i) for w in works for i in range(len(w.texts))]
         ids = [w.tokens.ids[i] for w, i in owners]
         types = [w.tokens.type_ids[i] for w, i in owners] if all(w.tokens.type_ids is not None for w in works) else None
         lengths = [len(x) for x in ids]
+        batches = [[int(j) for j in b] for b in self.embedder.plan_batches(lengths, self.max_batch_size, max_tokens=self.max_tokens)]
+        run = lambda rows: self._run_batch(rows, owners, ids, types, lengths, normalize)  # noqa: E731
+        if self.parallel <= 1 or len(batches) <= 1:
+            for rows in batches:
+                run(rows)
+        else:
+            list(self._pool().map(run, batches))
+
+    def _run_batch(self, rows: list[int], owners: list[tuple[_Work, int]], ids: list[Any], types: list[Any] | None,
+                   lengths: list[int], normalize: bool | None) -> None:
         emb = self.embedder
-        for batch in emb.plan_batches(lengths, self.max_batch_size, max_tokens=self.max_tokens):
-            rows = [int(j) for j in batch]
-            with self._idle:
-                self._pending_texts -= len(rows)
-            t0 = time.perf_counter()
-            try:
-                if types is None:
-                    vecs = emb.embed_batch([ids[j] for j in rows], normalize=normalize)
-                else:  # pairs (a reranker): the token type ids go with the ids
-                    vecs = emb.embed_batch([ids[j] for j in rows], normalize=normalize, type_ids=[types[j] for j in rows])
-            except Exception as e:  # noqa: BLE001 - onnxruntime failures go back to the requests
-                logger.exception("%s: a batch of %d texts failed", emb.manifest.name, len(rows))
-                failed = list({id(owners[j][0]): owners[j][0] for j in rows}.values())
+        with self._count:
+            self._pending_texts -= len(rows)
+        t0 = time.perf_counter()
+        try:
+            if types is None:
+                vecs = emb.embed_batch([ids[j] for j in rows], normalize=normalize)
+            else:  # pairs (a reranker): the token type ids go with the ids
+                vecs = emb.embed_batch([ids[j] for j in rows], normalize=normalize, type_ids=[types[j] for j in rows])
+        except Exception as e:  # noqa: BLE001 - onnxruntime failures go back to the requests
+            logger.exception("%s: a batch of %d texts failed", emb.manifest.name, len(rows))
+            with self._scatter:
+                failed = [w for w in {id(owners[j][0]): owners[j][0] for j in rows}.values() if w.error is None]
                 for w in failed:
-                    if w.error is None:
-                        w.error = e
-                        w.remaining = 0
-                self._finish(failed)
-                continue
-            seconds = time.perf_counter() - t0
-            longest = max(lengths[j] for j in rows)
-            self._obs.batch(len(rows), sum(lengths[j] for j in rows), longest * len(rows), seconds)
-            done: list[_Work] = []
+                    w.error = e
+                    w.remaining = 0
+            self._finish(failed)
+            return
+        seconds = time.perf_counter() - t0
+        longest = max(lengths[j] for j in rows)
+        self._obs.batch(len(rows), sum(lengths[j] for j in rows), longest * len(rows), seconds)
+        done: list[_Work] = []
+        with self._scatter:
             for k, j in enumerate(rows):
                 w, i = owners[j]
                 if w.error is not None:
@@ -336,14 +341,19 @@ class Batcher:
                 w.remaining -= 1
                 if w.remaining == 0:
                     done.append(w)
-            if done:
-                self._finish(done)
+        if done:
+            self._finish(done)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:  # only the runner thread calls this
+            self._executor = ThreadPoolExecutor(self.parallel, thread_name_prefix=f"onnxembed-batch-{self.embedder.manifest.name}")
+        return self._executor
 
     # ---------------------------------------------------------------------------------- answers
 
     def _drop(self, work: _Work) -> None:
         logger.debug("%s: dropped a request of %d texts: its client went away", self.embedder.manifest.name, len(work.texts))
-        with self._idle:
+        with self._count:
             self._pending_texts -= len(work.texts)
         self._obs.dropped(len(work.texts))
         work.error = ConnectionAbortedError("client went away")
@@ -358,10 +368,6 @@ class Batcher:
                 group[0].loop.call_soon_threadsafe(_deliver, group)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 pass
-        with self._idle:
-            self._unfinished -= len(works)
-            if self._unfinished == 0:
-                self._idle.notify_all()
 
 
 class RerankStages:
@@ -378,6 +384,7 @@ class RerankStages:
         self.dim = reranker.num_labels
         self.variant = reranker.variant
         self.providers = reranker.providers
+        self.parallel = reranker.parallel
 
     def tokenize(self, pairs: list[tuple[str, str]], kind: str | None = None) -> Tokens:
         return self.reranker.tokenize(pairs)

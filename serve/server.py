@@ -21,7 +21,8 @@ from typing import Any, Sequence
 
 import uvicorn
 
-from .app import ServerState, create_app
+from .app import create_app
+from .model import Models
 
 __all__ = ["serve"]
 
@@ -32,7 +33,7 @@ class _Server(uvicorn.Server):
     """uvicorn's server with a drain before its shutdown, and no re-raised signal at the end
     (uvicorn re-raises the signal it caught, which would turn a clean drain into exit 143)."""
 
-    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
+    def __init__(self, config: uvicorn.Config, state: Models) -> None:
         super().__init__(config)
         self.state = state
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -97,7 +98,7 @@ def serve(
 
 def _serve_one(dirs: list[Any], host: str, port: int, app_kwargs: dict[str, Any], shutdown_timeout: float, *, reuse_port: bool) -> int:
     app = create_app(dirs, **app_kwargs)
-    state: ServerState = app.state.onnxembed
+    state: Models = app.state.onnxembed
     config = uvicorn.Config(
         app,
         host=host,

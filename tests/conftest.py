@@ -324,16 +324,19 @@ def ce_checkpoints(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Pa
 @once_per_run
 def ce_folder(tmp_path_factory: pytest.TempPathFactory, ce_checkpoints: dict[str, Path]) -> Path:
     """``onnxembed build LOCAL_FOLDER`` of the one-label cross-encoder, fp32 and O2."""
-    out = tmp_path_factory.mktemp("ce-build") / "ce-one"
-    run_cli("build", str(ce_checkpoints["one"]), "--out", str(out), "--variants", "fp32,O2")
-    return out
+    return _build_ce(tmp_path_factory, ce_checkpoints, "one", "fp32,O2")
 
 
 @pytest.fixture(scope="session")
 @once_per_run
 def ce_three_folder(tmp_path_factory: pytest.TempPathFactory, ce_checkpoints: dict[str, Path]) -> Path:
-    out = tmp_path_factory.mktemp("ce-build3") / "ce-three"
-    run_cli("build", str(ce_checkpoints["three"]), "--out", str(out), "--variants", "fp32")
+    """The three-label cross-encoder (softmax), fp32 only."""
+    return _build_ce(tmp_path_factory, ce_checkpoints, "three", "fp32")
+
+
+def _build_ce(tmp_path_factory: pytest.TempPathFactory, ce_checkpoints: dict[str, Path], labels: str, variants: str) -> Path:
+    out = tmp_path_factory.mktemp(f"ce-build-{labels}") / f"ce-{labels}"
+    run_cli("build", str(ce_checkpoints[labels]), "--out", str(out), "--variants", variants)
     return out
 
 

@@ -153,3 +153,50 @@ def test_the_check_sees_a_violation(tmp_path: Path, bad: str) -> None:
     f.write_text(f"def f():\n    import {bad}\n")
     imps = _imports("onnxembed.mod", f)
     assert bad in imps and _stage(bad) not in ALLOWED[_stage("onnxembed.mod")]
+
+
+# Inside the server, the layers of text-embeddings-inference (router -> Infer -> queue): HTTP handlers
+# parse and call the model layer; the model layer owns loading, admission, splitting, cancellation and
+# the queue; the batcher and loading know neither HTTP nor the model layer. Module -> what it may import
+# inside onnxembed.serve (the runtime core is always allowed).
+SERVE_LAYERS: dict[str, set[str]] = {
+    "onnxembed.serve.server": {"app", "model"},
+    "onnxembed.serve.app": {"model", "batcher", "schema", "metrics"},
+    "onnxembed.serve.model": {"batcher", "loading"},
+    "onnxembed.serve.loading": {"batcher"},
+    "onnxembed.serve.batcher": set(),
+    "onnxembed.serve.schema": set(),
+    "onnxembed.serve.metrics": set(),
+}
+HTTP_PACKAGES = {"starlette", "uvicorn", "fastapi", "httptools", "h11"}
+
+
+def _serve_violations(modules: dict[str, Path]) -> list[str]:
+    bad = []
+    for mod, path in modules.items():
+        if mod not in SERVE_LAYERS:
+            continue
+        for imp in _imports(mod, path):
+            if imp.startswith("onnxembed.serve.") and imp.split(".")[2] not in SERVE_LAYERS[mod]:
+                bad.append(f"{mod} imports {imp}")
+            if imp.split(".")[0] in HTTP_PACKAGES and mod not in ("onnxembed.serve.app", "onnxembed.serve.server"):
+                bad.append(f"{mod} imports {imp} (HTTP below the handlers)")
+    return bad
+
+
+def test_serve_layers_point_one_way() -> None:
+    mods = _modules()
+    assert set(SERVE_LAYERS) | {"onnxembed.serve"} == {m for m in mods if m.startswith("onnxembed.serve")}, "a new serve module: place it in SERVE_LAYERS"
+    bad = _serve_violations(mods)
+    assert not bad, "\n".join(bad)
+
+
+def test_the_serve_layer_check_sees_a_violation(tmp_path: Path) -> None:
+    """A batcher that imported the model layer, or a model layer that imported starlette, is caught."""
+    up = tmp_path / "batcher.py"
+    up.write_text("from .model import Models\n")
+    http = tmp_path / "model.py"
+    http.write_text("def f():\n    from starlette.requests import Request\n")
+    got = _serve_violations({"onnxembed.serve.batcher": up, "onnxembed.serve.model": http})
+    assert "onnxembed.serve.batcher imports onnxembed.serve.model" in got
+    assert "onnxembed.serve.model imports starlette.requests (HTTP below the handlers)" in got

@@ -225,3 +225,47 @@ def test_readme_reranker_example_runs(ce_folder: Path, tmp_path: Path) -> None:
     want = Reranker.load(ce_folder).rank("how many people live in Berlin?",
                                          ["Berlin has 3.5 million inhabitants.", "A man is playing a guitar.", "Berlin"], top_n=2)
     assert [int(line.split()[0]) for line in lines[1:]] == [w.index for w in want]
+
+
+def test_bench_times_pairs_and_compares_scores_with_fp32(ce_folder: Path, tmp_path: Path) -> None:
+    """``onnxembed bench`` on a reranker folder: query x documents workloads in pairs/s, and each
+    variant's scores against fp32's (Spearman, max |diff|) computed on the same pairs as by hand."""
+    from onnxembed.bench import bench
+    from onnxembed.bench.accuracy import spearman
+
+    texts = ["berlin has 3.5 million people", "cats sleep most of the day", "the train leaves at noon",
+             "how many people live in berlin?", "a recipe for bread", "the museum opens on sunday"]
+    r = bench(ce_folder, texts=texts, pair_shapes=[(1, 5), (3, 4)], rounds=1, min_seconds=0, memory=False)
+    assert r.settings["task"] == "rerank" and r.settings["pair_shapes"] == [[1, 5], [3, 4]]
+    assert {(x.variant, x.workload) for x in r.measurements} == {(v, w) for v in ("fp32", "O2") for w in ("1q x 5d", "3q x 4d")}
+    big = next(x for x in r.measurements if x.workload == "3q x 4d" and x.variant == "O2")
+    assert big.texts_per_call == 12 and big.texts_per_s > 0 and big.speedup is not None
+    # the figures are the scores' own: recompute them from Reranker.score on the 12 pairs of the 3x4 workload
+    pairs = [(texts[i % 6], texts[(i + 1 + j) % 6]) for i in range(3) for j in range(4)]
+    ref = Reranker.load(ce_folder, variant="fp32").score(pairs)
+    o2 = Reranker.load(ce_folder, variant="O2").score(pairs)
+    rep = {v.name: v for v in r.variants}
+    assert rep["fp32"].score_spearman == pytest.approx(1.0) and rep["fp32"].score_max_diff == 0.0
+    assert rep["O2"].score_max_diff == pytest.approx(float(np.abs(o2 - ref).max()), abs=1e-7)
+    assert rep["O2"].score_spearman == pytest.approx(spearman(o2, ref)) and rep["O2"].score_spearman > 0.99
+    assert rep["O2"].mean_cosine is None  # no embedding cosine for a reranker
+    table = r.format_table()
+    assert "pairs/s" in table and "score rho" in table and "3q x 4d" in table and "texts/s" not in table
+    # the command line: --pairs, fixed shapes only when --seq-lens is given, the JSON written
+    out = run_cli("bench", str(ce_folder), "--pairs", "1x8", "--seq-lens", "16", "--batch-sizes", "2", "--rounds", "1",
+                  "--min-seconds", "0", "--no-memory", "--no-progress", "--json", str(tmp_path / "b.json")).stdout
+    got = json.loads((tmp_path / "b.json").read_text())
+    assert sorted({m["workload"] for m in got["measurements"]}) == ["1q x 8d", "2x16"], out
+    bad = run_cli("bench", str(ce_folder), "--pairs", "8", check=False)
+    assert bad.returncode == 2 and "QUERIESxDOCUMENTS" in bad.stderr
+
+
+def test_spearman_matches_the_textbook_formula_with_ties() -> None:
+    from onnxembed.bench.accuracy import spearman
+
+    a = np.array([1.0, 2.0, 2.0, 5.0, 3.0])
+    b = np.array([2.0, 1.0, 4.0, 5.0, 3.0])
+    # ranks with ties averaged: a -> [1, 2.5, 2.5, 5, 4], b -> [2, 1, 4, 5, 3]; Pearson of those
+    ra, rb = np.array([1, 2.5, 2.5, 5, 4]), np.array([2, 1, 4, 5, 3.0])
+    assert spearman(a, b) == pytest.approx(float(np.corrcoef(ra, rb)[0, 1]))
+    assert spearman(a, a) == pytest.approx(1.0) and spearman(a, -a) == pytest.approx(-1.0)
