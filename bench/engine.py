@@ -168,7 +168,8 @@ def bench(
         _add_accuracy(reports, embedders, sentences, tick)
     live = list(embedders)
     embedders.clear()
-    mem_seq = min(max(cfg.seq_lens), max_positions) if texts is None or rerank else m.max_length
+    # a reranker's pairs fill its window (documents are truncated to it); an embedder's fixed shapes their longest
+    mem_seq = min(m.max_length, max_positions) if rerank else min(max(cfg.seq_lens), max_positions) if texts is None else m.max_length
     mem_shape = [max(cfg.batch_sizes), mem_seq]
     if cfg.memory:
         _add_memory(m, reports, live, mem_shape, threads, providers, None if rerank else texts, tick)

@@ -134,7 +134,13 @@ def test_token_budget_caps_every_batch(tiny: Embedder, monkeypatch: pytest.Monke
     tiny.encode(texts, batch_size=32, max_tokens=256)
     assert sum(s[0] for s in shapes) == len(texts)
     assert all(r * w <= 256 or r == 1 for r, w in shapes), shapes
-    assert [w for _, w in shapes] == sorted((w for _, w in shapes), reverse=True)  # longest first
+    side_by_side = sorted(shapes)
+    # one batch at a time, they start longest first; side by side (the default), the same batches run
+    shapes.clear()
+    monkeypatch.setattr(tiny, "parallel", 1)
+    tiny.encode(texts, batch_size=32, max_tokens=256)
+    assert [w for _, w in shapes] == sorted((w for _, w in shapes), reverse=True)
+    assert sorted(shapes) == side_by_side
 
 
 def test_embed_tokens_matches_an_independent_computation(tiny: Embedder, tiny_bert_artifacts: Path) -> None:

@@ -1,0 +1,90 @@
+"""Batches side by side (``Embedder.load(parallel=)``) against one batch at a time, on one session.
+
+Configurations, each an Embedder on the same artifact file, timed in interleaved rounds in one run:
+
+- ``sequential``: ``parallel=1``, onnxruntime's default threads (one per core) - the runtime before;
+- ``parallel=2``: the default now (``"auto"`` on the CPU provider), same threads;
+- ``parallel=2 nospin``: the same with the intra-op threads not spinning between runs (the server's setting);
+- ``1 thread x 2``: ``threads=1``, ``parallel=2``: pure inter-op.
+
+Workloads: ``encode`` of N real STS sentences (short texts, many small batches under the 1,024-token
+budget); ``encode`` of 256 texts of exactly 128 tokens (8 batches of 32 x 128); one 32 x 128 batch and
+one short text (latency: nothing to run side by side). Prints medians and ratios to ``sequential``.
+
+    python benchmarks/parallel_batches.py ARTIFACT_DIR [--variant int8] [--texts 10000] [--rounds 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_runtime import sts_sentences, texts_of_exactly  # noqa: E402
+
+import onnxruntime as ort  # noqa: E402
+
+from onnxembed import Embedder  # noqa: E402
+
+
+def _load(folder: str, variant: str, threads: int | None, parallel: int, spin: bool) -> Embedder:
+    so = ort.SessionOptions()
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return Embedder.load(folder, variant=variant, threads=threads, parallel=parallel, session_options=so, verify=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("folder")
+    ap.add_argument("--variant", default="int8")
+    ap.add_argument("--texts", type=int, default=10000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args()
+    configs = {
+        "sequential": _load(a.folder, a.variant, None, 1, True),
+        "parallel=2": _load(a.folder, a.variant, None, 2, True),
+        "parallel=2 nospin": _load(a.folder, a.variant, None, 2, False),
+        "1 thread x 2": _load(a.folder, a.variant, 1, 2, True),
+    }
+    ref = configs["sequential"]
+    sts = sts_sentences(a.texts)
+    long = texts_of_exactly(ref, 128, 256)
+    workloads: dict[str, tuple[Callable[[Embedder], Any], int]] = {
+        f"{len(sts)} STS sentences": (lambda e: e.encode(sts), a.rounds),
+        "256 x 128 tokens (8 batches)": (lambda e: e.encode(long), a.rounds),
+        "one 32 x 128 batch": (lambda e: e.encode(long[:32]), 10 * a.rounds),
+        "one short text": (lambda e: e.encode(sts[:1]), 100 * a.rounds),
+    }
+    load0 = os.getloadavg()[0]
+    results: dict[str, dict[str, float]] = {}
+    for label, (call, rounds) in workloads.items():
+        for e in configs.values():
+            call(e)  # warm-up
+        times: dict[str, list[float]] = {k: [] for k in configs}
+        order = list(configs)
+        for r in range(rounds):
+            for k in (order if r % 2 == 0 else order[::-1]):
+                t0 = time.perf_counter()
+                call(configs[k])
+                times[k].append(time.perf_counter() - t0)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        results[label] = med
+        cells = "  ".join(f"{k}: {med[k] * 1000:.1f} ms ({med['sequential'] / med[k]:.2f}x)" for k in configs)
+        print(f"{label:<30} {cells}", flush=True)
+    print(f"(medians of interleaved rounds; ratio = sequential / config; load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end;"
+          f" {os.cpu_count()} CPUs; variant {ref.variant}; onnxruntime {ort.__version__})")
+    if a.json:
+        a.json.write_text(json.dumps({"variant": ref.variant, "cpus": os.cpu_count(), "medians_s": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
