@@ -67,8 +67,13 @@ def step_build(folder: Path) -> dict[str, Any]:
         row: dict[str, Any] = {"file": e["file"], "size_mb": round(e["size"] / 1e6, 1), "precision": e["precision"], "seconds": e.get("seconds", e.get("export_seconds"))}
         if "validation" in e:
             val = e["validation"]
-            row.update(reference=val.get("reference"), max_abs_diff=val.get("max_abs_diff"), min_cosine=val.get("min_cosine"))
-        if "accuracy" in e:
+            row.update(reference=val.get("reference"), max_abs_diff=val.get("max_abs_diff"), min_cosine=val.get("min_cosine"),
+                       sentences=val.get("sentences"))
+            if "pooled_max_abs_diff" in val:  # fp32: last_hidden_state vs PyTorch; pooled vs sentence-transformers
+                row["pooled_max_abs_diff"] = val["pooled_max_abs_diff"]
+        if "accuracy" in e and not e["accuracy"].get("gates_run", True):
+            row["gates_not_run"] = e["accuracy"].get("reason", "gates not run")
+        elif "accuracy" in e:
             a = e["accuracy"]
             row.update({k: a.get(k) for k in ("heldout_sentences", "mean_cosine", "min_cosine", "q001_cosine", "stsb_spearman",
                                              "stsb_spearman_fp32", "batch_stability_min_cosine", "gates_passed", "arithmetic")})
@@ -149,9 +154,9 @@ def step_st(folder: Path, texts: list[str]) -> dict[str, Any]:
     from sentence_transformers import SentenceTransformer
 
     m = load_manifest(folder)
-    int8 = Embedder.load(folder, variant="int8").variant
+    int8 = [Embedder.load(folder, variant="int8").variant] if _int8_variants(folder) else []  # none when every preset failed its gates
     out: dict[str, Any] = {"texts": len(texts)}
-    for v in ("fp32", int8):
+    for v in ("fp32", *int8):
         file = m.raw["variants"][v]["file"]
         st = SentenceTransformer(str(folder), backend="onnx", device="cpu", model_kwargs={"file_name": file, "provider": "CPUExecutionProvider"})
         a = st.encode(texts, batch_size=32, convert_to_numpy=True)
@@ -179,12 +184,17 @@ def _print_tables(res: dict[str, Any]) -> None:
             line = f"{v:<20}{r['size_mb']:>7.1f}{r['seconds'] or 0:>8.1f}  "
             if "reference" in r:
                 line += f"{r['reference'] or '':<8}{r['max_abs_diff']:>11.2e}{r['min_cosine']:>12.8f}"
+                if "pooled_max_abs_diff" in r:
+                    line += (f"  (hidden states vs PyTorch; pooled vs sentence-transformers: max|diff| {r['pooled_max_abs_diff']:.2e},"
+                             f" min cos above; {r['sentences']} probe sentences)")
             else:
                 line += " " * 31
             if "mean_cosine" in r:
                 line += (f"        {r['mean_cosine']:>9.6f}{r['min_cosine']:>9.6f}{r['q001_cosine']:>9.6f}{r['stsb_spearman']:>9.2f}"
                          f"{r['stsb_spearman_fp32']:>7.2f}{r['batch_stability_min_cosine']:>10.6f}  {'PASS' if r['gates_passed'] else 'FAIL'}"
                          f" ({r['heldout_sentences']} sentences, {r['fp32_nodes']} fp32 nodes)")
+            if "gates_not_run" in r:
+                line += f"        int8 written WITHOUT gates: {r['gates_not_run']}"
             if r.get("same_as"):
                 line += f"  (same file as {r['same_as']})"
             print(line)
