@@ -38,6 +38,29 @@ def texts(n: int) -> list[str]:
     return out[:n]
 
 
+def parity(artifact: Path, checkpoint: Path, data: list[str], variants: list[str]) -> dict[str, dict[str, float]]:
+    """Per variant: min / mean cosine and max |diff| of ``Embedder.encode`` against sentence-transformers
+    (torch) on the checkpoint, plus ``tokenizer_mismatches``: texts whose ids differ from the Rust library's."""
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer as RustTokenizer
+
+    from onnxembed import Embedder
+
+    st = SentenceTransformer(str(checkpoint), device="cpu")
+    ref = st.encode(data, batch_size=32, convert_to_numpy=True, normalize_embeddings=False)
+    out: dict[str, dict[str, float]] = {}
+    for v in variants:
+        ours = Embedder.load(artifact, variant=v).encode(data)
+        cos = (ours * ref).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(ref, axis=1)
+        out[v] = {"min_cos": float(cos.min()), "mean_cos": float(cos.mean()), "max_abs_diff": float(np.abs(ours - ref).max())}
+    rust = RustTokenizer.from_file(str(artifact / "tokenizer.json"))
+    rust.no_padding()
+    rust.no_truncation()
+    ours_tok = Embedder.load(artifact, variant="fp32").tokenizer
+    out["tokenizer"] = {"mismatches": sum(1 for t in data if rust.encode(t).ids != ours_tok.encode(t)), "texts": len(data)}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("artifact", type=Path)
@@ -46,26 +69,13 @@ def main() -> int:
     ap.add_argument("--variants", default="fp32")
     args = ap.parse_args()
 
-    from sentence_transformers import SentenceTransformer
-    from tokenizers import Tokenizer as RustTokenizer
-
-    from onnxembed import Embedder
-
     data = texts(args.texts)
-    st = SentenceTransformer(str(args.checkpoint), device="cpu")
-    ref = st.encode(data, batch_size=32, convert_to_numpy=True, normalize_embeddings=False)
+    res = parity(args.artifact, args.checkpoint, data, args.variants.split(","))
+    tok = res.pop("tokenizer")
     print(f"{len(data)} texts; sentence-transformers (torch) on {args.checkpoint}")
-    for v in args.variants.split(","):
-        emb = Embedder.load(args.artifact, variant=v)
-        ours = emb.encode(data)
-        cos = (ours * ref).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(ref, axis=1)
-        print(f"{v:<20} min cos {cos.min():.7f}  mean cos {cos.mean():.7f}  max|diff| {np.abs(ours - ref).max():.2e}")
-    rust = RustTokenizer.from_file(str(args.artifact / "tokenizer.json"))
-    rust.no_padding()
-    rust.no_truncation()
-    ours_tok = Embedder.load(args.artifact, variant="fp32").tokenizer
-    mism = sum(1 for t in data if rust.encode(t).ids != ours_tok.encode(t))
-    print(f"tokenizer: {mism} of {len(data)} texts with ids different from the Rust library (no truncation)")
+    for v, r in res.items():
+        print(f"{v:<20} min cos {r['min_cos']:.7f}  mean cos {r['mean_cos']:.7f}  max|diff| {r['max_abs_diff']:.2e}")
+    print(f"tokenizer: {tok['mismatches']} of {len(data)} texts with ids different from the Rust library (no truncation)")
     return 0
 
 
