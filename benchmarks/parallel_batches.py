@@ -2,10 +2,10 @@
 
 Configurations, each an Embedder on the same artifact file, timed in interleaved rounds in one run:
 
-- ``sequential``: ``parallel=1``, onnxruntime's default threads (one per core) - the runtime before;
-- ``parallel=2``: the default now (``"auto"`` on the CPU provider), same threads;
-- ``parallel=2 nospin``: the same with the intra-op threads not spinning between runs (the server's setting);
-- ``1 thread x 2``: ``threads=1``, ``parallel=2``: pure inter-op.
+- ``sequential``: ``parallel=1``, one thread per core - the runtime before (onnxruntime's default);
+- ``auto``: ``Embedder.load``'s default now (on the CPU provider 2 batches of ``cores // 2`` threads);
+- ``2 x all threads``: 2 batches side by side, each with one thread per core (oversubscribed: for the record);
+- ``2 x all threads nospin``: the same with the intra-op threads not spinning between runs.
 
 Workloads: ``encode`` of N real STS sentences (short texts, many small batches under the 1,024-token
 budget); ``encode`` of 256 texts of exactly 128 tokens (8 batches of 32 x 128); one 32 x 128 batch and
@@ -34,7 +34,7 @@ import onnxruntime as ort  # noqa: E402
 from onnxembed import Embedder  # noqa: E402
 
 
-def _load(folder: str, variant: str, threads: int | None, parallel: int, spin: bool) -> Embedder:
+def _load(folder: str, variant: str, threads: int | None, parallel: int | str, spin: bool) -> Embedder:
     so = ort.SessionOptions()
     if not spin:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -49,12 +49,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
+    cores = os.cpu_count() or 1
     configs = {
-        "sequential": _load(a.folder, a.variant, None, 1, True),
-        "parallel=2": _load(a.folder, a.variant, None, 2, True),
-        "parallel=2 nospin": _load(a.folder, a.variant, None, 2, False),
-        "1 thread x 2": _load(a.folder, a.variant, 1, 2, True),
+        "sequential": _load(a.folder, a.variant, cores, 1, True),
+        "auto": _load(a.folder, a.variant, None, "auto", True),
+        "2 x all threads": _load(a.folder, a.variant, cores, 2, True),
+        "2 x all threads nospin": _load(a.folder, a.variant, cores, 2, False),
     }
+    auto = configs["auto"]
+    print(f"auto: parallel={auto.parallel}, intra-op threads={auto.session.get_session_options().intra_op_num_threads}, {cores} CPUs")
     ref = configs["sequential"]
     sts = sts_sentences(a.texts)
     long = texts_of_exactly(ref, 128, 256)

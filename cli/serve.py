@@ -43,7 +43,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         batch_window_ms=args.batch_window_ms,
         threads=args.threads,
         variant=args.variant,
+        parallel=args.parallel,
     )
+
+
+def _parallel(text: str) -> int | str:
+    if text == "auto":
+        return text
+    return positive_int(text)
 
 
 def register(subparsers: Any) -> None:
@@ -61,6 +68,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-tokens", type=positive_int, default=None, help="padded tokens per batch, rows x longest (default: the runtime's: 1024 on the CPU provider, 8192 on CUDA and OpenVINO)")
     p.add_argument("--max-batch-size", type=positive_int, default=32, help="most texts per onnxruntime run (default 32)")
     p.add_argument("--batch-window-ms", type=number(float, 0, what="milliseconds"), default=2.0, help="under concurrent load, wait up to this long for a fuller batch (default 2; 0: never)")
-    p.add_argument("--threads", type=positive_int, default=None, help="onnxruntime intra-op threads per model (default: one per core)")
+    p.add_argument("--threads", type=positive_int, default=None, help="onnxruntime intra-op threads per batch (default: the cores split with --parallel)")
+    p.add_argument("--parallel", type=_parallel, default="auto",
+                   help="batches run side by side per model (default auto: 2 batches of cores/2 threads on the CPU provider, "
+                        "or cores/--threads batches; with --workers N give --threads 1 --parallel 1 on N = cores)")
     p.add_argument("--variant", default="auto", help="auto (default: the best file for this machine), fp32, O2, int8, ...")
     p.set_defaults(func=_cmd_serve)

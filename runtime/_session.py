@@ -39,8 +39,9 @@ _Owner = TypeVar("_Owner", bound="SessionModel")
 __all__ = ["SessionModel", "TruncationCounter", "as_list", "check_graph", "load_tokenizer", "resolve_budget"]
 
 _OWNER = {"embed": "onnxembed.Embedder", "rerank": "onnxembed.Reranker"}
-# Batches run side by side on the CPU provider, by default (see SessionModel.load's ``parallel``).
+# Batches side by side on the CPU provider, by default (see SessionModel.load's ``parallel``).
 DEFAULT_CPU_PARALLEL = 2
+MAX_AUTO_PARALLEL = 8
 
 
 def check_parallel(parallel: int | str) -> None:
@@ -48,12 +49,26 @@ def check_parallel(parallel: int | str) -> None:
         raise ValueError(f"parallel must be 'auto' or an int >= 1, found {parallel!r}")
 
 
-def auto_parallel(providers: Sequence[str], cores: int | None = None) -> int:
-    """Batches in flight at once for ``parallel="auto"``: on the CPU provider alone two (one per core on a
-    one-core machine); one on an accelerator (CUDA, OpenVINO), which batches inside the device."""
+def split_threads(providers: Sequence[str], threads: int | None, parallel: int | str, cores: int | None = None) -> tuple[int | None, int]:
+    """``(intra-op threads per run, batches in flight)`` for a session on ``providers``.
+
+    On the CPU provider alone the cores are split between batches side by side and threads per batch:
+    ``parallel="auto"`` with ``threads=None`` gives 2 batches of ``cores // 2`` threads (measured on 2
+    cores, benchmarks/PARALLEL.md: 1 thread x 2 batches 1.3x one 2-thread batch at a time on 10,000 STS
+    sentences and no slower on 32 x 128 batches); with ``threads`` given, ``cores // threads`` batches (at
+    most 8); with ``parallel`` given, ``cores // parallel`` threads. On CUDA and OpenVINO, which batch
+    inside the device, one batch at a time (``threads`` as given)."""
+    n = cores if cores is not None else (os.cpu_count() or 1)
     if list(providers) != [CPU]:
-        return 1
-    return max(1, min(DEFAULT_CPU_PARALLEL, cores if cores is not None else (os.cpu_count() or 1)))
+        return threads, 1 if parallel == "auto" else int(parallel)
+    if parallel == "auto":
+        p = min(DEFAULT_CPU_PARALLEL, n) if threads is None else min(MAX_AUTO_PARALLEL, n // threads)
+    else:
+        p = int(parallel)
+    p = max(1, p)
+    return (max(1, n // p) if threads is None else threads), p
+
+
 _WHAT = {"embed": "a sentence embedder (task embed)", "rerank": "a cross-encoder (task rerank)"}
 
 
@@ -201,7 +216,7 @@ class SessionModel:
         self._int32_inputs = {i.name for i in session.get_inputs() if i.type == "tensor(int32)"}
         self._pad_names = tuple(dict.fromkeys((*(n for n in self._input_names if n != "position_ids"), "attention_mask")))
         self._truncation = TruncationCounter(self._log)
-        self.parallel: int = auto_parallel(session.get_providers()) if parallel == "auto" else int(parallel)  # type: ignore[arg-type]
+        self.parallel: int = split_threads(session.get_providers(), None, parallel)[1] if parallel == "auto" else int(parallel)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         check_graph(manifest, session)
@@ -250,8 +265,11 @@ class SessionModel:
             parallel: batches run side by side on the one session when an input makes several
                 (onnxruntime's ``run`` is thread-safe and releases the GIL): short texts make small
                 batches, whose small operators leave the intra-op threads waiting on each other.
-                ``"auto"``: 2 on the CPU provider (1 on a one-core machine), 1 on CUDA and OpenVINO.
-                Memory holds at most this many batches' activations; results keep the input order.
+                ``"auto"``: on the CPU provider 2 batches of ``cores // 2`` threads when ``threads`` is
+                None (``cores // threads`` batches when it is given); 1 on CUDA and OpenVINO. An int
+                with ``threads=None`` gives each batch ``cores // parallel`` threads. Memory holds at
+                most this many batches' activations; results keep the input order
+                (:func:`split_threads`).
 
         Raises:
             ManifestError: missing folder or manifest, unknown variant, tokenizer or graph that does
@@ -277,18 +295,22 @@ class SessionModel:
         if cache_dir is not None:
             plans = [with_openvino_cache(p, cache_dir) for p in plans]
         tokenizer = load_tokenizer(m)
-        opts = _session_options(session_options, threads, cpu_mem_arena)
+        given = threads if threads is not None else (session_options.intra_op_num_threads or None) if session_options is not None else None
         verified: set[str] = set()
         for i, plan in enumerate(plans):
             if verify and plan.variant not in verified:
                 m.verify_file(plan.variant)
                 verified.add(plan.variant)
+            plan_threads, plan_parallel = split_threads([name for name, _ in plan.providers], given, parallel)
+            opts = _session_options(session_options, plan_threads, cpu_mem_arena)
             session = _create_session(m, plan, opts, cls._log, strict=strict, last=i == len(plans) - 1)
             if session is None:
                 continue
             level = logging.WARNING if plan.last_resort else logging.INFO
             cls._log.log(level, "%s: variant %s on %s (%s)", m.name, plan.variant, session.get_providers(), plan.reason)
-            return cls(m, session, tokenizer, plan.variant, max_tokens=max_tokens, reason=plan.reason, parallel=parallel)
+            if session.get_providers() != [name for name, _ in plan.providers]:  # a fallback the plan allowed: split for what runs
+                plan_parallel = split_threads(session.get_providers(), given, parallel)[1]
+            return cls(m, session, tokenizer, plan.variant, max_tokens=max_tokens, reason=plan.reason, parallel=plan_parallel)
         raise RuntimeError("no plan produced a session")  # pragma: no cover (the last plan raises)
 
     @property

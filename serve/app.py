@@ -138,6 +138,7 @@ def create_app(
     batch_window_ms: float = 2.0,
     threads: int | None = None,
     variant: str = "auto",
+    parallel: int | str = "auto",
 ) -> Starlette:
     """The ASGI app serving the artifact folders ``dirs`` (one model each).
 
@@ -155,7 +156,9 @@ def create_app(
         max_tokens: padded-token budget per batch (rows x longest); None: the Embedder's default.
         max_batch_size: most texts per onnxruntime run.
         batch_window_ms: wait for more texts before a batch, only under concurrent load.
-        threads: onnxruntime intra-op threads (None: one per core).
+        threads: onnxruntime intra-op threads per batch (None: split with ``parallel``).
+        parallel: batches run side by side per model (``"auto"``: on the CPU provider 2 batches of
+            ``cores // 2`` threads, or ``cores // threads`` batches when ``threads`` is given).
         variant: ``auto`` (the runtime's choice for this machine) or a manifest variant.
 
     >>> app = create_app(["artifacts/all-minilm-l6-v2"])  # doctest: +SKIP
@@ -179,7 +182,9 @@ def create_app(
         if name in served:
             raise ValueError(f"two folders are named {name!r} ({served[name][1]} and {folder}); give each a --name")
         served[name] = (name, folder, manifest)
-    limits = Limits(variant, threads, max_tokens, max_batch_size, batch_window_ms / 1000.0, max_client_batch, max_concurrent_requests)
+    if parallel != "auto" and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
+        raise ValueError(f"parallel must be 'auto' or an integer >= 1, found {parallel!r}")
+    limits = Limits(variant, threads, max_tokens, max_batch_size, batch_window_ms / 1000.0, max_client_batch, max_concurrent_requests, parallel)
     metrics = Metrics()
     layer = Models(list(served.values()), limits, observer=metrics.observer, on_ready=lambda name: metrics.ready.labels(name).set(1))
     return _starlette(ServerState(layer, api_key, max_payload, metrics))

@@ -14,14 +14,15 @@ from .batcher import RerankStages
 __all__ = ["load_warm"]
 
 
-def load_warm(folder: Path, task: str, *, variant: str, threads: int | None, max_tokens: int | None, max_batch_size: int) -> Embedder | RerankStages:
+def load_warm(folder: Path, task: str, *, variant: str, threads: int | None, max_tokens: int | None, max_batch_size: int,
+              parallel: int | str = "auto") -> Embedder | RerankStages:
     """The folder's model for ``task`` (``embed`` or ``rerank``), loaded and warmed up."""
     budget = {} if max_tokens is None else {"max_tokens": max_tokens}  # None: the runtime's default
     if task == "rerank":
-        rr = Reranker.load(folder, variant=variant, threads=threads, session_options=_session_options(), **budget)
+        rr = Reranker.load(folder, variant=variant, threads=threads, parallel=parallel, session_options=_session_options(), **budget)
         _warm_up_rerank(rr, max_batch_size)
         return RerankStages(rr)
-    emb = Embedder.load(folder, variant=variant, threads=threads, session_options=_session_options(), **budget)
+    emb = Embedder.load(folder, variant=variant, threads=threads, parallel=parallel, session_options=_session_options(), **budget)
     _warm_up(emb, max_batch_size)
     return emb
 

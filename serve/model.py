@@ -62,6 +62,8 @@ class Limits:
         max_client_batch: a request with more texts is split into parts of this size, two queued at
             a time, so other clients' requests interleave with it.
         max_concurrent_requests: requests admitted at once (more are refused as ``overloaded``).
+        parallel: batches run side by side per model (``Embedder.load``'s ``parallel``; ``"auto"`` splits
+            the cores between batches and threads).
     """
 
     variant: str = "auto"
@@ -71,6 +73,7 @@ class Limits:
     batch_window: float = 0.002
     max_client_batch: int = 256
     max_concurrent_requests: int = 512
+    parallel: int | str = "auto"
 
 
 @dataclass(eq=False)
@@ -131,7 +134,7 @@ class Models:
         try:
             for m in self.models.values():
                 runner = load_warm(m.folder, m.task, variant=lim.variant, threads=lim.threads, max_tokens=lim.max_tokens,
-                                   max_batch_size=lim.max_batch_size)
+                                   max_batch_size=lim.max_batch_size, parallel=lim.parallel)
                 observer = self._observer(m.name, lambda b=m: b.batcher.queue_depth if b.batcher else 0) if self._observer else None
                 m.runner = runner
                 m.batcher = Batcher(runner, max_tokens=lim.max_tokens, max_batch_size=lim.max_batch_size, window=lim.batch_window,

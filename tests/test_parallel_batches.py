@@ -11,17 +11,33 @@ import numpy as np
 import pytest
 
 from onnxembed import Embedder, Reranker
-from onnxembed._session import auto_parallel
+from onnxembed._session import split_threads
 
 TEXTS = [("word " * (1 + (i * 7) % 40)).strip() + f" {i}" for i in range(300)]
 
 
-def test_auto_parallel_by_provider_and_cores() -> None:
-    assert auto_parallel(["CPUExecutionProvider"], cores=2) == 2
-    assert auto_parallel(["CPUExecutionProvider"], cores=64) == 2
-    assert auto_parallel(["CPUExecutionProvider"], cores=1) == 1
-    assert auto_parallel(["CUDAExecutionProvider", "CPUExecutionProvider"], cores=8) == 1
-    assert auto_parallel(["OpenVINOExecutionProvider", "CPUExecutionProvider"], cores=8) == 1
+def test_cores_split_between_batches_and_threads_by_provider() -> None:
+    cpu, cuda = ["CPUExecutionProvider"], ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert split_threads(cpu, None, "auto", cores=2) == (1, 2)  # 2 batches x 1 thread (measured: benchmarks/PARALLEL.md)
+    assert split_threads(cpu, None, "auto", cores=16) == (8, 2)
+    assert split_threads(cpu, None, "auto", cores=1) == (1, 1)
+    assert split_threads(cpu, 1, "auto", cores=4) == (1, 4)  # threads given: the rest of the cores run batches
+    assert split_threads(cpu, 2, "auto", cores=2) == (2, 1)
+    assert split_threads(cpu, 1, "auto", cores=64) == (1, 8)  # at most 8 batches' activations in memory
+    assert split_threads(cpu, None, 4, cores=16) == (4, 4)  # parallel given: cores // parallel threads each
+    assert split_threads(cpu, 3, 2, cores=16) == (3, 2)  # both given: as given
+    assert split_threads(cuda, None, "auto", cores=8) == (None, 1)
+    assert split_threads(["OpenVINOExecutionProvider", "CPUExecutionProvider"], 4, "auto", cores=8) == (4, 1)
+
+
+def test_load_applies_the_split(tiny_bert_artifacts: Path) -> None:
+    import os
+
+    emb = Embedder.load(tiny_bert_artifacts, variant="fp32")
+    want_threads, want_parallel = split_threads(["CPUExecutionProvider"], None, "auto", cores=os.cpu_count())
+    assert emb.parallel == want_parallel
+    assert emb.session.get_session_options().intra_op_num_threads == want_threads
+    assert Embedder.load(tiny_bert_artifacts, variant="fp32", threads=1, parallel=1).session.get_session_options().intra_op_num_threads == 1
 
 
 def test_side_by_side_gives_the_sequential_rows_in_input_order(tiny_bert_artifacts: Path) -> None:
