@@ -44,6 +44,20 @@ DEFAULT_CPU_PARALLEL = 2
 MAX_AUTO_PARALLEL = 8
 
 
+def spread(batches: Sequence[Any], k: int) -> list[Any]:
+    """At least ``k`` batches where rows allow: the largest batch is halved until there are ``k`` (an input
+    of one 32-row batch runs as two 16-row halves side by side, each on its share of the cores)."""
+    out = list(batches)
+    while len(out) < k:
+        i = max(range(len(out)), key=lambda j: len(out[j]), default=None)
+        if i is None or len(out[i]) < 2:
+            break
+        b = out.pop(i)
+        h = (len(b) + 1) // 2
+        out[i:i] = [b[:h], b[h:]]
+    return out
+
+
 def check_parallel(parallel: int | str) -> None:
     if parallel != "auto" and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
         raise ValueError(f"parallel must be 'auto' or an int >= 1, found {parallel!r}")
@@ -351,6 +365,7 @@ class SessionModel:
         ``report(rows done)`` as they finish. ``run`` writes its rows into the caller's output; the first
         failure is raised after the batches in flight finished, and no new batch starts after it."""
         done = 0
+        batches = spread(batches, self.parallel)
         if self.parallel <= 1 or len(batches) <= 1:
             for batch in batches:
                 run(batch)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from onnxembed import Embedder, Reranker
-from onnxembed._session import split_threads
+from onnxembed._session import split_threads, spread
 
 TEXTS = [("word " * (1 + (i * 7) % 40)).strip() + f" {i}" for i in range(300)]
 
@@ -112,3 +112,19 @@ def test_reranker_scores_side_by_side(ce_folder: Path) -> None:
     one = Reranker.load(ce_folder, variant="fp32", parallel=1).score(pairs, batch_size=8)
     two = Reranker.load(ce_folder, variant="fp32", parallel=2).score(pairs, batch_size=8)
     assert np.array_equal(one, two)
+
+
+def test_a_single_batch_is_halved_to_fill_the_batches_in_flight(tiny_bert_artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert [len(b) for b in spread([np.arange(32)], 2)] == [16, 16]
+    assert [len(b) for b in spread([np.arange(5), np.arange(2)], 4)] == [2, 1, 2, 2]  # the largest halved first
+    assert [len(b) for b in spread([np.arange(1)], 2)] == [1]  # one row cannot be split
+    assert [list(b) for b in spread([np.arange(3)], 2)] == [[0, 1], [2]]  # every row once, in order
+    emb = Embedder.load(tiny_bert_artifacts, variant="fp32", parallel=2)
+    rows: list[int] = []
+    real = emb.embed_batch
+    monkeypatch.setattr(emb, "embed_batch", lambda ids, **kw: (rows.append(len(ids)), real(ids, **kw))[1])
+    texts = TEXTS[:8]
+    got = emb.encode(texts, batch_size=32)
+    assert sorted(rows) == [4, 4]  # one 8-row batch ran as two halves side by side
+    want = Embedder.load(tiny_bert_artifacts, variant="fp32", parallel=1).encode(texts, batch_size=32)
+    assert float(np.abs(got - want).max()) < 1e-5
