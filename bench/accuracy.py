@@ -11,9 +11,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..pooling import rowwise_cosine
+from ..pooling import rowwise_cosine, spearman
 
-__all__ = ["ACCURACY_SENTENCES", "accuracy_label", "cosine_to_reference", "scores_to_reference", "spearman"]
+__all__ = ["ACCURACY_SENTENCES", "accuracy_label", "cosine_to_reference", "scores_to_reference"]
 
 # Varied real sentences for the accuracy check: short and long, questions, numbers, code, accents,
 # other scripts. Fixed so numbers from different runs and machines compare.
@@ -90,22 +90,6 @@ def accuracy_label(n_sentences: int, reference: str = "fp32", *, custom: bool = 
     """
     which = "given" if custom else "bench"
     return f"cosine to {reference} on {n_sentences} {which} sentences"
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation of two score vectors (average ranks for ties), numpy only."""
-    def ranks(x: np.ndarray) -> np.ndarray:
-        order = np.argsort(x, kind="stable")
-        r = np.empty(len(x), dtype=np.float64)
-        r[order] = np.arange(len(x), dtype=np.float64)
-        _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
-        sums = np.bincount(inv, weights=r)
-        return sums[inv] / counts[inv]
-
-    ra, rb = ranks(np.asarray(a, dtype=np.float64)), ranks(np.asarray(b, dtype=np.float64))
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))
-    return float((ra * rb).sum() / denom) if denom else 1.0
 
 
 def scores_to_reference(rerankers: Mapping[str, Any], reference: str, pairs: Sequence[tuple[str, str]],

@@ -161,8 +161,8 @@ def bench(
     peak = peak_gflops(machine)
     precisions = {n: m.variants[n].precision for n in names}
     measurements = _time_workloads(workloads, embedders, cfg, tick, _Rates(config, peak, precisions))
+    largest = max((w for w in workloads if w.pairs), key=lambda w: w.texts_per_call, default=None)
     if rerank:
-        largest = max((w for w in workloads if w.pairs), key=lambda w: w.texts_per_call, default=None)
         _add_score_accuracy(reports, embedders, list(largest.pairs) if largest and largest.pairs else [], tick)
     else:
         _add_accuracy(reports, embedders, sentences, tick)
@@ -176,7 +176,7 @@ def bench(
     settings = {
         "task": m.task, "variants": names, **cfg.to_dict(texts), "memory_workload": mem_shape if cfg.memory else None,
         "providers": list(providers or []), "threads": threads, "quick": quick, "accuracy_sentences": len(sentences),
-        "accuracy": (_rerank_label(workloads, live) if rerank else
+        "accuracy": (_rerank_label(largest, live) if rerank else
                      accuracy_label(len(sentences), live[0] if live and REFERENCE not in live else REFERENCE,
                                     custom=accuracy_texts is not None)),
         "pair_shapes": [list(x) for x in pair_shapes] if rerank else None,
@@ -208,8 +208,7 @@ def _rerank_workloads(cfg: Settings, texts: list[str], pair_shapes: Sequence[tup
     return out + (shape_workloads(cfg.batch_sizes, cfg.seq_lens, max_positions) if shapes_asked else [])
 
 
-def _rerank_label(workloads: list[Workload], live: list[str]) -> str:
-    largest = max((w for w in workloads if w.pairs), key=lambda w: w.texts_per_call, default=None)
+def _rerank_label(largest: Workload | None, live: list[str]) -> str:
     ref = live[0] if live and REFERENCE not in live else REFERENCE
     n = largest.texts_per_call if largest else 0
     return f"scores against {ref} on the {n} pairs of the largest pair workload (Spearman, max |diff|)"

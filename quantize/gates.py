@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..pooling import rowwise_cosine
-from ..pooling import pool
+from ..pooling import pool, rowwise_cosine
+from ..pooling import spearman as rank_correlation
 from .reference import ReferenceEncoder
 from .data import QuantData, resolve_data
 
@@ -34,18 +34,8 @@ def cosines(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArr
 
 
 def spearman(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> float:
-    """Spearman rank correlation x100 (average ranks for ties), numpy only."""
-
-    def ranks(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        order = np.argsort(v, kind="stable")
-        r = np.empty(len(v), np.float64)
-        r[order] = np.arange(len(v), dtype=np.float64)
-        _, inv, counts = np.unique(v, return_inverse=True, return_counts=True)
-        sums = np.bincount(inv, weights=r)
-        return sums[inv] / counts[inv]
-
-    rx, ry = ranks(np.asarray(x, np.float64)), ranks(np.asarray(y, np.float64))
-    return float(100.0 * np.corrcoef(rx, ry)[0, 1])
+    """Spearman rank correlation x100 (the STS convention): :func:`onnxembed.pooling.spearman`."""
+    return 100.0 * rank_correlation(x, y)
 
 
 @dataclass

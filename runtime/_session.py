@@ -230,7 +230,7 @@ class SessionModel:
         self._int32_inputs = {i.name for i in session.get_inputs() if i.type == "tensor(int32)"}
         self._pad_names = tuple(dict.fromkeys((*(n for n in self._input_names if n != "position_ids"), "attention_mask")))
         self._truncation = TruncationCounter(self._log)
-        self.parallel: int = split_threads(session.get_providers(), None, parallel)[1] if parallel == "auto" else int(parallel)
+        self.parallel: int = split_threads(session.get_providers(), None, parallel)[1]
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         check_graph(manifest, session)
@@ -309,7 +309,9 @@ class SessionModel:
         if cache_dir is not None:
             plans = [with_openvino_cache(p, cache_dir) for p in plans]
         tokenizer = load_tokenizer(m)
-        given = threads if threads is not None else (session_options.intra_op_num_threads or None) if session_options is not None else None
+        given = threads  # threads asked for, here or in the caller's session options (0 there: not set)
+        if given is None and session_options is not None and session_options.intra_op_num_threads > 0:
+            given = session_options.intra_op_num_threads
         verified: set[str] = set()
         for i, plan in enumerate(plans):
             if verify and plan.variant not in verified:
@@ -322,8 +324,6 @@ class SessionModel:
                 continue
             level = logging.WARNING if plan.last_resort else logging.INFO
             cls._log.log(level, "%s: variant %s on %s (%s)", m.name, plan.variant, session.get_providers(), plan.reason)
-            if session.get_providers() != [name for name, _ in plan.providers]:  # a fallback the plan allowed: split for what runs
-                plan_parallel = split_threads(session.get_providers(), given, parallel)[1]
             return cls(m, session, tokenizer, plan.variant, max_tokens=max_tokens, reason=plan.reason, parallel=plan_parallel)
         raise RuntimeError("no plan produced a session")  # pragma: no cover (the last plan raises)
 
@@ -360,10 +360,12 @@ class SessionModel:
         """How many inputs were longer than ``max_length`` and truncated, over this object's life."""
         return self._truncation.count
 
-    def _run_batches(self, batches: Sequence[Any], run: Callable[[Any], None], report: Callable[[int], None]) -> None:
-        """``run(batch)`` for every batch, :attr:`parallel` at a time (side by side on the one session), calling
-        ``report(rows done)`` as they finish. ``run`` writes its rows into the caller's output; the first
-        failure is raised after the batches in flight finished, and no new batch starts after it."""
+    def run_batches(self, batches: Sequence[Any], run: Callable[[Any], None], report: Callable[[int], None] = lambda done: None) -> None:
+        """Stage 3 over many batches: ``run(batch)`` for every batch, :attr:`parallel` at a time (side by side
+        on the one session; a lone batch is halved to fill them, :func:`spread`), calling ``report(rows
+        done)`` as they finish. ``run`` writes its rows into the caller's output (``encode``, a server's
+        runner); the first failure is raised after the batches in flight finished, and no new batch
+        starts after it."""
         done = 0
         batches = spread(batches, self.parallel)
         if self.parallel <= 1 or len(batches) <= 1:

@@ -227,7 +227,7 @@ class Embedder(SessionModel):
             out[batch] = self.embed_batch([tokens.ids[i] for i in batch], normalize=normalize, dimensions=dimensions)
 
         try:
-            self._run_batches(plan_batches(tokens.counts, batch_size, self._budget(max_tokens)), run, report)
+            self.run_batches(plan_batches(tokens.counts, batch_size, self._budget(max_tokens)), run, report)
         finally:
             report(-1)
         return out

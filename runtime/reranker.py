@@ -163,7 +163,7 @@ class Reranker(SessionModel):
             out[batch] = self.score_batch(tokens.select(batch), raw=raw)
 
         try:
-            self._run_batches(self.plan_batches(tokens, batch_size, max_tokens=max_tokens), run, report)
+            self.run_batches(self.plan_batches(tokens, batch_size, max_tokens=max_tokens), run, report)
         finally:
             report(-1)
         return out

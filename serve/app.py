@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from onnxembed import Manifest, load_manifest
+from onnxembed._session import check_parallel
 
 from .batcher import Embedded
 from .metrics import CONTENT_TYPE_LATEST, Metrics
@@ -182,8 +183,7 @@ def create_app(
         if name in served:
             raise ValueError(f"two folders are named {name!r} ({served[name][1]} and {folder}); give each a --name")
         served[name] = (name, folder, manifest)
-    if parallel != "auto" and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
-        raise ValueError(f"parallel must be 'auto' or an integer >= 1, found {parallel!r}")
+    check_parallel(parallel)  # here, not in the background load: a bad option fails at once
     limits = Limits(variant, threads, max_tokens, max_batch_size, batch_window_ms / 1000.0, max_client_batch, max_concurrent_requests, parallel)
     metrics = Metrics()
     layer = Models(list(served.values()), limits, observer=metrics.observer, on_ready=lambda name: metrics.ready.labels(name).set(1))

@@ -29,7 +29,6 @@ import queue
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -157,8 +156,6 @@ class Batcher:
         self._pending_texts = 0  # submitted, not yet run
         self._count = threading.Lock()  # guards it
         self._scatter = threading.Lock()  # guards the rows and counts of the works while batches run side by side
-        self.parallel = max(1, int(getattr(embedder, "parallel", 1)))
-        self._executor: ThreadPoolExecutor | None = None
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------------------ public calls
@@ -208,10 +205,7 @@ class Batcher:
         deadline = None if timeout is None else time.monotonic() + timeout
         for t in self._threads:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        stopped = not any(t.is_alive() for t in self._threads)
-        if stopped and self._executor is not None:
-            self._executor.shutdown(wait=False)
-        return stopped
+        return not any(t.is_alive() for t in self._threads)
 
     # ------------------------------------------------------------------------------- tokenizer
 
@@ -301,12 +295,7 @@ class Batcher:
         types = [w.tokens.type_ids[i] for w, i in owners] if all(w.tokens.type_ids is not None for w in works) else None
         lengths = [len(x) for x in ids]
         batches = [[int(j) for j in b] for b in self.embedder.plan_batches(lengths, self.max_batch_size, max_tokens=self.max_tokens)]
-        run = lambda rows: self._run_batch(rows, owners, ids, types, lengths, normalize)  # noqa: E731
-        if self.parallel <= 1 or len(batches) <= 1:
-            for rows in batches:
-                run(rows)
-        else:
-            list(self._pool().map(run, batches))
+        self.embedder.run_batches(batches, lambda rows: self._run_batch(rows, owners, ids, types, lengths, normalize))
 
     def _run_batch(self, rows: list[int], owners: list[tuple[_Work, int]], ids: list[Any], types: list[Any] | None,
                    lengths: list[int], normalize: bool | None) -> None:
@@ -344,11 +333,6 @@ class Batcher:
         if done:
             self._finish(done)
 
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:  # only the runner thread calls this
-            self._executor = ThreadPoolExecutor(self.parallel, thread_name_prefix=f"onnxembed-batch-{self.embedder.manifest.name}")
-        return self._executor
-
     # ---------------------------------------------------------------------------------- answers
 
     def _drop(self, work: _Work) -> None:
@@ -384,7 +368,7 @@ class RerankStages:
         self.dim = reranker.num_labels
         self.variant = reranker.variant
         self.providers = reranker.providers
-        self.parallel = reranker.parallel
+        self.run_batches = reranker.run_batches
 
     def tokenize(self, pairs: list[tuple[str, str]], kind: str | None = None) -> Tokens:
         return self.reranker.tokenize(pairs)

@@ -231,7 +231,7 @@ def test_bench_times_pairs_and_compares_scores_with_fp32(ce_folder: Path, tmp_pa
     """``onnxembed bench`` on a reranker folder: query x documents workloads in pairs/s, and each
     variant's scores against fp32's (Spearman, max |diff|) computed on the same pairs as by hand."""
     from onnxembed.bench import bench
-    from onnxembed.bench.accuracy import spearman
+    from onnxembed.pooling import spearman
 
     texts = ["berlin has 3.5 million people", "cats sleep most of the day", "the train leaves at noon",
              "how many people live in berlin?", "a recipe for bread", "the museum opens on sunday"]
@@ -261,7 +261,7 @@ def test_bench_times_pairs_and_compares_scores_with_fp32(ce_folder: Path, tmp_pa
 
 
 def test_spearman_matches_the_textbook_formula_with_ties() -> None:
-    from onnxembed.bench.accuracy import spearman
+    from onnxembed.pooling import spearman
 
     a = np.array([1.0, 2.0, 2.0, 5.0, 3.0])
     b = np.array([2.0, 1.0, 4.0, 5.0, 3.0])
