@@ -150,6 +150,10 @@ def bench(
     names = choose_variants(m, variants, quick, features)
     reports, embedders = load_variants(m, names, threads=threads, providers=providers, include_gpu_formats=include_gpu_formats,
                                        features=features, explicit=bool(variants))
+    if embedders:  # what the loaded sessions really use (threads=None: the runtime splits the cores, see Embedder.load)
+        first = next(iter(embedders.values()))
+        intra = first.session.get_session_options().intra_op_num_threads
+        machine["threads"] = f"{intra} intra-op per run, up to {first.parallel} runs side by side" + ("" if threads else " (the runtime's split)")
     config = _model_config(m)
     max_positions = int(config.get("max_position_embeddings", 10**9))
     sentences = list(accuracy_texts or ACCURACY_SENTENCES)
