@@ -2,8 +2,11 @@
 
 Configurations, each an Embedder on the same artifact file, timed in interleaved rounds in one run:
 
-- ``sequential``: ``parallel=1``, one thread per core - the runtime before (onnxruntime's default);
-- ``auto``: ``Embedder.load``'s default now (on the CPU provider 2 batches of ``cores // 2`` threads);
+- ``sequential``: ``parallel=1``, one thread per core, batches filled up to the budget (``run_cost = 0``) -
+  the runtime before (onnxruntime's default);
+- ``auto``: ``Embedder.load``'s default now (on the CPU provider 2 batches of ``cores // 2`` threads, batches
+  cut by the measured run cost);
+- ``auto fill-up``: the same split with batches filled up to the budget (``run_cost = 0``, the planner before);
 - ``2 x all threads``: 2 batches side by side, each with one thread per core (oversubscribed: for the record);
 - ``2 x all threads nospin``: the same with the intra-op threads not spinning between runs.
 
@@ -53,9 +56,11 @@ def main() -> None:
     configs = {
         "sequential": _load(a.folder, a.variant, cores, 1, True),
         "auto": _load(a.folder, a.variant, None, "auto", True),
+        "auto fill-up": _load(a.folder, a.variant, None, "auto", True),
         "2 x all threads": _load(a.folder, a.variant, cores, 2, True),
         "2 x all threads nospin": _load(a.folder, a.variant, cores, 2, False),
     }
+    configs["sequential"].run_cost = configs["auto fill-up"].run_cost = 0.0  # the planner before
     auto = configs["auto"]
     print(f"auto: parallel={auto.parallel}, intra-op threads={auto.session.get_session_options().intra_op_num_threads}, {cores} CPUs")
     ref = configs["sequential"]

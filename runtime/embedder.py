@@ -8,7 +8,7 @@ counter; every stage it calls is a pure function.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -163,7 +163,7 @@ class Embedder(SessionModel):
         return self._tokenize(as_list(texts), self._prefix(kind, prompt), offset=0)
 
     def plan_batches(
-        self, tokens: Tokens | Sequence[int], batch_size: int = 32, *, max_tokens: int | None | str = "default"
+        self, tokens: Tokens | Sequence[int], batch_size: int = 32, *, max_tokens: int | None | str = "default", run_cost: float = 0.0
     ) -> list[npt.NDArray[np.int64]]:
         """Stage 2: group texts into length-sorted batches under the padded-token budget.
 
@@ -174,12 +174,14 @@ class Embedder(SessionModel):
             tokens: the output of :meth:`tokenize`, or each text's token count.
             batch_size: most texts per batch.
             max_tokens: ``"default"`` (the Embedder's :attr:`max_tokens`), an int, or None.
+            run_cost: a run's fixed cost in padded tokens: cut where the total is least
+                (:func:`onnxembed.plan_batches`; 0: fill each batch).
 
         Returns:
             Index arrays into ``tokens``, longest batch first; together they cover every text once.
         """
         lengths = tokens.counts if isinstance(tokens, Tokens) else list(tokens)
-        return plan_batches(lengths, batch_size, self._budget(max_tokens))
+        return plan_batches(lengths, batch_size, self._budget(max_tokens), run_cost=run_cost)
 
     def embed_batch(self, ids: Sequence[Sequence[int]], *, normalize: bool | None = None, dimensions: int | None = None) -> F32:
         """Stage 3: one onnxruntime run over one batch: pad, run, pool, normalize.
@@ -227,10 +229,15 @@ class Embedder(SessionModel):
             out[batch] = self.embed_batch([tokens.ids[i] for i in batch], normalize=normalize, dimensions=dimensions)
 
         try:
-            self.run_batches(plan_batches(tokens.counts, batch_size, self._budget(max_tokens)), run, report)
+            cost = self.run_cost if len(tokens.ids) > 1 else 0.0
+            self.run_batches(plan_batches(tokens.counts, batch_size, self._budget(max_tokens), run_cost=cost), run, report)
         finally:
             report(-1)
         return out
+
+    def _cost_probe(self, words: int, rows: int) -> tuple[Callable[[], Any], int]:
+        ids = self.tokenize(["warm " * words]).ids[0]
+        return (lambda: self.embed_batch([ids] * rows)), len(ids)
 
     # ---------------------------------------------------------------------------------- internals
 

@@ -11,7 +11,7 @@ library cut them): the document, unless the query alone is longer than half the 
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -139,10 +139,10 @@ class Reranker(SessionModel):
         return tokens
 
     def plan_batches(self, tokens: Tokens | Sequence[int], batch_size: int = 32, *,
-                     max_tokens: int | None | str = "default") -> list[npt.NDArray[np.int64]]:
+                     max_tokens: int | None | str = "default", run_cost: float = 0.0) -> list[npt.NDArray[np.int64]]:
         """Stage 2: length-sorted batches under the padded-token budget (as ``Embedder.plan_batches``)."""
         lengths = tokens.counts if isinstance(tokens, Tokens) else list(tokens)
-        return plan_batches(lengths, batch_size, self._budget(max_tokens))
+        return plan_batches(lengths, batch_size, self._budget(max_tokens), run_cost=run_cost)
 
     def score_batch(self, tokens: Tokens, *, raw: bool = False) -> F32:
         """Stage 3: one onnxruntime run over ``tokens`` (one batch, e.g. ``tokens.select(batch)``)."""
@@ -151,6 +151,11 @@ class Reranker(SessionModel):
         arrays = self._tokenizer.pad(tokens.ids, input_names=self._pad_names, type_ids=tokens.type_ids)
         logits = np.asarray(self._session.run([self._manifest.output_name], self._feed(arrays))[0], dtype=np.float32)
         return activate(logits, "identity" if raw else self.activation)
+
+    def _cost_probe(self, words: int, rows: int) -> tuple[Callable[[], Any], int]:
+        tok = self.tokenize([("warm", "warm " * words)])
+        batch = Tokens(tok.ids * rows, tok.counts * rows, tok.max_length, tok.type_ids * rows if tok.type_ids is not None else None)
+        return (lambda: self.score_batch(batch)), len(tok.ids[0])
 
     def score_tokens(self, tokens: Tokens, batch_size: int = 32, *, max_tokens: int | None | str = "default", raw: bool = False,
                      show_progress: Progress = False) -> F32:
@@ -163,7 +168,8 @@ class Reranker(SessionModel):
             out[batch] = self.score_batch(tokens.select(batch), raw=raw)
 
         try:
-            self.run_batches(self.plan_batches(tokens, batch_size, max_tokens=max_tokens), run, report)
+            cost = self.run_cost if len(tokens.ids) > 1 else 0.0
+            self.run_batches(self.plan_batches(tokens, batch_size, max_tokens=max_tokens, run_cost=cost), run, report)
         finally:
             report(-1)
         return out

@@ -61,3 +61,4 @@ def _warm_up(emb: Embedder, max_batch_size: int) -> None:
     rows = max(1, min(max_batch_size, (emb.max_tokens or emb.max_length) // emb.max_length))
     emb.embed_batch([row] * rows)
     emb.embed_batch([short])
+

@@ -138,13 +138,14 @@ class Models:
                 observer = self._observer(m.name, lambda b=m: b.batcher.queue_depth if b.batcher else 0) if self._observer else None
                 m.runner = runner
                 m.batcher = Batcher(runner, max_tokens=lim.max_tokens, max_batch_size=lim.max_batch_size, window=lim.batch_window,
-                                    observer=observer)
+                                    run_cost=runner.run_cost, observer=observer)
                 m.batcher.start()
                 m.ready = True
                 if self._on_ready is not None:
                     self._on_ready(m.name)
-                logger.info("%s ready: %s on %s, dim %d, max_length %d, budget %d tokens", m.name, runner.variant, runner.providers,
-                            runner.dim, runner.max_length, m.batcher.max_tokens)
+                logger.info("%s ready: %s on %s, dim %d, max_length %d, budget %d tokens, %d batches side by side, a run costs "
+                            "%.0f padded tokens", m.name, runner.variant, runner.providers, runner.dim, runner.max_length,
+                            m.batcher.max_tokens, m.batcher.runners, m.batcher.run_cost)
         except Exception as e:  # noqa: BLE001 - reported, then the server stops
             logger.error("loading the models failed: %s", e)
             self.failed = e

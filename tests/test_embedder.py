@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import json
 import logging
 import os
@@ -182,6 +184,7 @@ def test_default_budget_follows_the_provider_that_runs(tiny_bert_artifacts: Path
     # 40 texts of ~100 tokens under the CPU default: batches of at most 1024 padded tokens
     shapes: list[tuple[int, int]] = []
     emb = Embedder.load(tiny_bert_artifacts, variant="fp32")
+    assert emb.run_cost >= 0  # measured now, so its probe runs are not among the shapes below
     real_run = emb.session.run
     monkeypatch.setattr(emb.session, "run", lambda names, feed, *a: (shapes.append(feed["input_ids"].shape), real_run(names, feed, *a))[1])
     emb.encode([("word " * 98).strip()] * 40, batch_size=32)
@@ -431,6 +434,50 @@ def test_plan_batches_covers_every_index_once_within_limits() -> None:
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         plan_batches([1], 0)
     assert [len(c) for c in chunked(iter(range(10)), 4)] == [4, 4, 2]
+
+
+
+def _cost(batches: list[np.ndarray], lengths: np.ndarray, run_cost: float) -> float:
+    return sum(run_cost + len(b) * int(lengths[b].max()) for b in batches)
+
+
+def test_cost_cut_batches_are_the_cheapest_within_the_limits() -> None:
+    """With a run cost the sorted texts are cut where sum(run_cost + rows x longest) is least: never
+    dearer than the fill-up cut, the limits kept, every index once; checked against brute force."""
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        lengths = rng.integers(2, 60, size=int(rng.integers(1, 80)))
+        bs, budget, rc = int(rng.integers(1, 33)), [None, 256, 1024][trial % 3], float(rng.uniform(0.5, 40))
+        cut, fill = plan_batches(lengths, bs, budget, run_cost=rc), plan_batches(lengths, bs, budget)
+        assert sorted(np.concatenate(cut).tolist()) == list(range(len(lengths)))
+        for b in cut:
+            assert len(b) <= bs and (budget is None or len(b) == 1 or len(b) * lengths[b].max() <= budget)
+        assert _cost(cut, lengths, rc) <= _cost(fill, lengths, rc) + 1e-9
+    # brute force over every cut of 7 sorted texts: the planner finds the least cost
+    lengths = np.array([50, 3, 4, 40, 5, 3, 38])
+    desc = np.sort(lengths)[::-1]
+    best = min(sum(5 + (b - a) * desc[a] for a, b in zip((0, *cuts), (*cuts, 7)))
+               for k in range(7) for cuts in itertools.combinations(range(1, 7), k))
+    assert _cost(plan_batches(lengths, 32, None, run_cost=5), lengths, 5) == best
+    # the long texts get batches of their own instead of padding the short ones to 50
+    assert all(lengths[b].max() <= 5 or lengths[b].min() >= 38 for b in plan_batches(lengths, 32, None, run_cost=5))
+    assert len(plan_batches(lengths, 32, None)) == 1  # the fill-up cut: one batch padded to 50
+    with pytest.raises(ValueError, match="run_cost must be >= 0"):
+        plan_batches(lengths, 32, None, run_cost=-1)
+
+
+def test_run_cost_is_measured_once_and_the_cut_keeps_the_vectors(tiny_bert_artifacts: Path) -> None:
+    emb = Embedder.load(tiny_bert_artifacts, variant="fp32")
+    cost = emb.run_cost
+    assert cost > 0 and emb.run_cost == cost  # measured at first use, then kept
+    texts = [("word " * n).strip() for n in (60, 2, 3, 55, 4, 2, 3, 5, 58, 2)]
+    cut = emb.encode(texts)
+    emb.run_cost = 0.0
+    fill = emb.encode(texts)
+    assert len(emb.plan_batches(emb.tokenize(texts), 32, run_cost=cost)) > len(emb.plan_batches(emb.tokenize(texts), 32))
+    assert float(np.abs(cut - fill).max()) < 1e-5
+    with pytest.raises(ValueError, match="run_cost must be a number of padded tokens >= 0"):
+        emb.run_cost = -3
 
 
 # ----------------------------------------------------------------------------------------------- CLI

@@ -54,6 +54,7 @@ def test_side_by_side_gives_the_sequential_rows_in_input_order(tiny_bert_artifac
 
 def test_in_flight_batches_are_bounded_and_really_concurrent(tiny_bert_artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     emb = Embedder.load(tiny_bert_artifacts, variant="fp32", parallel=3)
+    emb.run_cost = 0.0  # fill-up batches (no probe runs through the patched embed_batch)
     real = emb.embed_batch
     now = peak = 0
     lock = threading.Lock()
@@ -81,6 +82,7 @@ def test_in_flight_batches_are_bounded_and_really_concurrent(tiny_bert_artifacts
 
 def test_a_failing_batch_raises_and_stops_new_batches(tiny_bert_artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     emb = Embedder.load(tiny_bert_artifacts, variant="fp32", parallel=2)
+    emb.run_cost = 0.0  # fill-up batches (no probe runs through the patched embed_batch)
     calls = 0
     lock = threading.Lock()
 
@@ -120,6 +122,7 @@ def test_a_single_batch_is_halved_to_fill_the_batches_in_flight(tiny_bert_artifa
     assert [len(b) for b in spread([np.arange(1)], 2)] == [1]  # one row cannot be split
     assert [list(b) for b in spread([np.arange(3)], 2)] == [[0, 1], [2]]  # every row once, in order
     emb = Embedder.load(tiny_bert_artifacts, variant="fp32", parallel=2)
+    emb.run_cost = 0.0  # fill-up batches: the 8 texts make one batch (the cost-cut planner is tested on its own)
     rows: list[int] = []
     real = emb.embed_batch
     monkeypatch.setattr(emb, "embed_batch", lambda ids, **kw: (rows.append(len(ids)), real(ids, **kw))[1])
