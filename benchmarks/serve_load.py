@@ -315,7 +315,7 @@ def make_servers(args: argparse.Namespace) -> list[Server]:
         servers.append(Server("infinity", cmd, p, path="/embeddings", env=env, cwd=view))
     if args.st_model:
         p = _free_port()
-        cmd = [sys.executable, "-m", "uvicorn", "st_fastapi_server:app", "--port", str(p), "--no-access-log", "--log-level", "warning"]
+        cmd = [args.st_python or sys.executable, "-m", "uvicorn", "st_fastapi_server:app", "--port", str(p), "--no-access-log", "--log-level", "warning"]
         servers.append(Server("fastapi-st", cmd, p, env={"MODEL_PATH": str(args.st_model)}, cwd=HERE))
     return servers
 
@@ -358,6 +358,8 @@ def main() -> int:
     ap.add_argument("dir", type=Path, nargs="?", help="artifact folder (onnxembed build)")
     ap.add_argument("--infinity-python", default=None, help="python of a venv with infinity-emb[server,optimum]")
     ap.add_argument("--st-model", default=None, help="sentence-transformers checkpoint for the FastAPI baseline")
+    ap.add_argument("--st-python", default=None, help="python with fastapi, uvicorn and sentence-transformers for the FastAPI baseline "
+                    "(default: this one)")
     ap.add_argument("--serve-args", default="", help="extra flags for onnxembed serve")
     ap.add_argument("--also-serve", default="", help="';'-separated flag sets for more onnxembed servers, e.g. '--threads 1;--batch-window-ms 0'")
     ap.add_argument("--also-code", default="", help="';'-separated LABEL=PYTHONPATH: onnxembed serve from another checkout's package "

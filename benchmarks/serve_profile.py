@@ -114,6 +114,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--size", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--pool", type=int, default=2048, help="STS sentences the requests cycle over (as serve_load.py)")
     ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     ap.add_argument("--pythonpath", default=None, help="run the server on this checkout's package (the 'before' code)")
     ap.add_argument("--serve-args", default="", help="extra flags for onnxembed serve")
@@ -125,8 +126,8 @@ def main() -> int:
     cmd = [sys.executable, "-m", "onnxembed.cli", "serve", str(args.dir), "--port", str(port), "--name", "m", *args.serve_args.split()]
     server = Server(args.label, cmd, port, health="/ready", env=env)
     logs = Path(tempfile.mkdtemp(prefix="serve_profile_"))
-    texts = sts_sentences(4096)
-    reqs = _requests(port, "/v1/embeddings", "m", texts, args.size, 512)
+    texts = sts_sentences(args.pool)
+    reqs = _requests(port, "/v1/embeddings", "m", texts, args.size, max(1, len(texts) // args.size))  # as serve_load.py
     server.start(logs)
     pid = server.pid
     assert pid is not None

@@ -9,16 +9,18 @@ Three stages on two threads, as text-embeddings-inference and infinity split the
   ``round_texts``; when several runners are free, each takes its share, so a lone 32-text request
   runs as two halves side by side, as ``encode`` runs it), drop those whose client went away, sort
   their texts by length, cut them into batches with :meth:`Embedder.plan_batches` (``rows x longest
-  <= max_tokens``, at most ``max_batch_size`` rows), run them (:meth:`Embedder.embed_batch`;
+  <= max_tokens``, at most ``max_batch_size`` rows, cut where ``sum(run_cost + rows x longest)`` is
+  least), run them (:meth:`Embedder.embed_batch`;
   onnxruntime releases the GIL) and scatter the rows back to their requests;
 - a request whose rows are all done is handed back to its event loop (one wake-up per batch).
 
 The runners do not wait for each other: while one runs, the other's answers go back to their
 clients, whose next requests are tokenized and wait for the first runner that is free. (One runner
-taking rounds for a pool, as before, kept every client in step: the model idle while the event loop
-answered a whole round and read the next one, then the loop idle while the model ran; measured 1,400
-against 2,240+ texts/s at 64 single-text clients on 2 cores.) ``window`` adds a short wait for more
-texts only while the runner's previous take held more than one request: a lone client never waits.
+taking rounds and running their batches side by side kept every client in step: the model idle while
+the event loop answered a whole round and read the next one, then the loop idle while the model ran.
+With the runners apart and the batches cut by the run cost, 64 single-text clients got 1.90x the
+texts/s of the round-based runner on 2 cores, same run: ``benchmarks/serve_load.py``.) ``window``
+adds a short wait for more texts only while the runner's previous take held more than one request: a lone client never waits.
 
 This module knows nothing about HTTP. The model layer (:class:`~.model.Models`) submits a request's
 texts with :meth:`Batcher.submit`, awaits the future of the work it returns, and calls
