@@ -10,6 +10,7 @@ are the same as in the unrestricted build and the figures can be predicted from 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,15 @@ def test_progress_lines_are_spaced_by_the_interval() -> None:
 @pytest.mark.parametrize("seconds,text", [(0.4, "0 s"), (42, "42 s"), (190, "3 min 10 s"), (3720, "1 h 02 min")])
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_build_models_reports_the_refusal(strict: dict[str, Any], tiny_registry: dict) -> None:
+    root = strict["root"] / "all"
+    proc = run_cli("build", "--models", "gte-small", "--out", str(root), "--registry", str(strict["registry"]), "--variants", VARIANTS,
+                   *strict["data"], env=tiny_registry["env"], check=False, timeout=1800)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("gte-small"))
+    assert row.split()[1] == "built" and f"{strict['refused']} REFUSED" in row and strict["kept"] in row
+    report = json.loads((root / "build-report.json").read_text(encoding="utf-8"))
+    assert report["ok"] is False and report["models"][0]["status"] == "built"
+    assert report["models"][0]["refused"][strict["refused"]]["failed_gates"] == load_manifest(root / "gte-small").refused[strict["refused"]]["failed_gates"]
