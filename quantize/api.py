@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -174,15 +175,18 @@ def _rank(score: dict[str, float]) -> tuple[float, float]:
 
 
 def _search(ctx: _Context, scheme: QuantScheme, gates: dict[str, float], alphas: Sequence[float], max_fp32_nodes: int,
-            exact: bool = False) -> tuple[Any, dict[str, Any]]:
-    """Pick alpha (best dev min, then mean cosine), then keep the most sensitive MatMuls fp32 until the dev figures clear the gates."""
-    tried = []
+            exact: bool = False, step: Callable[[dict[str, Any]], None] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Pick alpha (best dev min, then mean cosine), then keep the most sensitive MatMuls fp32 until the dev figures clear the gates.
+    ``step(row)`` after each candidate is scored (progress)."""
+    tried: list[dict[str, Any]] = []
+    step = step or (lambda row: None)
     best = None
     for a in alphas:
         sch = replace(scheme, smooth_alpha=float(a))
         qmodel, _ = quantize_graph(ctx.model, ctx.stats, sch)
         score = _dev_score(ctx, qmodel, exact)
         tried.append({"smooth_alpha": float(a), "fp32_nodes": 0, **score})
+        step(tried[-1])
         if best is None or _rank(score) > _rank(best[2]):
             best = (sch, qmodel, score)
     if best is None:
@@ -197,6 +201,7 @@ def _search(ctx: _Context, scheme: QuantScheme, gates: dict[str, float], alphas:
         qmodel, _ = quantize_graph(ctx.model, ctx.stats, sch, exclude=set(excluded))
         score = _dev_score(ctx, qmodel, exact)
         tried.append({"smooth_alpha": sch.smooth_alpha, "fp32_nodes": len(excluded), **score})
+        step(tried[-1])
         logger.info("kept %d MatMuls fp32 (%s): dev %s", len(excluded), excluded[-1], score)
         if _rank(score) > _rank(best_score):
             best_k, best_score = len(excluded), score
@@ -281,17 +286,18 @@ def quantize_model(
     data = resolve_data(calibration=calibration, gate_data=gate_data, data_dir=data_dir, skip_gates=skip_gates)
     ctx = _context(fp32_path, model_dir, manifest, data, data_dir)
     exact = _foreign_arithmetic(p.name)  # judge the target CPU's arithmetic, not this CPU's kernels
+    say = progress or (lambda msg: logger.info("%s", msg))
     key = (p.scheme, tuple(sorted(g.items())), tuple(smooth_alphas), max_fp32_nodes, exact)
     if key in ctx.done:
         qmodel, search, cached_acc = ctx.done[key]
         logger.info("%s: same arithmetic as an earlier preset; reusing its search and figures", p.variant)
     else:
-        qmodel, search = _search(ctx, p.scheme, g, smooth_alphas, max_fp32_nodes, exact)
+        steps = _search_steps(p.variant, len(smooth_alphas) + max_fp32_nodes, len(ctx.selection), say) if exact else None
+        qmodel, search = _search(ctx, p.scheme, g, smooth_alphas, max_fp32_nodes, exact, steps)
         cached_acc = {}
 
     dst = Path(out) if out else model_dir / p.file
     _save_atomic(qmodel, dst)
-    say = progress or (lambda msg: logger.info("%s", msg))
     acc, failures = _judge(ctx, key, dst, qmodel, search, cached_acc, g, skip_gates=skip_gates, evaluate=evaluate, variant=p.variant,
                            exact=exact, say=say)
     recipe = _recipe(replace(p.scheme, smooth_alpha=search["smooth_alpha"]), search, ctx.calib_info, g)
@@ -346,6 +352,19 @@ def _ticker(total: int, unit: str, variant: str, exact: bool, say: Callable[[str
         say(f"{variant}: judging {total:,} {unit} in exact int8 arithmetic (this CPU is not the file's target: "
             "unfused kernels, several times slower)")
     return judging.JudgeProgress(variant, total, say, unit=unit, every=judging.EVERY).add
+
+
+def _search_steps(variant: str, most: int, texts: int, say: Callable[[str], None]) -> Callable[[dict[str, Any]], None]:
+    """One line per candidate of a search in exact int8 arithmetic (minutes each on a base-size model)."""
+    started, done = time.monotonic(), [0]
+
+    def step(row: dict[str, Any]) -> None:
+        done[0] += 1
+        dev = ", ".join(f"{k} {v:.5f}" for k, v in row.items() if k not in ("smooth_alpha", "fp32_nodes"))
+        say(f"{variant}: recipe search in exact int8 arithmetic, candidate {done[0]} (at most {most}): smooth_alpha {row['smooth_alpha']}, "
+            f"{row['fp32_nodes']} MatMuls fp32: {dev} on {texts:,} dev texts, {judging.format_duration(time.monotonic() - started)}")
+
+    return step
 
 
 def _failed(ctx: _Context, acc: dict[str, Any], gates: dict[str, float]) -> dict[str, dict[str, Any]]:

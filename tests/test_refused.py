@@ -194,3 +194,16 @@ def test_build_models_reports_the_refusal(strict: dict[str, Any], tiny_registry:
     report = json.loads((root / "build-report.json").read_text(encoding="utf-8"))
     assert report["ok"] is False and report["models"][0]["status"] == "built"
     assert report["models"][0]["refused"][strict["refused"]]["failed_gates"] == load_manifest(root / "gte-small").refused[strict["refused"]]["failed_gates"]
+
+
+def test_a_search_in_exact_arithmetic_says_each_candidate(judged: dict[str, Any]) -> None:
+    """The file for another CPU is searched and judged in exact int8 arithmetic (slow): a line per candidate."""
+    exact = [v for v, rec in judged["refused"].items() if rec["accuracy"]["arithmetic"].startswith("exact")]
+    assert exact, "one of avx512_vnni / avx2 is always another CPU's preset"
+    for v in exact:
+        tried = judged["refused"][v]["recipe"]["search"]["tried"]
+        steps = [line for line in judged["lines"] if line.startswith(f"{v}: recipe search in exact int8 arithmetic, candidate ")]
+        assert len(steps) == len(tried), (steps, tried)
+        for line, row in zip(steps, tried):
+            assert f"smooth_alpha {row['smooth_alpha']}, {row['fp32_nodes']} MatMuls fp32: mean_cosine {row['mean_cosine']:.5f}" in line
+        assert any(line.startswith(f"{v}: judging ") and "in exact int8 arithmetic" in line for line in judged["lines"])
