@@ -84,7 +84,10 @@ def _refused_status(results: list[Any]) -> int:
 
 
 def _add_build(sub: Any) -> None:
-    p = sub.add_parser("build", help="export checkpoints to validated ONNX artifact folders")
+    p = sub.add_parser("build", help="export checkpoints to validated ONNX artifact folders",
+                       epilog=f"exit status: 0 built or up to date; {REFUSED_EXIT} an int8 variant was refused by its accuracy gates "
+                              "(the folder is written with fp32 and every variant that passed; its manifest records the refusal); "
+                              "1 or 2 a build failed and wrote nothing (with --all/--models the other models are still built)")
     p.add_argument("model", nargs="?", help="registry name (models.yaml), local checkpoint folder, hub id, or modelscope:ORG/NAME")
     p.add_argument("--out", required=True, type=Path, help="artifact folder (or, with --all/--models, the folder of folders)")
     p.add_argument("--all", action="store_true", help="build every registry model into OUT/NAME/")
