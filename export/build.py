@@ -190,6 +190,18 @@ def _say_refused(say: Callable[[str], None], model: str, refused: dict[str, dict
         say(f"{model}: {v} REFUSED by its int8 gates, not published: {'; '.join(r['failures'])}")
 
 
+def _left_out_refused(out: Path, weights: str, spec: ModelSpec, wanted: list[str], opset: int | None, calibration: str | Path | None,
+                      gate_data: str | Path | None, skip_gates: bool) -> list[str]:
+    """The variants ``out``'s build refused when this request is that build's without them (same inputs
+    otherwise): leaving a refused variant out then finds the folder up to date instead of rebuilding it."""
+    raw = load_manifest(out).raw
+    refused, asked = list(raw.get("refused") or {}), list((raw.get("build") or {}).get("variants") or [])
+    if not refused or [v for v in asked if v not in refused] != wanted:
+        return []
+    same = inputs_key(weights, spec, asked, opset, _int8_data_options(asked, calibration, gate_data, skip_gates)) == raw["build"]["inputs_key"]
+    return refused if same else []
+
+
 def _variant_summary(out: Path) -> dict[str, dict[str, Any]]:
     m = load_manifest(out)
     summary = {}
@@ -269,11 +281,13 @@ def build_model(
                 say(f"{model}: {v} not built by default ({why}); name it in --variants to build it anyway")
     weights = weights_sha256(ck.path)
     key = inputs_key(weights, ck.spec, wanted, opset, data_opts)
-    if existing == key and not force:
+    left_out = _left_out_refused(out, weights, ck.spec, wanted, opset, calibration, gate_data, skip_gates) if existing not in (None, key) else []
+    if (existing == key or left_out) and not force:
         damaged = verify_artifacts(out, run=False).problems  # sizes and sha256 of every recorded file
         if not damaged:
-            refused = _refused(out)
-            say(f"{model}: up to date (inputs unchanged), skipped" + (f"; its build refused {', '.join(refused)}" if refused else ""))
+            refused = {} if left_out else _refused(out)
+            say(f"{model}: up to date (inputs unchanged), skipped" + (f"; its build refused {', '.join(refused)}" if refused else "")
+                + (f"; the folder holds exactly these variants ({', '.join(left_out)}, refused by the gates, left out)" if left_out else ""))
             _say_refused(say, model, refused)
             return BuildResult(ck.spec.name, out, "skipped", time.perf_counter() - started, "inputs unchanged", _variant_summary(out),
                                refused)

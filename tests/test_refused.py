@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,19 @@ def test_a_search_in_exact_arithmetic_says_each_candidate(judged: dict[str, Any]
         for line, row in zip(steps, tried):
             assert f"smooth_alpha {row['smooth_alpha']}, {row['fp32_nodes']} MatMuls fp32: mean_cosine {row['mean_cosine']:.5f}" in line
         assert any(line.startswith(f"{v}: judging ") and "in exact int8 arithmetic" in line for line in judged["lines"])
+
+
+def test_leaving_the_refused_variant_out_finds_the_folder_up_to_date(strict: dict[str, Any], tiny_registry: dict, tmp_path: Path) -> None:
+    out = tmp_path / "gte-small"
+    shutil.copytree(strict["out"], out, symlinks=True)  # a copy: this test rebuilds it
+    before = (out / "manifest.json").read_bytes()
+    kept = ",".join(v for v in VARIANTS.split(",") if v != strict["refused"])
+    proc = run_cli("build", "gte-small", "--out", str(out), "--registry", str(strict["registry"]), "--variants", kept, *strict["data"],
+                   env=tiny_registry["env"], check=False, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith(f"skipped {out}") and f"({strict['refused']}, refused by the gates, left out)" in proc.stderr
+    assert (out / "manifest.json").read_bytes() == before
+    other = run_cli("build", "gte-small", "--out", str(out), "--registry", str(strict["registry"]), "--variants", "fp32,O2", *strict["data"],
+                    env=tiny_registry["env"], check=False, timeout=1800)  # not the same request without the refused variant: rebuilt
+    assert other.returncode == 0 and other.stdout.startswith(f"built {out}"), other.stderr[-3000:]
+    assert sorted(load_manifest(out).variants) == ["O2", "fp32"] and load_manifest(out).refused == {}
