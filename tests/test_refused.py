@@ -116,6 +116,14 @@ def test_the_runtime_never_chooses_a_refused_variant(strict: dict[str, Any], mon
         Embedder.load(strict["out"], variant=bad)
     with pytest.raises(ManifestError, match="refused by its int8 accuracy gates"):
         load_manifest(strict["out"]).variant(bad)
+    from onnxembed.bench import bench
+
+    quick = bench(strict["out"], quick=True, rounds=1, min_seconds=0.0, seq_lens=(8,), batch_sizes=(1,))  # fp32 against this CPU's int8
+    timed = [v.name for v in quick.variants]
+    if timed == ["fp32"]:  # no int8 file left for this CPU: the warning names the refusal
+        assert any(f"({bad} refused by its accuracy gates at build time)" in w for w in quick.warnings), quick.warnings
+    else:  # the VNNI file refused: a VNNI CPU falls back to the passing avx2 file
+        assert timed == ["fp32", strict["kept"]], timed
 
 
 # ------------------------------------------------------------------------------- the Python API
