@@ -283,8 +283,10 @@ def _warnings(load: dict[str, Any], m: Manifest, features: Any, quick_choice: bo
     out = [w for w in [load_warning(load)] if w]
     if quick_choice and not int8_variants_for_cpu(m.variants, features):
         present = sorted(k for k, v in m.variants.items() if v.precision == "int8")
+        refused = int8_variants_for_cpu(list(m.refused), features)  # made, then refused by the build's int8 gates
         out.append(f"no int8 file for this CPU ({features.int8_preset or 'no AVX2/AVX512-VNNI/arm64'}) in {m.root}; int8 files"
-                   f" present: {present or 'none'}; timed fp32 only (Embedder.load(variant='int8') would raise too)")
+                   f" present: {present or 'none'}" + (f" ({', '.join(refused)} refused by its accuracy gates at build time)" if refused else "")
+                   + "; timed fp32 only (Embedder.load(variant='int8') would raise too)")
     return out
 
 

@@ -77,6 +77,8 @@ def main() -> int:
     q8 = int8_variant_for(detect_cpu_features().int8_preset or "avx2")
     folder = args.work / "artifact"
     built = build_model(str(ck), folder, variants=f"fp32,O2,{q8}")
+    if built.refused:  # the folder has no int8 file to time: say why instead of a KeyError below
+        raise SystemExit(f"{q8} was refused by its int8 gates: {'; '.join(built.refused[q8]['failures'])}; see {folder}/manifest.json 'refused'")
     print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {machine()}")
     print(f"model: {ck}; build: {built.status}; fp32 validation {json.dumps(built.variants['fp32'].get('validation'))}")
     print(f"O2 vs fp32: {json.dumps(built.variants['O2'].get('validation'))}")

@@ -77,8 +77,49 @@ def _fmt_size(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
+def _figures(info: dict[str, Any]) -> list[str]:
+    """The recorded figures of a variant (or a refused one's record), short."""
+    figs = []
+    val = info.get("validation") or {}
+    if "max_abs_diff" in val:
+        figs.append(f"max|diff| vs {val.get('reference', '?')} {val['max_abs_diff']:.2e}")
+    if "crossencoder_max_abs_diff" in val:
+        figs.append(f"vs CrossEncoder {val['crossencoder_max_abs_diff']:.2e}")
+    if "min_cosine" in val:
+        figs.append(f"min cos {val['min_cosine']:.6f}")
+    acc = info.get("accuracy") or {}
+    if acc.get("gates_run") is False:
+        figs.append("accuracy gates NOT run (--skip-gates)")
+    if "mean_cosine" in acc:
+        n = acc.get("heldout_sentences")
+        on = f" on {n:,} held-out sentences" if n else " on held-out sentences"
+        figs.append(f"mean/min cos vs fp32 {acc['mean_cosine']:.4f}/{acc.get('min_cosine', float('nan')):.4f}{on}")
+    if acc.get("q001_cosine") is not None:
+        figs.append(f"0.1% quantile {acc['q001_cosine']:.4f}")
+    if acc.get("stsb_spearman") is not None:
+        figs.append(f"STS-B {acc['stsb_spearman']:.2f} (fp32 {acc.get('stsb_spearman_fp32', float('nan')):.2f})")
+    if "batch_stability_min_cosine" in acc:
+        figs.append(f"batch stability {acc['batch_stability_min_cosine']:.6f}")
+    if "score_spearman" in acc:  # a cross-encoder's int8 gates
+        figs.append(f"score Spearman vs fp32 {acc['score_spearman']:.4f} on {acc.get('heldout_pairs')} held-out pairs")
+        figs.append(f"Cranfield nDCG@10 {acc['ndcg10']:.4f} (fp32 {acc['ndcg10_fp32']:.4f})" if acc.get("ndcg10") is not None
+                    else "Cranfield nDCG@10 gate not run")
+        figs.append(f"batch stability {acc['batch_stability']:.5f}")
+    if info.get("same_as"):
+        figs.append(f"same bytes as {info['same_as']}")
+    return figs
+
+
+def _status(info: dict[str, Any]) -> str:
+    acc = info.get("accuracy")
+    if acc is None:
+        return "validated"
+    return "passed" if acc.get("gates_passed") else "NOT JUDGED" if acc.get("gates_run") is False else "written"
+
+
 def print_manifest_summary(folder: Path) -> None:
-    """One line per variant: file, size, and the figures the build recorded (with what they were measured on)."""
+    """One line per variant: file, size, passed/refused, and the figures the build recorded (with what they
+    were measured on); the int8 variants the gates refused (not in the folder) last, with the gates they failed."""
     from onnxembed import load_manifest
 
     m = load_manifest(folder)
@@ -87,35 +128,12 @@ def print_manifest_summary(folder: Path) -> None:
               f"pairs as {m.raw.get('pair_template', '?')}, max_length={m.max_length}")
     else:
         print(f"{m.name}: {m.dim}-d, pooling={m.pooling}, normalize={m.normalize}, max_length={m.max_length}")
-    print(f"{'variant':<20} {'file':<36} {'size':>9}  figures")
+    print(f"{'variant':<20} {'status':<10} {'file':<36} {'size':>9}  figures")
     for v in m.variants.values():
-        figs = []
-        val = v.info.get("validation") or {}
-        if "max_abs_diff" in val:
-            figs.append(f"max|diff| vs {val.get('reference', '?')} {val['max_abs_diff']:.2e}")
-        if "crossencoder_max_abs_diff" in val:
-            figs.append(f"vs CrossEncoder {val['crossencoder_max_abs_diff']:.2e}")
-        if "min_cosine" in val:
-            figs.append(f"min cos {val['min_cosine']:.6f}")
-        acc = v.info.get("accuracy") or {}
-        if acc.get("gates_run") is False:
-            figs.append("accuracy gates NOT run (--skip-gates)")
-        if "mean_cosine" in acc:
-            n = acc.get("heldout_sentences")
-            on = f" on {n} held-out sentences" if n else " on held-out sentences"
-            figs.append(f"mean/min cos vs fp32 {acc['mean_cosine']:.4f}/{acc.get('min_cosine', float('nan')):.4f}{on}")
-        if acc.get("q001_cosine") is not None:
-            figs.append(f"0.1% quantile {acc['q001_cosine']:.4f}")
-        if acc.get("stsb_spearman") is not None:
-            figs.append(f"STS-B {acc['stsb_spearman']:.2f} (fp32 {acc.get('stsb_spearman_fp32', float('nan')):.2f})")
-        if "score_spearman" in acc:  # a cross-encoder's int8 gates
-            figs.append(f"score Spearman vs fp32 {acc['score_spearman']:.4f} on {acc.get('heldout_pairs')} held-out pairs")
-            figs.append(f"Cranfield nDCG@10 {acc['ndcg10']:.4f} (fp32 {acc['ndcg10_fp32']:.4f})" if acc.get("ndcg10") is not None
-                        else "Cranfield nDCG@10 gate not run")
-            figs.append(f"batch stability {acc['batch_stability']:.5f}")
-        if v.info.get("same_as"):
-            figs.append(f"same bytes as {v.info['same_as']}")
-        print(f"{v.name:<20} {v.file:<36} {_fmt_size(v.size):>9}  {'; '.join(figs)}")
+        print(f"{v.name:<20} {_status(v.info):<10} {v.file:<36} {_fmt_size(v.size):>9}  {'; '.join(_figures(v.info))}")
+    for name, r in (m.raw.get("refused") or {}).items():
+        failed = [f"{g} {f['figure']:.6g} (needs {f['rule']} {f['threshold']:g})" for g, f in r.get("failed_gates", {}).items()]
+        print(f"{name:<20} {'REFUSED':<10} {'(not in the folder)':<36} {'-':>9}  FAILED {', '.join(failed)}; {'; '.join(_figures(r))}")
 
 
 def read_input(path: Path | str, *, stdin: BinaryIO | None = None) -> list[str]:

@@ -16,14 +16,37 @@ from typing import Any, Callable
 
 from .common import CliError, need_export, print_manifest_summary, progress, quiet_known_noise
 
-__all__ = ["build_parser", "main"]
+__all__ = ["REFUSED_EXIT", "build_parser", "main"]
+
+REFUSED_EXIT = 3  # a variant the build made was refused by its int8 gates; the folder is written with the others
 
 
 def _print_build_table(results: list[Any]) -> None:
     print(f"{'model':<28} {'status':<8} {'time s':>7}  variants (size MB)")
     for r in results:
         variants = ", ".join(f"{k} ({v['size'] / 1e6:.1f})" for k, v in r.variants.items())
+        variants += "".join(f", {k} REFUSED" for k in r.refused)
         print(f"{r.model:<28} {r.status:<8} {r.seconds:>7.1f}  {variants or r.reason.splitlines()[0] if r.reason else variants}")
+
+
+def _refusal_message(results: list[Any]) -> str:
+    """What the build refused, that the folders were written without it, and the ways on."""
+    lines = []
+    for r in results:
+        for v, rec in r.refused.items():
+            failed = ", ".join(f"{g} {f['figure']:.6g} (needs {f['rule']} {f['threshold']:g})" for g, f in rec["failed_gates"].items())
+            judged = ", ".join(f"{n:,} {unit}" for unit, n in rec.get("judged_on", {}).items() if n)
+            lines.append(f"onnxembed build: {r.model}: {v} REFUSED by its int8 gates: {failed}" + (f" on {judged}" if judged else ""))
+    for r in results:
+        if r.refused:
+            kept = ", ".join(r.variants)
+            lines.append(f"{r.out} was written with the variants that passed ({kept}); the refused files are not in it "
+                         "(their figures are in manifest.json under 'refused').")
+    lines.append("To go on: calibrate on your own texts (--calibration FILE), or judge on data closer to your use (--gate-data FILE); "
+                 "loosen the model's gates in a models.yaml you pass with --registry if its figures are good enough for your use; "
+                 "--skip-gates writes the int8 files unjudged (for timing only); or leave the variant out (--variants). "
+                 f"A re-run with the same inputs is up to date and repeats this (exit status {REFUSED_EXIT}); --force rebuilds.")
+    return "\n".join(lines)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -41,17 +64,30 @@ def _cmd_build(args: argparse.Namespace) -> int:
         for r in failed:
             print(f"FAILED {r.model}: {r.reason}", file=sys.stderr)
         print(f"report: {Path(args.out) / 'build-report.json'}")
-        return 1 if failed or len(results) < len(names) else 0
+        if failed or len(results) < len(names):
+            return 1
+        return _refused_status(results)
     if not args.model:
         raise SystemExit("onnxembed build: give MODEL, or --all / --models a,b with --out OUTROOT")
     result = export.build_model(args.model, args.out, revision=args.revision, **common)
     print(f"{result.status} {result.out}" + (f" ({result.reason})" if result.reason else ""))
     print_manifest_summary(result.out)
-    return 0
+    return _refused_status([result])
+
+
+def _refused_status(results: list[Any]) -> int:
+    """0, or :data:`REFUSED_EXIT` with the refusals on stderr when a build's gates refused a variant."""
+    if not any(r.refused for r in results):
+        return 0
+    print(_refusal_message(results), file=sys.stderr)
+    return REFUSED_EXIT
 
 
 def _add_build(sub: Any) -> None:
-    p = sub.add_parser("build", help="export checkpoints to validated ONNX artifact folders")
+    p = sub.add_parser("build", help="export checkpoints to validated ONNX artifact folders",
+                       epilog=f"exit status: 0 built or up to date; {REFUSED_EXIT} an int8 variant was refused by its accuracy gates "
+                              "(the folder is written with fp32 and every variant that passed; its manifest records the refusal); "
+                              "1 or 2 a build failed and wrote nothing (with --all/--models the other models are still built)")
     p.add_argument("model", nargs="?", help="registry name (models.yaml), local checkpoint folder, hub id, or modelscope:ORG/NAME")
     p.add_argument("--out", required=True, type=Path, help="artifact folder (or, with --all/--models, the folder of folders)")
     p.add_argument("--all", action="store_true", help="build every registry model into OUT/NAME/")

@@ -100,7 +100,13 @@ def _base_manifest(ck: Checkpoint, spec: ModelSpec, weights: str) -> dict[str, A
 
 @dataclass
 class BuildResult:
-    """What one model's build did: ``status`` is ``built``, ``skipped`` (inputs unchanged) or ``failed``."""
+    """What one model's build did: ``status`` is ``built``, ``skipped`` (inputs unchanged) or ``failed``.
+
+    ``refused`` holds the int8 variants the build made and its gates refused (their files are not in the
+    folder; the manifest keeps the same records under ``refused``): ``{variant: {"failed_gates",
+    "failures", "judged_on", "accuracy", ...}}``. A folder with refusals is still published with every
+    variant that passed; ``onnxembed build`` then exits with status 3.
+    """
 
     model: str
     out: Path
@@ -108,10 +114,12 @@ class BuildResult:
     seconds: float = 0.0
     reason: str = ""
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refused: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"model": self.model, "out": str(self.out), "status": self.status, "seconds": round(self.seconds, 2),
-                "reason": self.reason, "variants": self.variants}
+                "reason": self.reason, "variants": self.variants,
+                "refused": {v: {k: r[k] for k in ("failed_gates", "failures", "judged_on")} for v, r in self.refused.items()}}
 
 
 def _source_digest() -> str:
@@ -172,6 +180,28 @@ def _record_files(work: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _refused(out: Path) -> dict[str, dict[str, Any]]:
+    """The int8 variants a finished folder's build refused (manifest ``refused``)."""
+    return dict(load_manifest(out).raw.get("refused") or {})
+
+
+def _say_refused(say: Callable[[str], None], model: str, refused: dict[str, dict[str, Any]]) -> None:
+    for v, r in refused.items():
+        say(f"{model}: {v} REFUSED by its int8 gates, not published: {'; '.join(r['failures'])}")
+
+
+def _left_out_refused(out: Path, weights: str, spec: ModelSpec, wanted: list[str], opset: int | None, calibration: str | Path | None,
+                      gate_data: str | Path | None, skip_gates: bool) -> list[str]:
+    """The variants ``out``'s build refused when this request is that build's without them (same inputs
+    otherwise): leaving a refused variant out then finds the folder up to date instead of rebuilding it."""
+    raw = load_manifest(out).raw
+    refused, asked = list(raw.get("refused") or {}), list((raw.get("build") or {}).get("variants") or [])
+    if not refused or [v for v in asked if v not in refused] != wanted:
+        return []
+    same = inputs_key(weights, spec, asked, opset, _int8_data_options(asked, calibration, gate_data, skip_gates)) == raw["build"]["inputs_key"]
+    return refused if same else []
+
+
 def _variant_summary(out: Path) -> dict[str, dict[str, Any]]:
     m = load_manifest(out)
     summary = {}
@@ -206,6 +236,11 @@ def build_model(
     onnxembed's code, options) is left as it is (status ``skipped``); one built from other inputs is
     rebuilt. A folder that is not an onnxembed build is replaced only with ``force``.
 
+    An int8 variant that fails its accuracy gates does not discard the rest: the folder is published
+    with fp32 and every variant that passed, the refused file is left out, and the manifest records the
+    refusal under ``refused`` with its figures. A re-run with the same inputs is up to date and reports
+    the same refusals (``BuildResult.refused``); ``force`` rebuilds.
+
     Args:
         model: registry name (``models.yaml``), local checkpoint folder, hub id, or ``modelscope:ORG/NAME``.
         out: the artifact folder to create.
@@ -222,7 +257,8 @@ def build_model(
             Where texts come from otherwise: :mod:`onnxembed.quantize.data`.
 
     Returns:
-        A :class:`BuildResult` (``status`` built or skipped; failures raise).
+        A :class:`BuildResult` (``status`` built or skipped; ``refused`` the int8 variants its gates
+        refused). Any other failure raises and writes nothing.
 
     >>> build_model("all-minilm-l6-v2", "artifacts/all-minilm-l6-v2", variants="fp32").status  # doctest: +SKIP
     'built'
@@ -245,11 +281,16 @@ def build_model(
                 say(f"{model}: {v} not built by default ({why}); name it in --variants to build it anyway")
     weights = weights_sha256(ck.path)
     key = inputs_key(weights, ck.spec, wanted, opset, data_opts)
-    if existing == key and not force:
+    left_out = _left_out_refused(out, weights, ck.spec, wanted, opset, calibration, gate_data, skip_gates) if existing not in (None, key) else []
+    if (existing == key or left_out) and not force:
         damaged = verify_artifacts(out, run=False).problems  # sizes and sha256 of every recorded file
         if not damaged:
-            say(f"{model}: up to date (inputs unchanged), skipped")
-            return BuildResult(ck.spec.name, out, "skipped", time.perf_counter() - started, "inputs unchanged", _variant_summary(out))
+            refused = {} if left_out else _refused(out)
+            say(f"{model}: up to date (inputs unchanged), skipped" + (f"; its build refused {', '.join(refused)}" if refused else "")
+                + (f"; the folder holds exactly these variants ({', '.join(left_out)}, refused by the gates, left out)" if left_out else ""))
+            _say_refused(say, model, refused)
+            return BuildResult(ck.spec.name, out, "skipped", time.perf_counter() - started, "inputs unchanged", _variant_summary(out),
+                               refused)
         say(f"{model}: inputs unchanged but {damaged[0]}{f' (and {len(damaged) - 1} more)' if len(damaged) > 1 else ''}: rebuilding")
     if data_opts is not None:
         _say_int8_data(say, model, calibration, gate_data, skip_gates)  # resolves the texts: fails before the export
@@ -258,11 +299,15 @@ def build_model(
     try:
         manifest = _export_and_validate(ck, weights, work, opset, say, model)
         rest = [v for v in wanted if v != FP32]
+        refused: dict[str, dict[str, Any]] = {}
         if rest:
             from .variants import add_variants
 
             say(f"{model}: building {', '.join(rest)}")
-            add_variants(work, manifest, rest, gates=dict(ck.spec.gates), calibration=calibration, gate_data=gate_data, skip_gates=skip_gates)
+            refused = add_variants(work, manifest, rest, gates=dict(ck.spec.gates), calibration=calibration, gate_data=gate_data,
+                                   skip_gates=skip_gates, progress=say)
+            _say_refused(say, model, refused)
+        manifest.setdefault("refused", {})
         manifest["files"] = _record_files(work)
         say(f"{model}: recording fingerprints")
         _add_fingerprints(work, manifest)
@@ -279,8 +324,8 @@ def build_model(
         shutil.rmtree(work, ignore_errors=True)
         raise
     seconds = time.perf_counter() - started
-    say(f"{model}: built into {out} in {seconds:.1f} s")
-    return BuildResult(ck.spec.name, out, "built", seconds, "", _variant_summary(out))
+    say(f"{model}: built into {out} in {seconds:.1f} s" + (f" without {', '.join(refused)} (refused)" if refused else ""))
+    return BuildResult(ck.spec.name, out, "built", seconds, "", _variant_summary(out), refused)
 
 
 def _int8_data_options(wanted: list[str], calibration: str | Path | None, gate_data: str | Path | None,
@@ -413,7 +458,9 @@ def build_models(
 ) -> list[BuildResult]:
     """Build several models into ``outroot/NAME/`` and write ``outroot/build-report.json``.
 
-    One model's failure does not stop the others unless ``fail_fast``; its reason is in the report.
+    One model's failure does not stop the others unless ``fail_fast``; its reason is in the report. A
+    model with refused int8 variants is published without them (``refused`` in its report entry; the
+    report's ``ok`` is then false).
     """
     outroot = Path(outroot)
     outroot.mkdir(parents=True, exist_ok=True)
@@ -433,7 +480,7 @@ def build_models(
     report = {
         "tools": tool_versions(),
         "models": [r.as_dict() for r in results],
-        "ok": all(r.status != "failed" for r in results),
+        "ok": all(r.status != "failed" and not r.refused for r in results),
     }
     tmp = outroot / ".build-report.json.tmp"
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

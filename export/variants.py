@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from ..errors import ValidationError
 from ..manifest import variant_entry
 from .fusion import FUSION_LEVELS, fuse_model, fused_op_counts
 
-__all__ = ["add_variants", "FUSED_LOGIT_THRESHOLDS", "FUSED_THRESHOLDS", "validate_fused", "validate_fused_rerank"]
+__all__ = ["add_variants", "refusal", "FUSED_LOGIT_THRESHOLDS", "FUSED_THRESHOLDS", "validate_fused", "validate_fused_rerank"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +96,13 @@ def add_variants(
     calibration: str | Path | None = None,
     gate_data: str | Path | None = None,
     skip_gates: bool = False,
-) -> None:
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Write ``onnx/model_<X>.onnx`` for each requested variant and record it in ``manifest['variants']``.
+
+    An int8 file that fails its accuracy gates is refused, not raised: its file is removed, it is not in
+    ``manifest['variants']``, and ``manifest['refused']`` records why (see :func:`refusal`), so the
+    validated variants are still published.
 
     Args:
         workdir: the artifact folder being built (tokenizer files, config.json, onnx/model.onnx exist).
@@ -106,10 +111,14 @@ def add_variants(
         gates: int8 gate overrides from models.yaml (defaults: :data:`onnxembed.quantize.DEFAULT_GATES`).
         calibration, gate_data, skip_gates: where the int8 texts come from (see
             :func:`onnxembed.quantize.quantize_model`).
+        progress: called with a line at most every 30 s while an int8 file is judged.
+
+    Returns:
+        The refused int8 variants (also ``manifest['refused']``): ``{variant: refusal record}``.
 
     Raises:
-        ValidationError: a fused file differs from fp32 beyond its threshold or an int8 file fails a
-            gate; one line per failure. All requested files are written and checked first.
+        ValidationError: a fused file differs from fp32 beyond its threshold (a fault of the optimizer,
+            not a recipe's accuracy); one line per failure. All requested files are written and checked first.
 
     >>> add_variants(Path("build/x"), manifest, ["O2", "qint8_avx512_vnni"])  # doctest: +SKIP
     """
@@ -123,6 +132,7 @@ def add_variants(
         raise ValueError(f"unknown variant(s) {unknown}; known: {list(FUSION_LEVELS) + list(INT8_VARIANTS)}")
     enc = ReferenceEncoder(workdir, manifest)
     failures: list[str] = []
+    refused: dict[str, dict[str, Any]] = {}
     for v in variants:
         t0 = time.perf_counter()
         if v in FUSION_LEVELS:
@@ -144,16 +154,36 @@ def add_variants(
             )
         else:
             r = quantize_model(workdir, INT8_VARIANTS[v], manifest=manifest, gates=gates, check=False,
-                               calibration=calibration, gate_data=gate_data, skip_gates=skip_gates)
-            failures += [f"{v}: {f}" for f in r.failures]
+                               calibration=calibration, gate_data=gate_data, skip_gates=skip_gates, progress=progress)
+            if r.failures:
+                refused[v] = refusal(r, time.perf_counter() - t0)
+                r.path.unlink()
+                logger.info("%s refused by its int8 gates: %s", v, "; ".join(r.failures))
+                continue
             manifest["variants"][v] = variant_entry(
                 workdir, variant_file(v), "int8", "cpu", cpu_feature=get_preset(r.preset).cpu_feature,
                 fused_ops=fused_op_counts(r.path), recipe=r.recipe, accuracy=r.accuracy, seconds=round(time.perf_counter() - t0, 2),
             )
         logger.info("variant %s done in %.1f s", v, time.perf_counter() - t0)
     _store_identical_once(workdir, manifest["variants"])
+    manifest["refused"] = refused
     if failures:
         raise ValidationError(f"variants of {manifest.get('name', workdir)} failed validation:", failures)
+    return refused
+
+
+def refusal(r: Any, seconds: float) -> dict[str, Any]:
+    """The manifest's record of an int8 file refused by its gates (a :class:`~onnxembed.quantize.QuantizeResult`):
+    the failing gates with figure and threshold, one line each, every figure, and the recipe that made it."""
+    acc = r.accuracy
+    return {
+        "failed_gates": r.failed_gates,
+        "failures": list(r.failures),
+        "judged_on": {"sentences": acc["heldout_sentences"]} if "heldout_sentences" in acc else {"pairs": acc.get("heldout_pairs")},
+        "accuracy": acc,
+        "recipe": r.recipe,
+        "seconds": round(seconds, 2),
+    }
 
 
 def _store_identical_once(workdir: Path, entries: dict[str, dict[str, Any]]) -> None:

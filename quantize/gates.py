@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +19,7 @@ from ..pooling import spearman as rank_correlation
 from .reference import ReferenceEncoder
 from .data import QuantData, resolve_data
 
-__all__ = ["Reference", "reference_for", "measure", "check_gates", "cosines", "spearman", "TAIL_QUANTILE"]
+__all__ = ["Reference", "reference_for", "measure", "check_gates", "failed_gates", "gate_figures", "cosines", "spearman", "TAIL_QUANTILE"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,11 @@ class Reference:
     stability_probes: list[str]
     stability_fillers: list[str]
     data: dict[str, Any] | None = None  # what judged the gates, for the manifest
+
+    @property
+    def judged(self) -> int:
+        """How many texts :func:`measure` embeds with the candidate file (its progress total)."""
+        return len(self.heldout)
 
 
 def _sts_spearman(session: Any, enc: ReferenceEncoder, rows: list[tuple[float, str, str]], texts: list[str],
@@ -101,12 +106,13 @@ def _stability(session: Any, enc: ReferenceEncoder, ref: Reference) -> float:
     return worst
 
 
-def measure(session: Any, enc: ReferenceEncoder, ref: Reference) -> dict[str, Any]:
-    """The gate figures of a quantized session against the fp32 reference.
+def measure(session: Any, enc: ReferenceEncoder, ref: Reference, on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """The gate figures of a quantized session against the fp32 reference; ``on_batch(n)`` after each
+    batch of ``n`` held-out sentences embedded (:attr:`Reference.judged` in all).
 
     ``stsb_spearman`` and ``stsb_spearman_fp32`` are None when there are no labelled pairs.
     """
-    emb = enc.embed(session, ref.heldout)
+    emb = enc.embed(session, ref.heldout, on_batch)
     cos = cosines(emb, ref.heldout_emb)
     sp = _sts_spearman(session, enc, ref.stsb_rows, ref.heldout, emb) if ref.stsb_rows else None
     return {
@@ -122,16 +128,38 @@ def measure(session: Any, enc: ReferenceEncoder, ref: Reference) -> dict[str, An
     }
 
 
-def check_gates(acc: dict[str, float], gates: dict[str, float]) -> list[str]:
+def failed_gates(figures: dict[str, tuple[float | None, str]], gates: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """The gates a file fails: ``{gate: {"figure", "threshold", "rule"}}`` in the order of ``figures``.
+
+    ``figures`` maps a gate to (the measured figure, ``">="`` or ``"<="``); a figure of None (e.g. no
+    labelled pairs) is not judged, and NaN fails.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for gate, (figure, rule) in figures.items():
+        if figure is None:
+            continue
+        ok = figure >= gates[gate] if rule == ">=" else figure <= gates[gate]
+        if not ok:
+            out[gate] = {"figure": figure, "threshold": gates[gate], "rule": rule}
+    return out
+
+
+def gate_figures(acc: dict[str, Any]) -> dict[str, tuple[float | None, str]]:
+    """An encoder's int8 figures per gate, with the rule each must meet (the Spearman gate judges the drop)."""
+    drop = round(acc["stsb_spearman_fp32"] - acc["stsb_spearman"], 3) if acc.get("stsb_spearman") is not None else None
+    return {"mean_cosine": (acc["mean_cosine"], ">="), "min_cosine": (acc["min_cosine"], ">="),
+            "stsb_spearman_drop": (drop, "<="), "batch_stability": (acc["batch_stability_min_cosine"], ">=")}
+
+
+def check_gates(acc: dict[str, Any], gates: dict[str, float]) -> list[str]:
     """One line per failing gate (empty when all hold)."""
-    fails = []
-    if not acc["mean_cosine"] >= gates["mean_cosine"]:
-        fails.append(f"mean cosine to fp32 {acc['mean_cosine']:.5f} < {gates['mean_cosine']} on {acc['heldout_sentences']} held-out sentences")
-    if not acc["min_cosine"] >= gates["min_cosine"]:
-        fails.append(f"min cosine to fp32 {acc['min_cosine']:.5f} < {gates['min_cosine']} on {acc['heldout_sentences']} held-out sentences")
-    drop = acc["stsb_spearman_fp32"] - acc["stsb_spearman"] if acc.get("stsb_spearman") is not None else None
-    if drop is not None and not drop <= gates["stsb_spearman_drop"]:
-        fails.append(f"STS-B test Spearman {acc['stsb_spearman']:.2f} is {drop:.2f} points below fp32 {acc['stsb_spearman_fp32']:.2f} (allowed {gates['stsb_spearman_drop']})")
-    if not acc["batch_stability_min_cosine"] >= gates["batch_stability"]:
-        fails.append(f"batch stability: min cosine alone vs in a padded batch {acc['batch_stability_min_cosine']:.6f} < {gates['batch_stability']}")
-    return fails
+    n = acc["heldout_sentences"]
+    lines = {
+        "mean_cosine": lambda: f"mean cosine to fp32 {acc['mean_cosine']:.5f} < {gates['mean_cosine']} on {n} held-out sentences",
+        "min_cosine": lambda: f"min cosine to fp32 {acc['min_cosine']:.5f} < {gates['min_cosine']} on {n} held-out sentences",
+        "stsb_spearman_drop": lambda: (f"STS-B test Spearman {acc['stsb_spearman']:.2f} is {acc['stsb_spearman_fp32'] - acc['stsb_spearman']:.2f} "
+                                       f"points below fp32 {acc['stsb_spearman_fp32']:.2f} (allowed {gates['stsb_spearman_drop']})"),
+        "batch_stability": lambda: (f"batch stability: min cosine alone vs in a padded batch {acc['batch_stability_min_cosine']:.6f} "
+                                    f"< {gates['batch_stability']}"),
+    }
+    return [lines[g]() for g in failed_gates(gate_figures(acc), gates)]

@@ -9,7 +9,7 @@ Build-time only (it needs transformers); the runtime's own path is :class:`onnxe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -62,8 +62,9 @@ class ReferenceEncoder:
         order = np.argsort([len(t) for t in texts], kind="stable")
         return [order[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
 
-    def embed(self, session: Any, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Pooled embeddings of ``texts`` with an onnxruntime session, in input order."""
+    def embed(self, session: Any, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> npt.NDArray[np.float32]:
+        """Pooled embeddings of ``texts`` with an onnxruntime session, in input order; ``on_batch(n)``
+        after each batch of ``n`` texts (progress)."""
         out: npt.NDArray[np.float32] | None = None
         for idx in self.batches(texts):
             f = self.feeds([texts[i] for i in idx])
@@ -71,6 +72,8 @@ class ReferenceEncoder:
             if out is None:
                 out = np.zeros((len(texts), emb.shape[1]), np.float32)
             out[idx] = emb
+            if on_batch is not None:
+                on_batch(len(idx))
         return out if out is not None else np.zeros((0, 0), np.float32)
 
 

@@ -306,6 +306,9 @@ class SessionModel:
         if variant == "auto" and requested is None:
             plans, strict = auto_plans(m.variants, available, features), False
         else:
+            refused = m.refusal(variant)
+            if refused:
+                raise ManifestError(refused)
             plans, strict = [explicit_plan(variant, requested, m.variants, features)], True
             check_installed(plans[0].providers, available)
         if cache_dir is not None:

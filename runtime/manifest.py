@@ -96,6 +96,22 @@ class Manifest:
         return (f"{self.name} gives {self.dim}-d vectors and was not trained for shorter embeddings "
                 "(its manifest lists no Matryoshka dimensions)")
 
+    @property
+    def refused(self) -> dict[str, Any]:
+        """The int8 variants the build made and its accuracy gates refused: not in :attr:`variants`, their
+        files not in the folder; per variant the failing gates and figures (``docs/manifest.md``)."""
+        r = self.raw.get("refused")
+        return dict(r) if isinstance(r, dict) else {}
+
+    def refusal(self, name: str) -> str | None:
+        """Why ``name`` is not in the folder when its build refused it (None otherwise)."""
+        r = self.refused.get(name)
+        if r is None:
+            return None
+        why = "; ".join(r.get("failures") or []) if isinstance(r, dict) else ""
+        return (f"variant {name!r} was refused by its int8 accuracy gates when {self.root} was built ({why or 'see refused in its manifest'}), "
+                f"so its file is not in the folder; present: {sorted(self.variants)}")
+
     def path_of(self, variant: str) -> Path:
         """Absolute path of a variant's file."""
         return self.root / self.variant(variant).file
@@ -105,6 +121,9 @@ class Manifest:
         try:
             return self.variants[name]
         except KeyError:
+            why = self.refusal(name)
+            if why:
+                raise ManifestError(why) from None
             raise ManifestError(
                 f"variant {name!r} is not in {self.root / MANIFEST_NAME}; present: {sorted(self.variants)}"
             ) from None

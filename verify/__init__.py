@@ -98,9 +98,12 @@ def verify_artifacts(folder: str | Path, *, variants: list[str] | None = None, r
     sentences: list[Any] = [tuple(map(str, p)) for p in recorded.get("pairs", [])] if rerank else [str(s) for s in recorded.get("sentences", [])]
     hashed: dict[str, str | None] = {}  # file -> its integrity problem (None: fine); a file shared by variants is hashed once
     embedded: dict[str, Any] = {}  # file -> its embeddings of the probe sentences, computed once
+    if variants is None:
+        report.notes += [f"{name}: refused by its int8 accuracy gates at build time, not in the folder ({'; '.join(r.get('failures') or [])})"
+                         for name, r in m.refused.items() if isinstance(r, dict)]
     for name in names:
         if name not in m.variants:
-            report.problems.append(f"variant {name!r}: not in the manifest; present: {sorted(m.variants)}")
+            report.problems.append(m.refusal(name) or f"variant {name!r}: not in the manifest; present: {sorted(m.variants)}")
             continue
         v = m.variants[name]
         if v.file not in hashed:
