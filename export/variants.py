@@ -13,6 +13,7 @@ import numpy as np
 from ..catalog import INT8_VARIANTS, variant_file
 from ..errors import ValidationError
 from ..manifest import variant_entry
+from ..quantize.onnx_files import data_files
 from .fusion import FUSION_LEVELS, fuse_model, fused_op_counts
 
 __all__ = ["add_variants", "FUSED_LOGIT_THRESHOLDS", "FUSED_THRESHOLDS", "validate_fused", "validate_fused_rerank"]
@@ -96,6 +97,7 @@ def add_variants(
     calibration: str | Path | None = None,
     gate_data: str | Path | None = None,
     skip_gates: bool = False,
+    external_threshold: int | None = None,
 ) -> None:
     """Write ``onnx/model_<X>.onnx`` for each requested variant and record it in ``manifest['variants']``.
 
@@ -106,6 +108,8 @@ def add_variants(
         gates: int8 gate overrides from models.yaml (defaults: :data:`onnxembed.quantize.DEFAULT_GATES`).
         calibration, gate_data, skip_gates: where the int8 texts come from (see
             :func:`onnxembed.quantize.quantize_model`).
+        external_threshold: weights over this many bytes go to ``<file>_data`` (see
+            :func:`onnxembed.quantize.onnx_files.save_model`); each such file is recorded in the variant's entry.
 
     Raises:
         ValidationError: a fused file differs from fp32 beyond its threshold or an int8 file fails a
@@ -128,7 +132,7 @@ def add_variants(
         if v in FUSION_LEVELS:
             rel = variant_file(v)
             counts = fuse_model(fp32, workdir / rel, v, num_heads=int(manifest["num_heads"]), hidden_size=int(manifest["hidden_size"]),
-                                architecture=manifest.get("architecture", "bert"))
+                                architecture=manifest.get("architecture", "bert"), external_threshold=external_threshold)
             check = validate_fused_rerank if manifest.get("task") == "rerank" else validate_fused
             figures, fails = check(v, workdir / rel, fp32, enc)
             if FUSION_LEVELS[v].fp16:
@@ -136,7 +140,7 @@ def add_variants(
             failures += fails
             lv = FUSION_LEVELS[v]
             manifest["variants"][v] = variant_entry(
-                workdir, rel, "fp16" if lv.fp16 else "fp32", lv.device, fused_ops=counts, validation=figures,
+                workdir, rel, "fp16" if lv.fp16 else "fp32", lv.device, data_files=data_files(workdir / rel), fused_ops=counts, validation=figures,
                 fusion={"optimizer": "onnxruntime.transformers.optimizer", "model_type": "bert", "ort_opt_level": lv.ort_level,
                         "transformer_fusions": lv.transformer_fusions, "gelu_approximation": lv.gelu_approximation,
                         "fp16_keep_io_types": lv.fp16},
@@ -144,10 +148,10 @@ def add_variants(
             )
         else:
             r = quantize_model(workdir, INT8_VARIANTS[v], manifest=manifest, gates=gates, check=False,
-                               calibration=calibration, gate_data=gate_data, skip_gates=skip_gates)
+                               calibration=calibration, gate_data=gate_data, skip_gates=skip_gates, external_threshold=external_threshold)
             failures += [f"{v}: {f}" for f in r.failures]
             manifest["variants"][v] = variant_entry(
-                workdir, variant_file(v), "int8", "cpu", cpu_feature=get_preset(r.preset).cpu_feature,
+                workdir, variant_file(v), "int8", "cpu", data_files=data_files(r.path), cpu_feature=get_preset(r.preset).cpu_feature,
                 fused_ops=fused_op_counts(r.path), recipe=r.recipe, accuracy=r.accuracy, seconds=round(time.perf_counter() - t0, 2),
             )
         logger.info("variant %s done in %.1f s", v, time.perf_counter() - t0)
@@ -165,6 +169,8 @@ def _store_identical_once(workdir: Path, entries: dict[str, dict[str, Any]]) -> 
     """
     first: dict[str, str] = {}
     for name, e in entries.items():
+        if e.get("data_files"):  # its graph names its own data file: never byte-identical to another variant's
+            continue
         owner = first.setdefault(e["sha256"], name)
         if owner == name:
             continue
