@@ -115,7 +115,7 @@ def print_manifest_summary(folder: Path) -> None:
             figs.append(f"batch stability {acc['batch_stability']:.5f}")
         if v.info.get("same_as"):
             figs.append(f"same bytes as {v.info['same_as']}")
-        print(f"{v.name:<20} {v.file:<36} {_fmt_size(v.size):>9}  {'; '.join(figs)}")
+        print(f"{v.name:<20} {v.file:<36} {_fmt_size(v.total_size):>9}  {'; '.join(figs)}")
 
 
 def read_input(path: Path | str, *, stdin: BinaryIO | None = None) -> list[str]:

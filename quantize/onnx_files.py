@@ -95,6 +95,7 @@ def save_model(model: Any, dst: str | Path, *, external_threshold: int | None = 
             onnx.save_model(model, str(work / dst.name), save_as_external_data=True, all_tensors_to_one_file=True,
                             location=data_name, size_threshold=1024)
             load_external_data_for_model(model, str(work))  # saving moved the weights out of the proto: put them back
+            shutil.copymode(work / dst.name, work / data_name)  # onnx creates it owner-only (0600); readable as the model is
             os.replace(work / data_name, dst.parent / data_name)
         else:
             onnx.save_model(model, str(work / dst.name))

@@ -66,6 +66,11 @@ class Variant:
     device: str
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def total_size(self) -> int:
+        """Bytes of the model file and its external data files (the weights of a model over 2 GB)."""
+        return self.size + sum(int(d["size"]) for d in self.info.get("data_files") or ())
+
 
 @dataclass(frozen=True)
 class Manifest:

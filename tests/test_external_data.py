@@ -47,6 +47,7 @@ def test_every_variant_keeps_its_weights_in_a_recorded_data_file(external: Path)
             p = external / d["file"]
             assert p.stat().st_size == d["size"] and sha256_file(p) == d["sha256"]
             assert p.stat().st_size > 10 * v.size  # the weights are in the data file, the graph in the .onnx
+            assert p.stat().st_mode & 0o777 == (external / v.file).stat().st_mode & 0o777  # readable by whoever reads the model
     # validated against PyTorch on the external-data file itself
     fp32 = m.raw["variants"]["fp32"]["validation"]
     assert fp32["max_abs_diff"] <= 1e-4 and fp32["min_cosine"] >= 0.99999
