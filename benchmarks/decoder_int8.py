@@ -91,6 +91,7 @@ def main() -> int:
     ap.add_argument("--sentences", type=int, default=500)
     ap.add_argument("--work", type=Path, default=Path("/tmp/qwen3-bench"))
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--make-only", action="store_true", help="only write the two int8 files")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -105,7 +106,18 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     art = args.artifact or build(args.work, args.layers)
     m = load_manifest(art)
-    files, seconds = make_files(art, args.work, args.preset, [float(a) for a in args.alphas.split(",")])
+    if args.make_only:
+        _, seconds = make_files(art, args.work, args.preset, [float(a) for a in args.alphas.split(",")])
+        if seconds:
+            (args.work / "make_seconds.json").write_text(json.dumps(seconds))
+        return 0
+    # the int8 files are made in a process of their own: the quantizer's cached fp32 model and session would
+    # otherwise stay in memory beside the three sessions timed here
+    subprocess.run([sys.executable, __file__, "--make-only", "--artifact", str(art), "--work", str(args.work), "--preset", args.preset,
+                    "--alphas", args.alphas], check=True)
+    files, _ = make_files(art, args.work, args.preset, [])
+    made = args.work / "make_seconds.json"
+    seconds = json.loads(made.read_text()) if made.is_file() else {}
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads
     sessions = {k: ort.InferenceSession(str(f), opts, providers=["CPUExecutionProvider"]) for k, f in files.items()}
