@@ -78,7 +78,7 @@ def load_variants(m: Manifest, names: list[str], *, threads: int | None, provide
     embedders: dict[str, Any] = {}
     for name in names:
         v = m.variants[name]
-        rep = reports[name] = VariantReport(name, v.file, round(v.size / 1e6, 1), v.precision, v.device)
+        rep = reports[name] = VariantReport(name, v.file, round(v.total_size / 1e6, 1), v.precision, v.device)
         rep.reason = skip_reason(v, providers, include_gpu_formats, features, for_cpu, explicit)
         if rep.reason:
             rep.status = "skipped"

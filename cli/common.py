@@ -130,7 +130,7 @@ def print_manifest_summary(folder: Path) -> None:
         print(f"{m.name}: {m.dim}-d, pooling={m.pooling}, normalize={m.normalize}, max_length={m.max_length}")
     print(f"{'variant':<20} {'status':<10} {'file':<36} {'size':>9}  figures")
     for v in m.variants.values():
-        print(f"{v.name:<20} {_status(v.info):<10} {v.file:<36} {_fmt_size(v.size):>9}  {'; '.join(_figures(v.info))}")
+        print(f"{v.name:<20} {_status(v.info):<10} {v.file:<36} {_fmt_size(v.total_size):>9}  {'; '.join(_figures(v.info))}")
     for name, r in (m.raw.get("refused") or {}).items():
         failed = [f"{g} {f['figure']:.6g} (needs {f['rule']} {f['threshold']:g})" for g, f in r.get("failed_gates", {}).items()]
         print(f"{name:<20} {'REFUSED':<10} {'(not in the folder)':<36} {'-':>9}  FAILED {', '.join(failed)}; {'; '.join(_figures(r))}")

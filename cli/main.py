@@ -53,7 +53,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     export = need_export()
     quiet_known_noise()
     common = dict(variants=args.variants, force=args.force, opset=args.opset, registry=args.registry, progress=progress,
-                  calibration=args.calibration, gate_data=args.gate_data, skip_gates=args.skip_gates)
+                  calibration=args.calibration, gate_data=args.gate_data, skip_gates=args.skip_gates,
+                  external_threshold=args.external_threshold)
     if args.all or args.models:
         if args.model:
             raise SystemExit("onnxembed build: give either MODEL or --all/--models, not both")
@@ -106,6 +107,9 @@ def _add_build(sub: Any) -> None:
                         "(default: $ONNXEMBED_DATA, else STS-B test + STS12-16 from the HF hub cache)")
     p.add_argument("--skip-gates", action="store_true",
                    help="write int8 files without judging them (no gate data needed); the manifest and verify say so")
+    p.add_argument("--external-threshold", type=int, default=None, metavar="BYTES",
+                   help="model files whose weights pass BYTES keep them in FILE_data beside the .onnx "
+                        "(default: 1.8e9, under protobuf's 2 GB limit; 0 puts every weight over 1 KB there)")
     p.set_defaults(func=_cmd_build)
 
 

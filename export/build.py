@@ -17,6 +17,7 @@ from ..catalog import ALL_VARIANTS, FP32, INT8_VARIANTS, variant_file
 from ..manifest import FORMAT_VERSION, MANIFEST_NAME, load_manifest, sha256_file, variant_entry
 from ..verify import verify_artifacts
 from .checkpoint import Checkpoint, resolve_checkpoint, weights_sha256
+from ..quantize.onnx_files import data_files
 from .onnx_export import export_onnx
 from .registry import ModelSpec, load_registry
 from .st_files import write_model_files
@@ -227,6 +228,7 @@ def build_model(
     calibration: str | Path | None = None,
     gate_data: str | Path | None = None,
     skip_gates: bool = False,
+    external_threshold: int | None = None,
 ) -> BuildResult:
     """Build an artifact folder: fp32 ONNX validated against PyTorch, then the requested variants.
 
@@ -255,6 +257,8 @@ def build_model(
         gate_data: a file of held-out texts or labelled pairs for the int8 gates (``--gate-data``).
         skip_gates: write int8 files without judging them (``--skip-gates``); the manifest says so.
             Where texts come from otherwise: :mod:`onnxembed.quantize.data`.
+        external_threshold: a model file whose weights pass this many bytes keeps them in
+            ``<file>_data`` beside it (default: under protobuf's 2 GB limit; see :mod:`onnxembed.quantize.onnx_files`).
 
     Returns:
         A :class:`BuildResult` (``status`` built or skipped; ``refused`` the int8 variants its gates
@@ -297,7 +301,7 @@ def build_model(
     work = out.parent / f".{out.name}{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     work.mkdir()
     try:
-        manifest = _export_and_validate(ck, weights, work, opset, say, model)
+        manifest = _export_and_validate(ck, weights, work, opset, say, model, external_threshold)
         rest = [v for v in wanted if v != FP32]
         refused: dict[str, dict[str, Any]] = {}
         if rest:
@@ -305,7 +309,8 @@ def build_model(
 
             say(f"{model}: building {', '.join(rest)}")
             refused = add_variants(work, manifest, rest, gates=dict(ck.spec.gates), calibration=calibration, gate_data=gate_data,
-                                   skip_gates=skip_gates, progress=say)
+                                   skip_gates=skip_gates, progress=say,
+                                   external_threshold=external_threshold)
             _say_refused(say, model, refused)
         manifest.setdefault("refused", {})
         manifest["files"] = _record_files(work)
@@ -391,7 +396,8 @@ def _check_out(out: Path, force: bool) -> str | None:
     return existing
 
 
-def _export_and_validate(ck: Checkpoint, weights: str, work: Path, opset: int | None, say: Callable[[str], None], model: str) -> dict[str, Any]:
+def _export_and_validate(ck: Checkpoint, weights: str, work: Path, opset: int | None, say: Callable[[str], None], model: str,
+                         external_threshold: int | None = None) -> dict[str, Any]:
     """Model files, the fp32 export and its validation against PyTorch: the manifest so far."""
     manifest = _base_manifest(ck, ck.spec, weights)
     write_model_files(ck.path, work, ck.spec)
@@ -401,7 +407,7 @@ def _export_and_validate(ck: Checkpoint, weights: str, work: Path, opset: int | 
     say(f"{model}: exporting fp32 ONNX")
     t0 = time.perf_counter()
     fp32 = work / variant_file(FP32)
-    export_onnx(ck.path, fp32, expected_inputs=ck.spec.input_names, opset=opset, task=ck.spec.task)
+    export_onnx(ck.path, fp32, expected_inputs=ck.spec.input_names, opset=opset, task=ck.spec.task, external_threshold=external_threshold)
     export_s = time.perf_counter() - t0
     if ck.spec.task == "rerank":
         from .validate_rerank import validate_reranker_against_torch
@@ -413,7 +419,8 @@ def _export_and_validate(ck: Checkpoint, weights: str, work: Path, opset: int | 
     else:
         say(f"{model}: validating against PyTorch")
         figures = validate_against_torch(fp32, ck.path, ck.spec)
-    manifest["variants"][FP32] = variant_entry(work, variant_file(FP32), "fp32", "any", validation=figures, export_seconds=round(export_s, 2))
+    manifest["variants"][FP32] = variant_entry(work, variant_file(FP32), "fp32", "any", data_files=data_files(fp32), validation=figures,
+                                               export_seconds=round(export_s, 2))
     return manifest
 
 
@@ -455,6 +462,7 @@ def build_models(
     calibration: str | Path | None = None,
     gate_data: str | Path | None = None,
     skip_gates: bool = False,
+    external_threshold: int | None = None,
 ) -> list[BuildResult]:
     """Build several models into ``outroot/NAME/`` and write ``outroot/build-report.json``.
 
@@ -470,7 +478,8 @@ def build_models(
         t0 = time.perf_counter()
         try:
             results.append(build_model(name, out, variants=variants, force=force, opset=opset, registry=registry, progress=progress,
-                                       calibration=calibration, gate_data=gate_data, skip_gates=skip_gates))
+                                       calibration=calibration, gate_data=gate_data, skip_gates=skip_gates,
+                                       external_threshold=external_threshold))
         except Exception as e:  # noqa: BLE001 - reported per model, the others go on
             results.append(BuildResult(name, out, "failed", time.perf_counter() - t0, f"{type(e).__name__}: {e}"))
             if progress:

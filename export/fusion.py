@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..quantize.onnx_files import save_model
+
 __all__ = ["FUSABLE", "ORT_ONLY", "FUSION_LEVELS", "FusionLevel", "fuse_model", "fused_op_counts", "FUSED_OP_TYPES"]
 
 logger = logging.getLogger(__name__)
@@ -125,17 +127,19 @@ def fuse_model(
     hidden_size: int,
     architecture: str = "bert",
     embed_layer_norm: bool = True,
+    external_threshold: int | None = None,
 ) -> dict[str, int]:
     """Write the ``level`` fusion of the fp32 export ``src`` to ``dst``.
 
     Args:
         src: the plain fp32 ONNX export.
-        dst: the file to write (one self-contained file).
+        dst: the file to write (with ``<dst>_data`` beside it when the weights pass ``external_threshold``).
         level: ``O1``, ``O2``, ``O3`` or ``O4`` (see :data:`FUSION_LEVELS`).
         num_heads: attention heads, from the checkpoint's config.
         hidden_size: hidden size, from the checkpoint's config.
         architecture: one of :data:`FUSABLE`; all use onnxruntime's ``bert`` optimizer.
         embed_layer_norm: allow the EmbedLayerNormalization fusion (off for a graph to be quantized).
+        external_threshold: see :func:`onnxembed.quantize.onnx_files.save_model`.
 
     Returns:
         The fused operator counts of the written file (see :func:`fused_op_counts`).
@@ -167,9 +171,11 @@ def fuse_model(
     if lv.fp16:
         optimizer.convert_float_to_float16(keep_io_types=True)
     optimizer.topological_sort()
+    model = optimizer.model
+    if any(n.domain == "com.microsoft" for n in model.graph.node) and not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.add(domain="com.microsoft", version=1)  # as the optimizer's own save does
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    optimizer.save_model_to_file(str(dst), use_external_data_format=False)
+    save_model(model, dst, external_threshold=external_threshold)  # an external-data src is read whole by the optimizer
     counts = fused_op_counts(optimizer.model)
     logger.info("%s: %s -> %s %s", level, Path(src).name, dst.name, counts)
     return counts

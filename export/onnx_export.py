@@ -22,9 +22,11 @@ def graph_io_names(path: str | Path) -> tuple[list[str], list[str]]:
 
 
 def export_onnx(checkpoint: str | Path, dst: str | Path, *, expected_inputs: tuple[str, ...], opset: int | None = None,
-                task: str = "embed") -> Path:
+                task: str = "embed", external_threshold: int | None = None) -> Path:
     """Export a checkpoint's ``last_hidden_state`` (task ``embed``) or its classifier's ``logits`` (task
-    ``rerank``, a ``*ForSequenceClassification`` cross-encoder) to one self-contained ONNX file.
+    ``rerank``, a ``*ForSequenceClassification`` cross-encoder) to an ONNX file: one self-contained file,
+    or, when the weights pass ``external_threshold`` bytes (protobuf cannot hold 2 GB), the graph in
+    ``dst`` and the weights in ``<dst name>_data`` beside it.
 
     Args:
         checkpoint: a local transformers checkpoint folder.
@@ -32,6 +34,7 @@ def export_onnx(checkpoint: str | Path, dst: str | Path, *, expected_inputs: tup
         expected_inputs: the inputs the architecture takes; the export fails if the graph differs.
         opset: ONNX opset; None lets optimum choose (18 with current versions).
         task: ``embed`` or ``rerank``.
+        external_threshold: see :func:`onnxembed.quantize.onnx_files.save_model` (default: under 2 GB).
 
     Returns:
         ``dst``.
@@ -52,8 +55,6 @@ def export_onnx(checkpoint: str | Path, dst: str | Path, *, expected_inputs: tup
             **kwargs,
         )
         produced = Path(tmp) / "model.onnx"
-        if (Path(tmp) / "model.onnx_data").exists():
-            raise RuntimeError(f"export of {checkpoint} produced external data; models over 2 GB are not supported")
         inputs, outputs = graph_io_names(produced)
         want = "logits" if task == "rerank" else "last_hidden_state"
         if tuple(inputs) != tuple(expected_inputs) or want not in outputs:
@@ -61,6 +62,24 @@ def export_onnx(checkpoint: str | Path, dst: str | Path, *, expected_inputs: tup
                 f"exported graph of {checkpoint} has inputs {inputs} and outputs {outputs}; "
                 f"expected inputs {list(expected_inputs)} and a {want} output"
             )
-        shutil.move(str(produced), dst)
-    logger.info("exported %s -> %s (%.1f MB)", checkpoint, dst, dst.stat().st_size / 1e6)
+        data = _place(produced, dst, external_threshold)
+    size = sum(p.stat().st_size for p in [dst, *(dst.parent / d for d in data)])
+    logger.info("exported %s -> %s (%.1f MB%s)", checkpoint, dst, size / 1e6, f", weights in {data}" if data else "")
     return dst
+
+
+def _place(produced: Path, dst: Path, external_threshold: int | None) -> list[str]:
+    """Move the exporter's file (and its data file, for a model over 2 GB) to ``dst`` in the layout the
+    threshold asks for; the data files written."""
+    import onnx
+
+    from ..quantize.onnx_files import EXTERNAL_DATA_THRESHOLD, data_files, save_model
+
+    limit = EXTERNAL_DATA_THRESHOLD if external_threshold is None else external_threshold
+    if not data_files(produced) and produced.stat().st_size <= limit:
+        shutil.move(str(produced), dst)  # the common case: a small model, moved as it is
+        (dst.parent / (dst.name + "_data")).unlink(missing_ok=True)
+        return []
+    # optimum writes a model over 2 GB as model.onnx + model.onnx_data (or one file per tensor, by version):
+    # rewritten with one data file named after dst, or into one file when the threshold allows it
+    return save_model(onnx.load(str(produced)), dst, external_threshold=limit)

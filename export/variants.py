@@ -13,6 +13,7 @@ import numpy as np
 from ..catalog import INT8_VARIANTS, variant_file
 from ..errors import ValidationError
 from ..manifest import variant_entry
+from ..quantize.onnx_files import data_files
 from .fusion import FUSION_LEVELS, fuse_model, fused_op_counts
 
 __all__ = ["add_variants", "refusal", "FUSED_LOGIT_THRESHOLDS", "FUSED_THRESHOLDS", "validate_fused", "validate_fused_rerank"]
@@ -97,6 +98,7 @@ def add_variants(
     gate_data: str | Path | None = None,
     skip_gates: bool = False,
     progress: Callable[[str], None] | None = None,
+    external_threshold: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Write ``onnx/model_<X>.onnx`` for each requested variant and record it in ``manifest['variants']``.
 
@@ -112,6 +114,8 @@ def add_variants(
         calibration, gate_data, skip_gates: where the int8 texts come from (see
             :func:`onnxembed.quantize.quantize_model`).
         progress: called with a line at most every 30 s while an int8 file is judged.
+        external_threshold: weights over this many bytes go to ``<file>_data`` (see
+            :func:`onnxembed.quantize.onnx_files.save_model`); each such file is recorded in the variant's entry.
 
     Returns:
         The refused int8 variants (also ``manifest['refused']``): ``{variant: refusal record}``.
@@ -138,7 +142,7 @@ def add_variants(
         if v in FUSION_LEVELS:
             rel = variant_file(v)
             counts = fuse_model(fp32, workdir / rel, v, num_heads=int(manifest["num_heads"]), hidden_size=int(manifest["hidden_size"]),
-                                architecture=manifest.get("architecture", "bert"))
+                                architecture=manifest.get("architecture", "bert"), external_threshold=external_threshold)
             check = validate_fused_rerank if manifest.get("task") == "rerank" else validate_fused
             figures, fails = check(v, workdir / rel, fp32, enc)
             if FUSION_LEVELS[v].fp16:
@@ -146,7 +150,7 @@ def add_variants(
             failures += fails
             lv = FUSION_LEVELS[v]
             manifest["variants"][v] = variant_entry(
-                workdir, rel, "fp16" if lv.fp16 else "fp32", lv.device, fused_ops=counts, validation=figures,
+                workdir, rel, "fp16" if lv.fp16 else "fp32", lv.device, data_files=data_files(workdir / rel), fused_ops=counts, validation=figures,
                 fusion={"optimizer": "onnxruntime.transformers.optimizer", "model_type": "bert", "ort_opt_level": lv.ort_level,
                         "transformer_fusions": lv.transformer_fusions, "gelu_approximation": lv.gelu_approximation,
                         "fp16_keep_io_types": lv.fp16},
@@ -154,14 +158,17 @@ def add_variants(
             )
         else:
             r = quantize_model(workdir, INT8_VARIANTS[v], manifest=manifest, gates=gates, check=False,
-                               calibration=calibration, gate_data=gate_data, skip_gates=skip_gates, progress=progress)
+                               calibration=calibration, gate_data=gate_data, skip_gates=skip_gates, progress=progress,
+                               external_threshold=external_threshold)
             if r.failures:
                 refused[v] = refusal(r, time.perf_counter() - t0)
+                for extra in data_files(r.path):  # its external data, if it had any
+                    (r.path.parent / extra).unlink(missing_ok=True)
                 r.path.unlink()
                 logger.info("%s refused by its int8 gates: %s", v, "; ".join(r.failures))
                 continue
             manifest["variants"][v] = variant_entry(
-                workdir, variant_file(v), "int8", "cpu", cpu_feature=get_preset(r.preset).cpu_feature,
+                workdir, variant_file(v), "int8", "cpu", data_files=data_files(r.path), cpu_feature=get_preset(r.preset).cpu_feature,
                 fused_ops=fused_op_counts(r.path), recipe=r.recipe, accuracy=r.accuracy, seconds=round(time.perf_counter() - t0, 2),
             )
         logger.info("variant %s done in %.1f s", v, time.perf_counter() - t0)
@@ -195,6 +202,8 @@ def _store_identical_once(workdir: Path, entries: dict[str, dict[str, Any]]) -> 
     """
     first: dict[str, str] = {}
     for name, e in entries.items():
+        if e.get("data_files"):  # its graph names its own data file: never byte-identical to another variant's
+            continue
         owner = first.setdefault(e["sha256"], name)
         if owner == name:
             continue

@@ -30,8 +30,7 @@ from typing import Any, Callable, Sequence
 
 
 from ..errors import ValidationError
-from .._files import write_atomic
-from ..manifest import sha256_file
+from .onnx_files import model_digest, save_model
 from .calibrate import collect_stats
 from .reference import ReferenceEncoder, make_session
 from .data import QuantData, resolve_data, texts_sha256
@@ -99,7 +98,7 @@ def _context(fp32_path: Path, model_dir: Path, manifest: dict[str, Any], data: Q
 
     held = texts_sha256(data.heldout.texts) if data.heldout is not None else "-"
     task = manifest.get("task", "embed")
-    key = hashlib.sha256(f"{sha256_file(fp32_path)}|{data.key}|{held}|{json.dumps(manifest.get('input_names'))}|{task}|{data_dir}".encode()).hexdigest()
+    key = hashlib.sha256(f"{model_digest(fp32_path)}|{data.key}|{held}|{json.dumps(manifest.get('input_names'))}|{task}|{data_dir}".encode()).hexdigest()
     if key in _CONTEXTS:
         return _CONTEXTS[key]
     model = onnx.load(str(fp32_path))
@@ -234,6 +233,7 @@ def quantize_model(
     check: bool = True,
     evaluate: bool = True,
     progress: Callable[[str], None] | None = None,
+    external_threshold: int | None = None,
 ) -> QuantizeResult:
     """Quantize an artifact folder's ``onnx/model.onnx`` to static int8 and check the accuracy gates.
 
@@ -260,6 +260,8 @@ def quantize_model(
             rebuild is byte-identical; ``accuracy`` is then empty).
         progress: called with a line at most every 30 s while the gates are judged (default: the log),
             e.g. ``quint8_avx2: judged 4,096 / 21,166 sentences, 3 min 10 s, ~12 min left``.
+        external_threshold: weights over this many bytes are written to ``<file>_data`` beside the file
+            (default :data:`~onnxembed.quantize.onnx_files.EXTERNAL_DATA_THRESHOLD`, under protobuf's 2 GB).
 
     Returns:
         A :class:`QuantizeResult` with the recipe and accuracy figures for the manifest.
@@ -297,7 +299,7 @@ def quantize_model(
         cached_acc = {}
 
     dst = Path(out) if out else model_dir / p.file
-    _save_atomic(qmodel, dst)
+    save_model(qmodel, dst, external_threshold=external_threshold)
     acc, failures = _judge(ctx, key, dst, qmodel, search, cached_acc, g, skip_gates=skip_gates, evaluate=evaluate, variant=p.variant,
                            exact=exact, say=say)
     recipe = _recipe(replace(p.scheme, smooth_alpha=search["smooth_alpha"]), search, ctx.calib_info, g)
@@ -307,12 +309,6 @@ def quantize_model(
     if failures and check:
         raise ValidationError(f"{dst.name} ({p.variant}) fails the int8 accuracy gates:", failures)
     return result
-
-
-def _save_atomic(qmodel: Any, dst: Path) -> None:
-    import onnx
-
-    write_atomic(dst, lambda tmp: onnx.save(qmodel, str(tmp)))
 
 
 def _judge(ctx: _Context, key: Any, dst: Path, qmodel: Any, search: dict[str, Any], cached_acc: dict[str, Any],

@@ -58,7 +58,8 @@ def collect_stats(model: Any, activations: Sequence[str], enc: ReferenceEncoder,
     """
     import onnx
 
-    probe = onnx.ModelProto.FromString(model.SerializeToString())
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)  # not through bytes: a model over 2 GB has none
     present = {o.name for o in probe.graph.output}
     for name in activations:
         if name not in present:

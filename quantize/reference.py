@@ -91,5 +91,9 @@ def make_session(model: Any, threads: int = 0, *, exact_int8: bool = False) -> A
     opts.log_severity_level = 3
     if exact_int8:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    src = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
-    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+    if isinstance(model, (str, Path)):
+        return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    from .onnx_files import session_source
+
+    keep: list[Any] = []  # a model over 2 GB goes through a temporary file, removed once the session holds it
+    return ort.InferenceSession(session_source(model, keep), opts, providers=["CPUExecutionProvider"])

@@ -12,19 +12,23 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .onnx_files import save_model
+
 __all__ = ["weight_only_int8"]
 
 logger = logging.getLogger(__name__)
 
 
-def weight_only_int8(src: str | Path, dst: str | Path, *, block_size: int = 32, accuracy_level: int = 4) -> dict[str, int]:
+def weight_only_int8(src: str | Path, dst: str | Path, *, block_size: int = 32, accuracy_level: int = 4,
+                     external_threshold: int | None = None) -> dict[str, int]:
     """Write the weight-only int8 (MatMulNBits) form of the fp32 file ``src`` to ``dst``.
 
     Args:
         src: an fp32 ONNX file (the plain export).
-        dst: the file to write (one self-contained file).
+        dst: the file to write (with ``<dst>_data`` beside it when the weights pass ``external_threshold``).
         block_size: values per quantization block (a power of two >= 16).
         accuracy_level: MatMulNBits' compute type: 4 = int8 activations in the kernel, 0 = float.
+        external_threshold: see :func:`onnxembed.quantize.onnx_files.save_model`.
 
     Returns:
         The operator counts of the written file (:func:`onnxembed.export.fusion.fused_op_counts` keys).
@@ -54,9 +58,7 @@ def weight_only_int8(src: str | Path, dst: str | Path, *, block_size: int = 32, 
         level.setLevel(old)
     out = quantizer.model.model
     dst = Path(dst)
-    tmp = dst.with_name(dst.name + ".tmp")
-    onnx.save(out, str(tmp))
-    tmp.replace(dst)
+    save_model(out, dst, external_threshold=external_threshold)
     from collections import Counter
 
     counts = Counter(n.op_type for n in out.graph.node if n.op_type in ("MatMul", "MatMulNBits"))

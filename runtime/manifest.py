@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from pathlib import PurePosixPath
+from typing import Any, Sequence
 
 from ._files import sha256_file as sha256_file
 from .errors import IntegrityError, ManifestError
@@ -26,10 +27,21 @@ ALLOWED_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids
 TASKS = ("embed", "rerank")
 
 
-def variant_entry(root: str | Path, rel: str, precision: str, device: str, **info: Any) -> dict[str, Any]:
-    """The manifest entry of a model file written under ``root``: file, sha256, size, precision, device, and ``info``."""
+def variant_entry(root: str | Path, rel: str, precision: str, device: str, *, data_files: Sequence[str] = (),
+                  **info: Any) -> dict[str, Any]:
+    """The manifest entry of a model file written under ``root``: file, sha256, size, precision, device, and ``info``.
+
+    ``data_files`` are the model's external data files (weights kept beside a model over 2 GB), relative
+    to the model file's folder; each is recorded as ``data_files: [{file, sha256, size}]`` with its path
+    relative to ``root``.
+    """
     p = Path(root) / rel
-    return {"file": rel, "sha256": sha256_file(p), "size": p.stat().st_size, "precision": precision, "device": device, **info}
+    entry = {"file": rel, "sha256": sha256_file(p), "size": p.stat().st_size, "precision": precision, "device": device, **info}
+    if data_files:
+        folder = PurePosixPath(rel).parent
+        entry["data_files"] = [{"file": (folder / d).as_posix(), "sha256": sha256_file(p.parent / d), "size": (p.parent / d).stat().st_size}
+                               for d in data_files]
+    return entry
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,11 @@ class Variant:
     precision: str
     device: str
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_size(self) -> int:
+        """Bytes of the model file and its external data files (the weights of a model over 2 GB)."""
+        return self.size + sum(int(d["size"]) for d in self.info.get("data_files") or ())
 
 
 @dataclass(frozen=True)
@@ -112,6 +129,11 @@ class Manifest:
         return (f"variant {name!r} was refused by its int8 accuracy gates when {self.root} was built ({why or 'see refused in its manifest'}), "
                 f"so its file is not in the folder; present: {sorted(self.variants)}")
 
+    def data_files(self, name: str) -> list[dict[str, Any]]:
+        """The external data files of a variant (``{file, sha256, size}``, paths relative to the folder);
+        empty for a self-contained model file."""
+        return list(self.variant(name).info.get("data_files") or ())
+
     def path_of(self, variant: str) -> Path:
         """Absolute path of a variant's file."""
         return self.root / self.variant(variant).file
@@ -135,20 +157,22 @@ class Manifest:
             IntegrityError: the file is missing, truncated or altered.
         """
         v = self.variant(name)
-        p = self.root / v.file
-        if not p.is_file():
-            raise IntegrityError(f"variant {name!r}: file {p} is missing; rebuild the folder or download it again")
-        size = p.stat().st_size
-        if size != v.size:
-            raise IntegrityError(
-                f"variant {name!r}: {p} has {size} bytes, manifest says {v.size}; the file is truncated or replaced"
-            )
-        digest = sha256_file(p)
-        if digest != v.sha256:
-            raise IntegrityError(
-                f"variant {name!r}: sha256 of {p} is {digest}, manifest says {v.sha256}; the file is corrupt or"
-                " was changed after the build (rebuild or re-download it; to skip this check: verify=False, or --no-verify on the command line)"
-            )
+        for rel, want_size, want_sha in [(v.file, v.size, v.sha256)] + [(d["file"], d["size"], d["sha256"]) for d in self.data_files(name)]:
+            what = "file" if rel == v.file else "external data file"
+            p = self.root / rel
+            if not p.is_file():
+                raise IntegrityError(f"variant {name!r}: {what} {p} is missing; rebuild the folder or download it again")
+            size = p.stat().st_size
+            if size != want_size:
+                raise IntegrityError(
+                    f"variant {name!r}: {what} {p} has {size} bytes, manifest says {want_size}; the file is truncated or replaced"
+                )
+            digest = sha256_file(p)
+            if digest != want_sha:
+                raise IntegrityError(
+                    f"variant {name!r}: sha256 of {what} {p} is {digest}, manifest says {want_sha}; the file is corrupt or"
+                    " was changed after the build (rebuild or re-download it; to skip this check: verify=False, or --no-verify on the command line)"
+                )
 
 
 def _field(raw: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
@@ -199,6 +223,11 @@ def parse_manifest(raw: dict[str, Any], root: Path) -> Manifest:
         if not isinstance(vraw, dict):
             raise ManifestError(f"{vwhere}: expected an object")
         info = {k: v for k, v in vraw.items() if k not in ("file", "sha256", "size", "precision", "device")}
+        for i, d in enumerate(info.get("data_files") or ()):  # external data (a model over 2 GB): checked like the file
+            if not isinstance(d, dict):
+                raise ManifestError(f"{vwhere}.data_files[{i}]: expected an object with file, sha256 and size, found {d!r}")
+            for key, typ in (("file", str), ("sha256", str), ("size", int)):
+                _field(d, key, typ, f"{vwhere}.data_files[{i}]")
         variants[vname] = Variant(
             name=vname,
             file=_field(vraw, "file", str, vwhere),

@@ -129,3 +129,29 @@ def test_static_qdq_and_weight_only_int8_differ_in_structure(tiny_qwen3: Path, t
     arrays = fp32.tokenizer.pad(ids, input_names=("input_ids", "attention_mask"))
     hidden = sess.run(None, {**arrays, "position_ids": position_ids(arrays["attention_mask"])})[0]
     assert float(_cos(pool(hidden, arrays["attention_mask"], "lasttoken", True), want).min()) > 0.99
+
+
+def test_token_budget_gives_each_long_text_a_batch_of_its_own(tiny_qwen3: Path) -> None:
+    """Under the CPU provider's default budget (rows x longest <= 1,024) a text of a few thousand tokens
+    (Qwen3 reads 32k) runs alone: no short text is padded to its length, and halving batches to fill the
+    batches in flight (spread) never pairs it with another."""
+    from onnxembed import Embedder
+    from onnxembed._session import spread
+    from onnxembed.providers import default_max_tokens
+
+    emb = Embedder.load(tiny_qwen3, variant="fp32")
+    budget = default_max_tokens(["CPUExecutionProvider"])
+    assert emb.max_tokens == budget
+    long_a, long_b = " ".join(["guitar"] * 2500), " ".join(["football"] * 3000)  # a few thousand tokens: attention is S x S
+    texts = [TEXTS[0], long_a, TEXTS[3], TEXTS[1], long_b, TEXTS[2]]
+    toks = emb.tokenize(texts)
+    counts = toks.counts
+    assert 2 * budget < counts[1] < 4000 and 2 * budget < counts[4] < 4000 and max(counts[i] for i in (0, 2, 3, 5)) < budget // 4
+    batches = spread(emb.plan_batches(toks, 32), emb.parallel)
+    rows = {int(i): b for b in batches for i in b}
+    assert sorted(rows) == list(range(len(texts)))
+    assert rows[1].tolist() == [1] and rows[4].tolist() == [4]
+    assert all(len(b) * max(counts[int(i)] for i in b) <= budget for b in batches if len(b) > 1)
+    together = emb.encode(texts)
+    alone = np.concatenate([emb.encode([t]) for t in texts])
+    assert float(np.abs(together - alone).max()) < 1e-5
