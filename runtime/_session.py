@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import onnxruntime as ort
 
-from .batching import check_max_tokens, position_ids
+from .batching import Tokens, check_max_tokens, plan_batches, position_ids
 from .errors import ManifestError, ProviderUnavailableError
 from .manifest import Manifest, load_manifest
 from .providers import (
@@ -364,6 +365,31 @@ class SessionModel:
     def truncated(self) -> int:
         """How many inputs were longer than ``max_length`` and truncated, over this object's life."""
         return self._truncation.count
+
+    def plan_batches(
+        self, tokens: Tokens | Sequence[int], batch_size: int = 32, *, max_tokens: int | None | str = "default",
+        run_cost: float | str = 0.0,
+    ) -> list[npt.NDArray[np.int64]]:
+        """Stage 2: group texts into length-sorted batches under the padded-token budget.
+
+        A batch holds at most ``batch_size`` texts and ``rows x longest <= max_tokens`` padded
+        tokens (one text longer than the budget gets a batch of its own). Pure; thread-safe.
+
+        Args:
+            tokens: the output of :meth:`tokenize`, or each text's token count.
+            batch_size: most texts per batch.
+            max_tokens: ``"default"`` (this object's :attr:`max_tokens`), an int, or None.
+            run_cost: a run's fixed cost in padded tokens: cut where the total is least
+                (:func:`onnxembed.plan_batches`; 0: fill each batch; ``"measured"``: :attr:`run_cost`
+                when there are several texts, as ``encode`` and ``score`` plan).
+
+        Returns:
+            Index arrays into ``tokens``, longest batch first; together they cover every text once.
+        """
+        lengths = tokens.counts if isinstance(tokens, Tokens) else list(tokens)
+        if run_cost == "measured":
+            run_cost = self.run_cost if len(lengths) > 1 else 0.0
+        return plan_batches(lengths, batch_size, self._budget(max_tokens), run_cost=float(run_cost))
 
     @property
     def run_cost(self) -> float:

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._session import SessionModel, as_list
-from .batching import Tokens, check_batch_size, chunked, plan_batches
+from .batching import Tokens, check_batch_size, chunked
 from .pooling import cosine_similarity, pool, truncate_dimensions
 from .progress import Progress, progress_reporter
 
@@ -162,27 +162,6 @@ class Embedder(SessionModel):
         """
         return self._tokenize(as_list(texts), self._prefix(kind, prompt), offset=0)
 
-    def plan_batches(
-        self, tokens: Tokens | Sequence[int], batch_size: int = 32, *, max_tokens: int | None | str = "default", run_cost: float = 0.0
-    ) -> list[npt.NDArray[np.int64]]:
-        """Stage 2: group texts into length-sorted batches under the padded-token budget.
-
-        A batch holds at most ``batch_size`` texts and ``rows x longest <= max_tokens`` padded
-        tokens (one text longer than the budget gets a batch of its own). Pure; thread-safe.
-
-        Args:
-            tokens: the output of :meth:`tokenize`, or each text's token count.
-            batch_size: most texts per batch.
-            max_tokens: ``"default"`` (the Embedder's :attr:`max_tokens`), an int, or None.
-            run_cost: a run's fixed cost in padded tokens: cut where the total is least
-                (:func:`onnxembed.plan_batches`; 0: fill each batch).
-
-        Returns:
-            Index arrays into ``tokens``, longest batch first; together they cover every text once.
-        """
-        lengths = tokens.counts if isinstance(tokens, Tokens) else list(tokens)
-        return plan_batches(lengths, batch_size, self._budget(max_tokens), run_cost=run_cost)
-
     def embed_batch(self, ids: Sequence[Sequence[int]], *, normalize: bool | None = None, dimensions: int | None = None) -> F32:
         """Stage 3: one onnxruntime run over one batch: pad, run, pool, normalize.
 
@@ -229,8 +208,7 @@ class Embedder(SessionModel):
             out[batch] = self.embed_batch([tokens.ids[i] for i in batch], normalize=normalize, dimensions=dimensions)
 
         try:
-            cost = self.run_cost if len(tokens.ids) > 1 else 0.0
-            self.run_batches(plan_batches(tokens.counts, batch_size, self._budget(max_tokens), run_cost=cost), run, report)
+            self.run_batches(self.plan_batches(tokens, batch_size, max_tokens=max_tokens, run_cost="measured"), run, report)
         finally:
             report(-1)
         return out

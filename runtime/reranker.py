@@ -11,13 +11,13 @@ library cut them): the document, unless the query alone is longer than half the 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from ._session import SessionModel, as_list
-from .batching import Tokens, check_batch_size, plan_batches
+from .batching import Tokens, check_batch_size
 from .progress import Progress, progress_reporter
 from .scores import activate
 
@@ -138,12 +138,6 @@ class Reranker(SessionModel):
                              self._manifest.name, n, len(items), self.max_length)
         return tokens
 
-    def plan_batches(self, tokens: Tokens | Sequence[int], batch_size: int = 32, *,
-                     max_tokens: int | None | str = "default", run_cost: float = 0.0) -> list[npt.NDArray[np.int64]]:
-        """Stage 2: length-sorted batches under the padded-token budget (as ``Embedder.plan_batches``)."""
-        lengths = tokens.counts if isinstance(tokens, Tokens) else list(tokens)
-        return plan_batches(lengths, batch_size, self._budget(max_tokens), run_cost=run_cost)
-
     def score_batch(self, tokens: Tokens, *, raw: bool = False) -> F32:
         """Stage 3: one onnxruntime run over ``tokens`` (one batch, e.g. ``tokens.select(batch)``)."""
         if not tokens.ids:
@@ -168,8 +162,7 @@ class Reranker(SessionModel):
             out[batch] = self.score_batch(tokens.select(batch), raw=raw)
 
         try:
-            cost = self.run_cost if len(tokens.ids) > 1 else 0.0
-            self.run_batches(self.plan_batches(tokens, batch_size, max_tokens=max_tokens, run_cost=cost), run, report)
+            self.run_batches(self.plan_batches(tokens, batch_size, max_tokens=max_tokens, run_cost="measured"), run, report)
         finally:
             report(-1)
         return out

@@ -130,7 +130,7 @@ class Batcher:
         run_cost: a run's fixed cost in padded tokens (:func:`~onnxembed.plan_batches`): the texts a
             runner takes are cut where ``sum(run_cost + rows x longest)`` is least, so a few long
             texts do not pad the short ones (a closed loop of single-text clients leaves few texts to
-            sort). 0: fill each batch. The model layer passes the runtime's measured :attr:`Embedder.run_cost`.
+            sort). None: the runtime's measured :attr:`Embedder.run_cost`; 0: fill each batch.
         observer: receives timings and sizes (metrics).
 
     >>> batcher = Batcher(Embedder.load("artifacts/all-minilm-l6-v2"))  # doctest: +SKIP
@@ -147,7 +147,7 @@ class Batcher:
         max_batch_size: int = 32,
         round_texts: int = 256,
         window: float = 0.002,
-        run_cost: float = 0.0,
+        run_cost: float | None = None,
         observer: Observer | None = None,
     ) -> None:
         if max_batch_size < 1 or round_texts < 1:
@@ -159,7 +159,7 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.round_texts = max(round_texts, max_batch_size)
         self.window = window
-        self.run_cost = run_cost
+        self.run_cost = embedder.run_cost if run_cost is None else run_cost
         self._obs: Observer = observer or _NoObserver()
         self._incoming: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._ready: deque[_Work] = deque()
@@ -170,7 +170,7 @@ class Batcher:
         self._count = threading.Lock()  # guards it
         self._scatter = threading.Lock()  # guards the rows and counts of the works while batches run side by side
         self._threads: list[threading.Thread] = []
-        self.runners = max(1, int(getattr(embedder, "parallel", 1)))  # batches side by side, as the Embedder was split for
+        self.runners = embedder.parallel  # batches side by side, as the Embedder's cores were split for
         self._free = 0  # runners waiting for texts (guarded by _cv)
 
     # ------------------------------------------------------------------------------ public calls

@@ -138,7 +138,7 @@ class Models:
                 observer = self._observer(m.name, lambda b=m: b.batcher.queue_depth if b.batcher else 0) if self._observer else None
                 m.runner = runner
                 m.batcher = Batcher(runner, max_tokens=lim.max_tokens, max_batch_size=lim.max_batch_size, window=lim.batch_window,
-                                    run_cost=runner.run_cost, observer=observer)
+                                    observer=observer)
                 m.batcher.start()
                 m.ready = True
                 if self._on_ready is not None:

@@ -125,6 +125,7 @@ def test_embed_batch_normalize_follows_the_manifest_or_the_caller(tiny: Embedder
 
 def test_token_budget_caps_every_batch(tiny: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
     shapes: list[tuple[int, int]] = []
+    assert tiny.run_cost >= 0  # measured now, so its probe runs are not among the shapes below
     real_run = tiny.session.run
 
     def spy(names: Any, feed: dict[str, np.ndarray], *a: Any) -> Any:
