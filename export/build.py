@@ -151,13 +151,16 @@ def _data_options(calibration: str | Path | None, gate_data: str | Path | None, 
             "skip_gates": bool(skip_gates)}
 
 
-def inputs_key(weights_sha256: str, spec: ModelSpec, variants: list[str], opset: int | None, data: dict[str, Any] | None = None) -> str:
-    """sha256 of everything that determines a build's outputs: weights, registry entry, tools, code, options."""
+def inputs_key(weights_sha256: str, spec: ModelSpec, variants: list[str], opset: int | None, data: dict[str, Any] | None = None,
+               external_threshold: int | None = None) -> str:
+    """sha256 of everything that determines a build's outputs: weights, registry entry, tools, code, options
+    (``external_threshold`` decides which files keep their weights beside them)."""
     import hashlib
 
     blob = json.dumps(
         {"weights": weights_sha256, "spec": spec.as_dict(), "tools": tool_versions(), "code": _source_digest(),
-         "variants": variants, "opset": opset, **({"data": data} if data else {})},
+         "variants": variants, "opset": opset, **({"data": data} if data else {}),
+         **({"external_threshold": external_threshold} if external_threshold is not None else {})},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -192,14 +195,15 @@ def _say_refused(say: Callable[[str], None], model: str, refused: dict[str, dict
 
 
 def _left_out_refused(out: Path, weights: str, spec: ModelSpec, wanted: list[str], opset: int | None, calibration: str | Path | None,
-                      gate_data: str | Path | None, skip_gates: bool) -> list[str]:
+                      gate_data: str | Path | None, skip_gates: bool, external_threshold: int | None = None) -> list[str]:
     """The variants ``out``'s build refused when this request is that build's without them (same inputs
     otherwise): leaving a refused variant out then finds the folder up to date instead of rebuilding it."""
     raw = load_manifest(out).raw
     refused, asked = list(raw.get("refused") or {}), list((raw.get("build") or {}).get("variants") or [])
     if not refused or [v for v in asked if v not in refused] != wanted:
         return []
-    same = inputs_key(weights, spec, asked, opset, _int8_data_options(asked, calibration, gate_data, skip_gates)) == raw["build"]["inputs_key"]
+    same = (inputs_key(weights, spec, asked, opset, _int8_data_options(asked, calibration, gate_data, skip_gates), external_threshold)
+            == raw["build"]["inputs_key"])
     return refused if same else []
 
 
@@ -284,8 +288,9 @@ def build_model(
                 wanted.remove(v)
                 say(f"{model}: {v} not built by default ({why}); name it in --variants to build it anyway")
     weights = weights_sha256(ck.path)
-    key = inputs_key(weights, ck.spec, wanted, opset, data_opts)
-    left_out = _left_out_refused(out, weights, ck.spec, wanted, opset, calibration, gate_data, skip_gates) if existing not in (None, key) else []
+    key = inputs_key(weights, ck.spec, wanted, opset, data_opts, external_threshold)
+    left_out = (_left_out_refused(out, weights, ck.spec, wanted, opset, calibration, gate_data, skip_gates, external_threshold)
+                if existing not in (None, key) else [])
     if (existing == key or left_out) and not force:
         damaged = verify_artifacts(out, run=False).problems  # sizes and sha256 of every recorded file
         if not damaged:

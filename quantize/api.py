@@ -9,8 +9,9 @@ The recipe, chosen by measurement on all-MiniLM-L6-v2 (see ``benchmarks/quant_re
    not depend on its batch neighbours), int8 per-channel weights, SmoothQuant scaling; the
    word-embedding table as int8 per row (a quarter of its fp32 size). The MatMul inputs whose static
    scale loses most (measured on the calibration tokens; on MiniLM the FFN-output inputs, whose [CLS]
-   row is 5-7x the others) get one scale per token row instead, computed in the graph from that row
-   alone. The strength ``alpha`` is picked among a few values by cosine to fp32 on 512 other dev
+   row is 5-7x the others), and those whose range grows by more than 10 % on the dev sentences (a static
+   scale would clip them; all-mpnet-base-v2's last GELU output), get one scale per token row instead,
+   computed in the graph from that row alone. The strength ``alpha`` is picked among a few values by cosine to fp32 on 512 other dev
    sentences (best min, then mean).
 3. If the dev figures are still under the gates, keep the most sensitive MatMuls in fp32, one at a time,
    ranked by each MatMul's own quantization error on the calibration activations (bounded).
@@ -114,7 +115,8 @@ def _context(fp32_path: Path, model_dir: Path, manifest: dict[str, Any], data: Q
     rest = [t for t in dev if t not in taken]  # the selection set never overlaps the calibration set
     selection = rest[:: max(1, len(rest) // SELECTION_SENTENCES)][:SELECTION_SENTENCES]
     acts = sorted({n.input[0] for n in quantizable_matmuls(model)})
-    stats = collect_stats(model, acts, enc, calib)
+    # growth: how far each activation's range grows on the dev texts, which the calibration did not see (row-scale rule)
+    stats = collect_stats(model, acts, enc, calib, growth_texts=selection)
     fp32_session = make_session(fp32_path)
     ctx = _Context(
         model=model,
@@ -212,6 +214,8 @@ def _search(ctx: _Context, scheme: QuantScheme, gates: dict[str, float], alphas:
         "dev": score,
         "tried": tried,
         "sensitivity_top": [{"node": n, "relative_error": round(sens[n], 5)} for n in ranked[:8]],
+        "range_growth_top": [{"activation": a, "growth": round(st.growth, 4)}
+                             for a, st in sorted(ctx.stats.items(), key=lambda kv: (-kv[1].growth, kv[0]))[:5]],
         **info,
     }
     return qmodel, search
@@ -384,11 +388,13 @@ def _recipe(scheme: QuantScheme, search: dict[str, Any], calibration: dict[str, 
     """What the manifest records of how the file was made."""
     rows = search["row_scaled"]
     return {
-        "method": "static QDQ, SmoothQuant scaling, per-token-row scales where a static scale loses most, sensitivity-ranked fp32 fallback",
+        "method": ("static QDQ, SmoothQuant scaling, per-token-row scales where a static scale loses most or the range grows on "
+                   "the dev texts, sensitivity-ranked fp32 fallback"),
         "source_graph": "onnx/model.onnx (plain fp32 export)",
         "activations": "uint8, per-tensor, asymmetric, static (calibrated)"
         + (f"; {len(rows)} MatMul inputs with one symmetric scale per token row, computed in the graph" if rows else ""),
         "row_scale_ratio": scheme.row_scale_ratio,
+        "row_range_growth": scheme.row_range_growth,
         "row_scaled_nodes": rows,
         "weights": f"{scheme.weight_dtype}, per-channel, symmetric" + (", 7-bit (reduce_range)" if scheme.reduce_range else ""),
         "smooth_alpha": scheme.smooth_alpha,
@@ -397,6 +403,6 @@ def _recipe(scheme: QuantScheme, search: dict[str, Any], calibration: dict[str, 
         "embeddings": {"storage": "int8, one symmetric scale per row, dequantized after the lookup",
                        "tables": search["embeddings"]["tables"], "max_abs_error": round(search["embeddings"]["max_abs_error"], 8)},
         "calibration": calibration,
-        "search": {k: search[k] for k in ("dev", "tried", "sensitivity_top")},
+        "search": {k: search[k] for k in ("dev", "tried", "sensitivity_top", "range_growth_top")},
         "gates": gates,
     }

@@ -51,10 +51,13 @@ def unique_sentences(rows: Sequence[tuple[float, str, str]]) -> list[str]:
     return list(seen)
 
 
-def collect_stats(model: Any, activations: Sequence[str], enc: ReferenceEncoder, texts: Sequence[str], *, sample_rows: int = 1024) -> dict[str, ActStats]:
+def collect_stats(model: Any, activations: Sequence[str], enc: ReferenceEncoder, texts: Sequence[str], *, sample_rows: int = 1024,
+                  growth_texts: Sequence[Any] = ()) -> dict[str, ActStats]:
     """Per-channel min/max of each named activation over the real (non-padding) tokens of ``texts``.
 
-    Also keeps a fixed, evenly spaced subsample of token rows for the sensitivity measure.
+    Also keeps a fixed, evenly spaced subsample of token rows for the sensitivity measure, and, with
+    ``growth_texts`` (other texts: the search's dev set), each activation's ``growth``: its largest |value|
+    over those texts divided by its largest |value| over ``texts`` (run on the same session).
     """
     import onnx
 
@@ -78,9 +81,17 @@ def collect_stats(model: Any, activations: Sequence[str], enc: ReferenceEncoder,
             lo[name] = np.minimum(lo[name], x2.min(0)) if name in lo else x2.min(0)
             hi[name] = np.maximum(hi[name], x2.max(0)) if name in hi else x2.max(0)
             rows[name].append(x2[:: max(1, len(x2) // 16)].astype(np.float32))
+    seen = dict.fromkeys(names, 0.0)
+    for idx in enc.batches(growth_texts) if len(growth_texts) else []:
+        f = enc.feeds([growth_texts[i] for i in idx])
+        real = f["attention_mask"].astype(bool).reshape(-1)
+        for name, x in zip(names, sess.run(names, f)):
+            seen[name] = max(seen[name], float(np.abs(x.reshape(-1, x.shape[-1])[real]).max(initial=0.0)))
     stats = {}
     for name in names:
         sample = np.concatenate(rows[name])
         step = max(1, len(sample) // sample_rows)
-        stats[name] = ActStats(cmin=lo[name], cmax=hi[name], sample=sample[::step][:sample_rows])
+        absmax = max(float(hi[name].max()), float(-lo[name].min()), 1e-12)
+        stats[name] = ActStats(cmin=lo[name], cmax=hi[name], sample=sample[::step][:sample_rows],
+                               growth=seen[name] / absmax if len(growth_texts) else 1.0)
     return stats

@@ -35,14 +35,17 @@ class Preset:
 # Row scales for the activations whose static scale loses most (see qdq.row_scaled_activations); measured on
 # all-MiniLM-L6-v2 (benchmarks/quant_recipes.py): 1.5 picks the FFN-output inputs of layers 0-4.
 ROW_SCALE_RATIO = 1.5
+# ... and for the activations whose range on the dev texts outgrew the calibrated one by more than 10 %
+# (all-mpnet-base-v2: the last layer's GELU output, 1.38x; its held-out min cosine 0.960 -> 0.986).
+ROW_RANGE_GROWTH = 1.1
 
 PRESETS: dict[str, Preset] = {
     # u8 activations x s8 weights: the VNNI (vpdpbusd) kernel; also what AMX and OpenVINO take.
-    "avx512_vnni": Preset("avx512_vnni", int8_variant_for("avx512_vnni"), "avx512_vnni", QuantScheme(weight_dtype="int8", row_scale_ratio=ROW_SCALE_RATIO)),
+    "avx512_vnni": Preset("avx512_vnni", int8_variant_for("avx512_vnni"), "avx512_vnni", QuantScheme(weight_dtype="int8", row_scale_ratio=ROW_SCALE_RATIO, row_range_growth=ROW_RANGE_GROWTH)),
     # Without VNNI, u8 x s8 pairs are summed in saturating int16: 7-bit weights stored as uint8
     # (onnxruntime then picks its u8u8 kernel), as optimum's avx2 preset does.
-    "avx2": Preset("avx2", int8_variant_for("avx2"), "avx2", QuantScheme(weight_dtype="uint8", reduce_range=True, row_scale_ratio=ROW_SCALE_RATIO)),
-    "arm64": Preset("arm64", int8_variant_for("arm64"), "arm64", QuantScheme(weight_dtype="int8", row_scale_ratio=ROW_SCALE_RATIO)),
+    "avx2": Preset("avx2", int8_variant_for("avx2"), "avx2", QuantScheme(weight_dtype="uint8", reduce_range=True, row_scale_ratio=ROW_SCALE_RATIO, row_range_growth=ROW_RANGE_GROWTH)),
+    "arm64": Preset("arm64", int8_variant_for("arm64"), "arm64", QuantScheme(weight_dtype="int8", row_scale_ratio=ROW_SCALE_RATIO, row_range_growth=ROW_RANGE_GROWTH)),
 }
 
 # Defaults of the build's int8 gates; models.yaml overrides them per model (field ``gates``).

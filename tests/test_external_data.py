@@ -119,3 +119,19 @@ def test_weight_only_int8_and_single_file_layouts(external: Path, tmp_path: Path
     a = ort.InferenceSession(big, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     b = ort.InferenceSession(session_source(model, []), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     np.testing.assert_array_equal(a, b)
+
+
+def test_the_threshold_is_a_build_input(tmp_path: Path, tiny_registry: dict) -> None:
+    """The same build with another --external-threshold lays the files out differently, so it is not 'up to date'."""
+    out = tmp_path / NAME
+    args = ("build", NAME, "--out", str(out), "--registry", str(tiny_registry["registry"]), "--variants", "fp32")
+    run_cli(*args, "--external-threshold", "0", env=tiny_registry["env"])
+    assert (out / "onnx" / "model.onnx_data").is_file()
+    again = run_cli(*args, "--external-threshold", "0", env=tiny_registry["env"])
+    assert "up to date" in again.stdout + again.stderr
+    single = run_cli(*args, env=tiny_registry["env"])
+    assert "up to date" not in single.stdout + single.stderr
+    assert not (out / "onnx" / "model.onnx_data").exists()  # the default threshold keeps a tiny model in one file
+    from onnxembed import load_manifest
+
+    assert load_manifest(out).data_files("fp32") == []
