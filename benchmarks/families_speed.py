@@ -57,14 +57,42 @@ def _tree_rss_gb(pid: int) -> float:
     return sum(int(x) for x in out.split()) / 1024 / 1024
 
 
+def table_row(name: str, json_dir: Path) -> str:
+    """The FAMILIES-SPEED.md row of ``name`` from its two bench JSON files."""
+    from onnxembed.export.registry import load_registry
+
+    spec = load_registry()[name]
+    shapes = json.loads((json_dir / f"families-speed-{name}-shapes.json").read_text())
+    sts = json.loads((json_dir / f"families-speed-{name}-sts.json").read_text())
+    size = {v["name"]: v["size_mb"] for v in shapes["variants"]}
+
+    def speed(d: dict, workload: str) -> str:
+        m = {x["variant"]: x for x in d["measurements"] if x["workload"] == workload}
+        f, q = m["fp32"]["texts_per_s"], m["qint8_avx512_vnni"]["texts_per_s"]
+        return f"{f:,.1f} -> {q:,.1f} ({f and q / f:.2f}x)"
+
+    rss = {v["name"]: v.get("peak_rss_mb") for v in shapes["variants"]}
+    rss_sts = {v["name"]: v.get("peak_rss_mb") for v in sts["variants"]}
+    sts_work = next(x["workload"] for x in sts["measurements"])
+    return (f"| {spec.architecture} (`{name}`) | {spec.num_layers} x {spec.hidden_size} | {size['fp32']} | {size['qint8_avx512_vnni']} | "
+            f"{speed(shapes, '32x128')} | {speed(shapes, '1x128')} | {speed(sts, sts_work)} | "
+            f"{rss['fp32']:,.0f} / {rss['qint8_avx512_vnni']:,.0f} MB (shapes), {rss_sts['fp32']:,.0f} / {rss_sts['qint8_avx512_vnni']:,.0f} MB (STS) | "
+            f"{shapes['machine']['load_average'][0]:.2f} / {sts['machine']['load_average'][0]:.2f} |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="+", help="registry entries")
+    ap.add_argument("--table", action="store_true", help="only print the table rows from the JSON files in --json-dir")
     ap.add_argument("--root", default="/tmp/fam")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--max-rss-gb", type=float, default=11.0)
     ap.add_argument("--json-dir", default=str(HERE))
     args = ap.parse_args()
+    if args.table:
+        for name in args.names:
+            print(table_row(name, Path(args.json_dir)))
+        return 0
 
     from bench_runtime import sts_sentences
 
