@@ -146,6 +146,16 @@ def load_tokenizer(m: Manifest) -> Tokenizer:
     return tok
 
 
+def check_max_length(max_length: int | None, m: Manifest) -> int | None:
+    """``max_length`` as given to ``load``: None, or an int from 2 up to the model's own window."""
+    if max_length is None:
+        return None
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or not 2 <= max_length <= m.max_length:
+        raise ValueError(f"max_length must be an int from 2 to {m.max_length} ({m.name}'s window, manifest.json) or None, "
+                         f"found {max_length!r}")
+    return max_length
+
+
 def _session_options(base: ort.SessionOptions | None, threads: int | None, arena: bool) -> ort.SessionOptions:
     so = base if base is not None else ort.SessionOptions()
     if threads is not None:
@@ -219,8 +229,10 @@ class SessionModel:
         max_tokens: int | None | str = "auto",
         reason: str = "",
         parallel: int | str = "auto",
+        max_length: int | None = None,
     ) -> None:
         check_parallel(parallel)
+        self._max_length = check_max_length(max_length, manifest)
         self._manifest = manifest
         self._session = session
         self._tokenizer = tokenizer
@@ -255,6 +267,7 @@ class SessionModel:
         cpu_features: CpuFeatures | None = None,
         cache_dir: str | Path | None = None,
         parallel: int | str = "auto",
+        max_length: int | None = None,
     ) -> _Owner:
         """Load an artifact folder built by ``onnxembed build`` (a sentence embedder for the Embedder,
         a cross-encoder for the Reranker).
@@ -287,6 +300,10 @@ class SessionModel:
                 with ``threads=None`` gives each batch ``cores // parallel`` threads. Memory holds at
                 most this many batches' activations; results keep the input order
                 (:func:`split_threads`).
+            max_length: tokens per input at most, below the model's own window (None: the manifest's
+                ``max_length``); longer inputs are truncated and counted. One text's attention memory grows
+                with the square of its length (one 8,192-token Qwen3 text needs over 20 GB on the CPU
+                provider), so a CPU worker of a long-window model may cap it, e.g. ``max_length=4096``.
 
         Raises:
             ManifestError: missing folder or manifest, unknown variant, tokenizer or graph that does
@@ -299,6 +316,7 @@ class SessionModel:
         check_max_tokens(max_tokens)
         check_parallel(parallel)
         m = load_manifest(folder)
+        check_max_length(max_length, m)
         if m.task != cls.TASK:
             raise ManifestError(f"{m.root} holds {_WHAT[m.task]}, not {_WHAT[cls.TASK]}: load it with {_OWNER[m.task]}.load({str(folder)!r})")
         features = cpu_features or detect_cpu_features()
@@ -330,7 +348,8 @@ class SessionModel:
                 continue
             level = logging.WARNING if plan.last_resort else logging.INFO
             cls._log.log(level, "%s: variant %s on %s (%s)", m.name, plan.variant, session.get_providers(), plan.reason)
-            return cls(m, session, tokenizer, plan.variant, max_tokens=max_tokens, reason=plan.reason, parallel=plan_parallel)
+            return cls(m, session, tokenizer, plan.variant, max_tokens=max_tokens, reason=plan.reason, parallel=plan_parallel,
+                       max_length=max_length)
         raise RuntimeError("no plan produced a session")  # pragma: no cover (the last plan raises)
 
     @property
@@ -345,8 +364,9 @@ class SessionModel:
 
     @property
     def max_length(self) -> int:
-        """Tokens per input (a text, or a reranker's pair), special tokens included; longer inputs are truncated."""
-        return self._manifest.max_length
+        """Tokens per input (a text, or a reranker's pair), special tokens included; longer inputs are truncated.
+        The manifest's ``max_length`` unless ``load(max_length=...)`` lowered it."""
+        return self._max_length or self._manifest.max_length
 
     @property
     def manifest(self) -> Manifest:

@@ -251,6 +251,25 @@ def test_truncation_is_counted_and_logged_once(tiny_bert_artifacts: Path, caplog
     assert len(warnings) == 1 and "2 of 3 texts" in warnings[0].getMessage()
 
 
+def test_max_length_below_the_window_truncates_like_a_shorter_model(tiny_bert_artifacts: Path) -> None:
+    """load(max_length=N) bounds one text's tokens (and so its attention memory): the text is cut to N tokens,
+    counted, and embedded as the full-window model embeds those same N tokens."""
+    full = Embedder.load(tiny_bert_artifacts, variant="fp32", verify=False)
+    capped = Embedder.load(tiny_bert_artifacts, variant="fp32", verify=False, max_length=12)
+    assert capped.max_length == 12 and full.max_length > 12
+    text = "a man is playing a large guitar on the stage while the crowd sings along loudly tonight"
+    ids = capped.tokenize([text]).ids[0]
+    assert len(ids) == 12 and full.tokenize([text]).ids[0][:11] == ids[:11]  # the same pieces, then [SEP]
+    assert capped.truncated == 1 and full.truncated == 0
+    np.testing.assert_allclose(capped.encode([text]), full.embed_batch([ids]), atol=1e-6)
+    assert capped.truncated == 2
+    short = ["two dogs"]
+    np.testing.assert_allclose(capped.encode(short), full.encode(short), atol=1e-6)  # shorter texts: unchanged
+    for bad in (0, 1, full.max_length + 1, 12.5, True):
+        with pytest.raises(ValueError, match=f"max_length must be an int from 2 to {full.max_length}"):
+            Embedder.load(tiny_bert_artifacts, variant="fp32", verify=False, max_length=bad)
+
+
 def test_encode_iter_streams_in_order_with_bounded_read_ahead(tiny: Embedder) -> None:
     texts = [f"sentence number {i} " + "pad " * (i % 37) for i in range(500)]
     pulled = 0
