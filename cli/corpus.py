@@ -28,7 +28,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     try:
         summary = embed_corpus(
             args.dir, args.inputs, args.out,
-            text_column=args.text_column, id_column=args.id_column, kind=args.kind, dimensions=args.dimensions, input_format=args.input_format,
+            text_column=args.text_column, id_column=args.id_column, kind=args.kind, dimensions=args.dimensions, max_length=args.max_length, input_format=args.input_format,
             executor=args.executor, workers=args.workers, threads=args.threads, ray_address=args.ray_address,
             cpus_per_actor=args.cpus_per_actor, storage=args.storage, variant=args.variant, batch_size=args.batch_size,
             max_tokens=args.max_tokens, shard_rows=args.shard_rows, overwrite=args.overwrite, strict=args.strict,
@@ -85,6 +85,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--id-column", default=None, help="the id column or field; default: FILE:LINE (text, jsonl) or FILE:ROW (parquet)")
     p.add_argument("--kind", default=None, help="query, passage, or a prompt name of the model's manifest: put that text before each input")
     p.add_argument("--dimensions", type=positive_int, default=None, help="keep the first N values (Matryoshka models: a size the manifest lists)")
+    p.add_argument("--max-length", type=positive_int, default=None,
+                   help="tokens per text at most, 2 to the model's window (default: the window); longer texts are truncated and counted")
     p.add_argument("--input-format", choices=("auto", "parquet", "jsonl", "text"), default="auto", help="default: by file suffix, other files as text")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="local worker processes (default) or Ray actors")
     p.add_argument("--workers", type=positive_int, default=None, help="local: processes (default one per core); ray: actors (default cluster CPUs / --cpus-per-actor)")

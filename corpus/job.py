@@ -91,6 +91,7 @@ def embed_corpus(
     id_column: str | None = None,
     kind: str | None = None,
     dimensions: int | None = None,
+    max_length: int | None = None,
     input_format: str = "auto",
     executor: str = "local",
     workers: int | None = None,
@@ -120,6 +121,8 @@ def embed_corpus(
             None embeds the text as given.
         dimensions: keep the first ``dimensions`` values of each vector (then normalize again when the
             model normalizes); only the Matryoshka sizes the manifest lists. None: the model's size.
+        max_length: tokens per text at most, from 2 to the model's window (None: the window); longer texts
+            are truncated and counted. Bounds one long text's memory (``Embedder.load``'s ``max_length``).
         input_format: ``"auto"`` (by suffix; other files are text), ``"parquet"``, ``"jsonl"``, ``"text"``.
         executor: ``"local"`` (worker processes) or ``"ray"`` (Ray actors; the ``ray`` extra).
         workers: local: processes (default: one per core); ray: actors (default: cluster CPUs /
@@ -163,7 +166,7 @@ def embed_corpus(
         from .ray_executor import import_ray
 
         import_ray()  # before any work: a missing extra is the first thing the user hears
-    model = _model_entry(model_dir, variant, kind, dimensions)
+    model = _model_entry(model_dir, variant, kind, dimensions, max_length)
     columns = Columns(text_column, id_column)
     files, shards = plan_inputs(paths, columns, shard_rows, input_format, strict=strict)
     job = _job_manifest(model, kind, dimensions, files, columns, storage, shard_rows, shards, strict)
@@ -175,7 +178,8 @@ def embed_corpus(
     done = _finished(out_loc, shards)
     todo = [s for s in shards if s.index not in done]
     logger.info("%s: %d shards, %d finished, %d to embed", out_loc, len(shards), len(done), len(todo))
-    spec = WorkSpec(os.path.abspath(model_dir), model["variant"], model["sha256"], out_loc.uri, columns, kind, storage, batch_size, max_tokens, dimensions)
+    spec = WorkSpec(os.path.abspath(model_dir), model["variant"], model["sha256"], out_loc.uri, columns, kind, storage, batch_size, max_tokens, dimensions,
+                    max_length)
     tracker = _Tracker(len(shards), len(done), sum(s.texts for s in todo), progress)
     used = 0
     if todo:
@@ -215,10 +219,11 @@ def _check_options(executor: str, storage: str, shard_rows: int, workers: int | 
         raise ValueError(f"cpus_per_actor must be > 0, found {cpus!r}")
 
 
-def _model_entry(model_dir: str | PathLike[str], variant: str, kind: str | None, dimensions: int | None) -> dict[str, Any]:
+def _model_entry(model_dir: str | PathLike[str], variant: str, kind: str | None, dimensions: int | None,
+                 max_length: int | None = None) -> dict[str, Any]:
     """Resolve the variant once, here, so every worker runs the same file (and the manifest says which);
-    ``kind`` and ``dimensions`` are checked against the model before any work (ValueError naming the choices)."""
-    emb = Embedder.load(model_dir, variant=variant, threads=1)
+    ``kind``, ``dimensions`` and ``max_length`` are checked against the model before any work (ValueError naming the choices)."""
+    emb = Embedder.load(model_dir, variant=variant, threads=1, max_length=max_length)
     if kind is not None and kind not in emb.prompts:
         raise ValueError(f"kind must be None or one of {sorted(emb.prompts)} (the prompts of {emb.manifest.name}), found {kind!r}")
     emb.check_dimensions(dimensions)

@@ -42,6 +42,7 @@ class WorkSpec:
     batch_size: int
     max_tokens: int | None | str
     dimensions: int | None = None
+    max_length: int | None = None  # tokens per text (None: the model's window)
 
 
 def load_embedder(spec: WorkSpec, threads: int | None) -> Embedder:
@@ -49,7 +50,7 @@ def load_embedder(spec: WorkSpec, threads: int | None) -> Embedder:
 
     Batches run one at a time (``parallel=1``): the job's parallelism is its worker processes, one per
     core by default, and a second batch in flight per worker would only oversubscribe the cores."""
-    emb = Embedder.load(spec.model_dir, variant=spec.variant, threads=threads, parallel=1)
+    emb = Embedder.load(spec.model_dir, variant=spec.variant, threads=threads, parallel=1, max_length=spec.max_length)
     found = emb.manifest.variants[emb.variant].sha256
     if found != spec.sha256:
         raise CorpusMismatchError(

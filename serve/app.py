@@ -140,6 +140,7 @@ def create_app(
     threads: int | None = None,
     variant: str = "auto",
     parallel: int | str = "auto",
+    max_length: int | None = None,
 ) -> Starlette:
     """The ASGI app serving the artifact folders ``dirs`` (one model each).
 
@@ -161,6 +162,8 @@ def create_app(
         parallel: batches run side by side per model (``"auto"``: on the CPU provider 2 batches of
             ``cores // 2`` threads, or ``cores // threads`` batches when ``threads`` is given).
         variant: ``auto`` (the runtime's choice for this machine) or a manifest variant.
+        max_length: tokens per input at most (None: each model's window; a shorter window is kept):
+            bounds one long text's memory on a CPU worker.
 
     >>> app = create_app(["artifacts/all-minilm-l6-v2"])  # doctest: +SKIP
     """
@@ -174,6 +177,8 @@ def create_app(
             raise ValueError(f"{label} must be an integer >= {low}, found {value!r}")
     if max_tokens is not None and max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1 or None, found {max_tokens}")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2):
+        raise ValueError(f"max_length must be an integer >= 2 or None, found {max_length!r}")
     if batch_window_ms < 0:
         raise ValueError(f"batch_window_ms must be >= 0, found {batch_window_ms}")
     served: dict[str, tuple[str, Path, Manifest]] = {}
@@ -184,7 +189,8 @@ def create_app(
             raise ValueError(f"two folders are named {name!r} ({served[name][1]} and {folder}); give each a --name")
         served[name] = (name, folder, manifest)
     check_parallel(parallel)  # here, not in the background load: a bad option fails at once
-    limits = Limits(variant, threads, max_tokens, max_batch_size, batch_window_ms / 1000.0, max_client_batch, max_concurrent_requests, parallel)
+    limits = Limits(variant, threads, max_tokens, max_batch_size, batch_window_ms / 1000.0, max_client_batch, max_concurrent_requests, parallel,
+                    max_length)
     metrics = Metrics()
     layer = Models(list(served.values()), limits, observer=metrics.observer, on_ready=lambda name: metrics.ready.labels(name).set(1))
     return _starlette(ServerState(layer, api_key, max_payload, metrics))
@@ -252,7 +258,7 @@ def _starlette(st: ServerState) -> Starlette:
                 "prefixes": m.manifest.prefixes,
                 "providers": run_.providers if run_ else None,
                 "max_concurrent_requests": lim.max_concurrent_requests,
-                "max_input_length": m.manifest.max_length,
+                "max_input_length": lim.length_for(m.manifest.max_length),
                 "max_batch_tokens": m.max_batch_tokens or lim.max_tokens,
                 "max_batch_requests": lim.max_batch_size,
                 "max_client_batch_size": lim.max_client_batch,

@@ -64,6 +64,8 @@ class Limits:
         max_concurrent_requests: requests admitted at once (more are refused as ``overloaded``).
         parallel: batches run side by side per model (``Embedder.load``'s ``parallel``; ``"auto"`` splits
             the cores between batches and threads).
+        max_length: tokens per input at most (None: each model's own window; a model whose window is
+            shorter keeps its window). Bounds one long text's memory on a CPU worker.
     """
 
     variant: str = "auto"
@@ -74,6 +76,11 @@ class Limits:
     max_client_batch: int = 256
     max_concurrent_requests: int = 512
     parallel: int | str = "auto"
+    max_length: int | None = None
+
+    def length_for(self, window: int) -> int:
+        """Tokens per input for a model whose window is ``window``."""
+        return window if self.max_length is None else min(self.max_length, window)
 
 
 @dataclass(eq=False)
@@ -134,6 +141,7 @@ class Models:
         try:
             for m in self.models.values():
                 runner = load_warm(m.folder, m.task, variant=lim.variant, threads=lim.threads, max_tokens=lim.max_tokens,
+                                   max_length=lim.length_for(m.manifest.max_length),
                                    max_batch_size=lim.max_batch_size, parallel=lim.parallel)
                 observer = self._observer(m.name, lambda b=m: b.batcher.queue_depth if b.batcher else 0) if self._observer else None
                 m.runner = runner

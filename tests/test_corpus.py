@@ -208,6 +208,7 @@ def test_mismatched_rerun_is_refused_and_overwrite_restarts(tiny_bert_artifacts:
         (dict(storage="float16"), "option storage"),
         (dict(kind="query"), "kind"),
         (dict(shard_rows=50), "option shard_rows"),
+        (dict(max_length=12), "model max_length"),
     ]
     for change, reason in cases:
         kw = dict(model_dir=tiny_bert_artifacts, inputs=src, out=out, shard_rows=100, workers=1) | change
@@ -221,6 +222,22 @@ def test_mismatched_rerun_is_refused_and_overwrite_restarts(tiny_bert_artifacts:
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before, "a refused run touched the folder"
     s = embed_corpus(tiny_bert_artifacts, src, out, shard_rows=100, workers=1, overwrite=True)
     assert s.texts == 301 and s.shards_skipped == 0
+
+
+def test_max_length_caps_every_text_and_the_job_records_it(tiny_bert_artifacts: Path, tmp_path: Path) -> None:
+    """--max-length: each text cut to N tokens (counted in the summary), the vectors those of
+    Embedder.load(max_length=N); a cap above the model's window is refused before any work."""
+    long = "a man is playing a large guitar on the stage while the crowd sings along loudly tonight"
+    src = _write(tmp_path / "in.txt", f"{long}\ntwo dogs\n{long} again\n")
+    out = tmp_path / "out"
+    s = embed_corpus(tiny_bert_artifacts, src, out, workers=1, max_length=12)
+    assert s.texts == 3 and s.truncated == 2
+    capped = Embedder.load(tiny_bert_artifacts, max_length=12)
+    assert json.loads((out / "_manifest.json").read_text())["model"]["max_length"] == 12
+    assert_exact(out, {f"{src}:1": long, f"{src}:2": "two dogs", f"{src}:3": f"{long} again"}, capped)
+    with pytest.raises(ValueError, match="max_length must be an int from 2 to"):
+        embed_corpus(tiny_bert_artifacts, src, tmp_path / "out2", workers=1, max_length=capped.manifest.max_length + 1)
+    assert not (tmp_path / "out2").exists() or not any((tmp_path / "out2").iterdir())
 
 
 def _bad_parquet(path: Path, table: pa.Table) -> Path:

@@ -695,3 +695,27 @@ def test_workers_share_the_port_and_drain_together(tiny_bert_artifacts: Path, tm
         code = s.stop()
     assert code == 0, s.text()
     assert all(not Path(f"/proc/{c}").exists() or b"spawn_main" not in Path(f"/proc/{c}/cmdline").read_bytes() for c in workers)
+
+
+def test_max_length_caps_the_tokens_per_text_and_info_says_so(tiny_bert_artifacts: Path, tmp_path: Path) -> None:
+    """--max-length bounds one text's tokens (so its memory) below the model's window: /info reports it and a long
+    text is embedded as Embedder.load(max_length=...) embeds it; the warm-up never runs past the batch budget."""
+    capped = Embedder.load(tiny_bert_artifacts, max_length=12)  # the same automatic variant the server picks
+    long = "a man is playing a large guitar on the stage while the crowd sings along loudly tonight"
+    ids = capped.tokenize([long]).ids
+    assert len(ids[0]) == 12
+    with serving([tiny_bert_artifacts], "--max-length", "12", log=tmp_path / "server.log") as s:
+        info = httpx.get(s.url + "/info", timeout=10).json()
+        refused = httpx.post(s.url + "/embed", json={"inputs": [long]}, timeout=60)  # TEI: over the length without truncate
+        r = httpx.post(s.url + "/embed", json={"inputs": [long], "normalize": True, "truncate": True}, timeout=60)
+        assert r.status_code == 200, r.text
+    assert refused.status_code == 400 and "max length of 12" in refused.json()["error"]["message"]
+    assert info["max_input_length"] == 12 < capped.manifest.max_length
+    np.testing.assert_allclose(np.array(r.json(), np.float32), capped.embed_batch(ids, normalize=True), atol=1e-5)
+
+
+def test_warm_up_rows_stay_within_the_budget() -> None:
+    from onnxembed.serve.loading import _warm_length
+
+    assert _warm_length(512, 1024) == 512 and _warm_length(8192, 1024) == 1024 and _warm_length(32768, None) == 32768
+    assert _warm_length(8192, 8192) == 8192 and _warm_length(384, 8192) == 384
