@@ -235,7 +235,9 @@ class Server:
 
     def start(self, log_dir: Path, timeout: float = 600) -> None:
         log = open(log_dir / f"{self.name}.log", "wb")
-        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, cwd=self.cwd)
+        # a session of its own: pause, resume and a last-resort kill reach its worker processes too
+        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, cwd=self.cwd,
+                                     start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -252,11 +254,11 @@ class Server:
 
     def pause(self) -> None:
         if self.proc:
-            os.kill(self.proc.pid, signal.SIGSTOP)
+            os.killpg(self.proc.pid, signal.SIGSTOP)
 
     def resume(self) -> None:
         if self.proc:
-            os.kill(self.proc.pid, signal.SIGCONT)
+            os.killpg(self.proc.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -265,7 +267,7 @@ class Server:
             try:
                 self.proc.wait(60)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def _free_port() -> int:

@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any, Sequence
@@ -138,9 +139,26 @@ def _reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+PARENT_POLL_S = 0.5  # how often a worker checks that the process that started it is still there
+
+
 def _worker(dirs: list[Any], host: str, port: int, app_kwargs: dict[str, Any], shutdown_timeout: float, level: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s[%(process)d]: %(message)s")
+    _drain_when_orphaned(os.getppid())
     sys.exit(_serve_one(dirs, host, port, app_kwargs, shutdown_timeout, reuse_port=True))
+
+
+def _drain_when_orphaned(parent: int) -> None:
+    """A worker whose parent died without forwarding a signal (SIGKILL, OOM killer) drains and exits as on
+    SIGTERM, instead of serving on the shared port forever beside a restarted server."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        logger.warning("the parent process %d is gone: draining this worker", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="onnxembed-parent-watch", daemon=True).start()
 
 
 def _serve_workers(n: int, dirs: list[Any], host: str, port: int, app_kwargs: dict[str, Any], shutdown_timeout: float) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -695,6 +696,33 @@ def test_workers_share_the_port_and_drain_together(tiny_bert_artifacts: Path, tm
         code = s.stop()
     assert code == 0, s.text()
     assert all(not Path(f"/proc/{c}").exists() or b"spawn_main" not in Path(f"/proc/{c}/cmdline").read_bytes() for c in workers)
+
+
+def test_workers_drain_and_exit_when_their_parent_is_killed(tiny_bert_artifacts: Path, tmp_path: Path) -> None:
+    """A parent killed without forwarding SIGTERM (SIGKILL, the OOM killer) must not leave workers serving the port."""
+    s = Server([tiny_bert_artifacts], "--workers", "2", "--threads", "1", log=tmp_path / "server.log")
+    try:
+        s.wait_ready()
+        deadline = time.monotonic() + 60
+        workers: list[str] = []
+        while time.monotonic() < deadline and len(workers) < 2:
+            children = Path(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children").read_text().split()
+            workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+            time.sleep(0.1)
+        assert len(workers) == 2
+        s.proc.kill()
+        s.proc.wait(10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in workers):
+            time.sleep(0.2)
+        left = [c for c in workers if Path(f"/proc/{c}").exists() and b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert not left, f"workers {left} outlived their parent"
+        assert "is gone: draining this worker" in s.text()
+    finally:
+        for c in workers:
+            if Path(f"/proc/{c}").exists():
+                os.kill(int(c), signal.SIGKILL)
+        s.stop()
 
 
 def test_max_length_caps_the_tokens_per_text_and_info_says_so(tiny_bert_artifacts: Path, tmp_path: Path) -> None:
