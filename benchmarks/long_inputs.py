@@ -72,15 +72,13 @@ print(json.dumps({"tokens": n, "load_s": load_s, "rss_after_load_mb": after_load
 
 def build(names: list[str], work: Path) -> dict[str, Path]:
     """The full-size random fp32 folders (reused when present)."""
-    from tokenizer_fixtures import modernbert_bpe, qwen_bpe, xlmr_unigram
+    from tokenizer_fixtures import family_vocab_folders
 
     from onnxembed.export.registry import load_registry
-    from onnxembed.export.synthetic import offline_hub, tokenizer_folder
+    from onnxembed.export.synthetic import offline_hub
 
     reg = load_registry()
-    vocab = {"xlm-r": tokenizer_folder("xlm-r", xlmr_unigram(), work / "tok" / "xlm-r"),
-             "qwen": tokenizer_folder("qwen", qwen_bpe(), work / "tok" / "qwen"),
-             "modernbert": tokenizer_folder("modernbert", modernbert_bpe(), work / "tok" / "modernbert")}
+    vocab = family_vocab_folders(work / "tok")
     out = {}
     for name in names:
         hub = offline_hub({name: reg[name]}, work / "hub", vocab_from=vocab)

@@ -142,14 +142,9 @@ def family_vocab(tmp_path_factory: pytest.TempPathFactory, real_checkpoint: Path
     """Tokenizer folders per registry tokenizer family: the embedded model's uncased BERT files (also for
     MPNet's tiny checkpoints), the real XLM-R ``tokenizer.json`` and the Qwen BPE one (fetched once, see tokenizer_fixtures),
     and a ModernBERT-style BPE trained in the tests (no real ModernBERT file is on the package index)."""
-    from tokenizer_fixtures import modernbert_bpe, qwen_bpe, xlmr_unigram
+    from tokenizer_fixtures import family_vocab_folders
 
-    from onnxembed.export.synthetic import tokenizer_folder
-
-    root = tmp_path_factory.mktemp("family-vocab")
-    return {"bert-uncased": real_checkpoint, "mpnet": real_checkpoint, "xlm-r": tokenizer_folder("xlm-r", xlmr_unigram(), root / "xlm-r"),
-            "qwen": tokenizer_folder("qwen", qwen_bpe(), root / "qwen"),
-            "modernbert": tokenizer_folder("modernbert", modernbert_bpe(), root / "modernbert")}
+    return family_vocab_folders(tmp_path_factory.mktemp("family-vocab"), real_checkpoint)
 
 
 @pytest.fixture(scope="session")

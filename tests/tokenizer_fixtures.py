@@ -251,3 +251,15 @@ def corpus(n: int = 20_000, seed: int = 17) -> list[str]:
 
 def load_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def family_vocab_folders(root: Path, bert: Path | None = None) -> dict[str, Path]:
+    """Tokenizer folders per registry tokenizer family under ``root``, for ``offline_hub(vocab_from=...)``: the
+    real XLM-R and Qwen files, the ModernBERT-style BPE, and (when given) ``bert``, the embedded model's uncased
+    BERT folder, for BERT and MPNet checkpoints."""
+    from onnxembed.export.synthetic import tokenizer_folder
+
+    out = {"xlm-r": tokenizer_folder("xlm-r", xlmr_unigram(), root / "xlm-r"),
+           "qwen": tokenizer_folder("qwen", qwen_bpe(), root / "qwen"),
+           "modernbert": tokenizer_folder("modernbert", modernbert_bpe(), root / "modernbert")}
+    return {**({"bert-uncased": bert, "mpnet": bert} if bert is not None else {}), **out}
